@@ -1,0 +1,134 @@
+#include "app/runtime.hpp"
+
+#include <netdb.h>
+
+#include <random>
+#include <thread>
+
+#include "log/log.hpp"
+#include "server/core.hpp"
+
+namespace smtplb::app {
+
+namespace {
+
+// After the forced close, how long the cores get to write their 421s.
+constexpr std::chrono::seconds kForcedCloseGrace{2};
+
+// Backend addresses are resolved once, at start-up (a host name in
+// `address:` is looked up with the system resolver; DNS-driven pools with
+// re-resolution are the `mx:` capability).
+std::optional<tcp::endpoint> resolve(const config::Endpoint& e, std::string& err) {
+  error_code ec;
+  auto addr = asio::ip::make_address(e.host, ec);
+  if (!ec) return tcp::endpoint(addr, e.port);
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(e.host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || !res) {
+    err = gai_strerror(rc);
+    return std::nullopt;
+  }
+  tcp::endpoint ep;
+  if (res->ai_family == AF_INET) {
+    auto* sa = reinterpret_cast<sockaddr_in*>(res->ai_addr);
+    ep = tcp::endpoint(asio::ip::address_v4(ntohl(sa->sin_addr.s_addr)), e.port);
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(res->ai_addr);
+    asio::ip::address_v6::bytes_type b;
+    std::memcpy(b.data(), &sa->sin6_addr, 16);
+    ep = tcp::endpoint(asio::ip::address_v6(b), e.port);
+  }
+  freeaddrinfo(res);
+  return ep;
+}
+
+}  // namespace
+
+int run(std::shared_ptr<const config::Config> cfg) {
+  server::Shared shared;
+  shared.cfg = cfg;
+  shared.id_base = std::random_device{}();
+  for (const auto& p : cfg->pools) {
+    auto& list = shared.backends[p.name];
+    for (const auto& b : p.backends) {
+      std::string err;
+      auto ep = resolve(b.address, err);
+      if (!ep) {
+        spdlog::critical("pool {}: cannot resolve backend {}: {}", p.name, b.name, err);
+        return 1;
+      }
+      list.push_back({std::make_unique<balance::BackendState>(p.name, b), *ep});
+    }
+  }
+
+  int workers = cfg->workers > 0 ? cfg->workers
+                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::unique_ptr<server::Core>> cores;
+  for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
+  for (auto& c : cores) {
+    try {
+      c->listen();
+    } catch (const boost::system::system_error& e) {
+      spdlog::critical("cannot listen: {}", e.what());
+      return 1;
+    }
+  }
+
+  asio::io_context signals_io;
+  asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
+  asio::steady_timer force_timer(signals_io), stop_timer(signals_io);
+  bool stopping = false;
+  std::function<void(error_code, int)> on_signal = [&](error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGHUP) {
+      log::Record("reload_ignored")
+          .add("reason", "configuration reload is not supported by this build; restart to apply")
+          .emit(spdlog::level::warn);
+    } else if (!stopping) {
+      stopping = true;
+      log::Record("shutdown")
+          .add("signal", sig == SIGTERM ? "TERM" : "INT")
+          .add("deadline_ms", static_cast<long long>(cfg->timeouts.shutdown.count()))
+          .emit();
+      for (auto& c : cores) c->begin_shutdown();
+      force_timer.expires_after(cfg->timeouts.shutdown);
+      force_timer.async_wait([&](error_code e) {
+        if (e) return;
+        for (auto& c : cores) c->force_close();
+        stop_timer.expires_after(kForcedCloseGrace);
+        stop_timer.async_wait([&](error_code e2) {
+          if (e2) return;
+          for (auto& c : cores) c->io().stop();
+        });
+      });
+    } else {
+      // A second signal: the operator wants out now.
+      for (auto& c : cores) c->io().stop();
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  log::Record rec("started");
+  rec.add("workers", workers);
+  for (const auto& l : cfg->listeners)
+    rec.add("listener", l.name + "=" + l.listen.str() + "/" + config::to_string(l.role));
+  rec.emit();
+
+  std::thread signal_thread([&] { signals_io.run(); });
+  std::vector<std::thread> threads;
+  for (auto& c : cores) threads.emplace_back([&c] { c->run(); });
+  for (auto& t : threads) t.join();
+  asio::post(signals_io, [&] {
+    signals.cancel();
+    force_timer.cancel();
+    stop_timer.cancel();
+  });
+  signal_thread.join();
+  log::Record("stopped").emit();
+  return 0;
+}
+
+}  // namespace smtplb::app

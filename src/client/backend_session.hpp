@@ -1,0 +1,85 @@
+// backend_session.hpp: one SMTP client session to a backend MTA.
+//
+// Named states (connecting -> ready -> busy -> ready ... -> closed) and one
+// reply reader that treats the backend as untrusted input (smtp::ReplyParser).
+// The session records the backend's EHLO capabilities so the relay never
+// sends SMTPUTF8, 8BITMIME or SIZE to a backend that did not offer them.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <string>
+#include <string_view>
+
+#include "balance/backend_state.hpp"
+#include "client/failure.hpp"
+#include "config/config.hpp"
+#include "net/timed_socket.hpp"
+#include "smtp/line_reader.hpp"
+#include "smtp/reply.hpp"
+
+namespace smtplb::client {
+
+struct Capabilities {
+  bool esmtp = false;
+  bool pipelining = false;
+  bool size = false;
+  std::uint64_t size_limit = 0;  // 0: none announced
+  bool eightbitmime = false;
+  bool smtputf8 = false;
+  bool enhanced_status_codes = false;
+};
+
+struct CommandResult {
+  Failure failure = Failure::kNone;  // kNone: `reply` holds the backend's answer
+  smtp::Reply reply;
+};
+
+class BackendSession {
+ public:
+  using Duration = std::chrono::milliseconds;
+  enum class State { kConnecting, kReady, kBusy, kClosed };
+
+  BackendSession(asio::any_io_executor ex, balance::BackendState& backend,
+                 const config::Config& cfg);
+
+  // Connect, read the 220 banner, EHLO (HELO if EHLO is refused).
+  awaitable<Failure> open(const tcp::endpoint& ep);
+  awaitable<CommandResult> command(std::string_view line, Duration d);
+  awaitable<CommandResult> read_reply(Duration d);
+  awaitable<Failure> send(std::string_view bytes, Duration d);
+  // QUIT politely, bounded, then close.
+  awaitable<void> quit();
+  void close();
+
+  balance::BackendState& backend() { return backend_; }
+  const Capabilities& caps() const { return caps_; }
+  State state() const { return state_; }
+  void set_state(State s) { state_ = s; }
+  bool is_open() const { return state_ != State::kClosed && sock_.is_open(); }
+  // Bytes the backend sent that no command asked for (SECURITY.md 8).
+  bool has_unsolicited_input() const { return lines_.has_pending(); }
+
+  Clock::time_point created() const { return created_; }
+  Clock::time_point last_used() const { return last_used_; }
+  void touch() { last_used_ = Clock::now(); }
+  bool reused = false;  // taken from the pool rather than freshly opened
+
+ private:
+  Failure failure_from(const error_code& ec) const;
+
+  balance::BackendState& backend_;
+  const config::Config& cfg_;
+  net::TimedSocket sock_;
+  smtp::LineReader lines_{smtp::ReplyParser::kMaxReplyLine};
+  smtp::ReplyParser parser_;
+  std::array<char, 4096> buf_{};
+  Capabilities caps_;
+  State state_ = State::kConnecting;
+  Clock::time_point created_ = Clock::now();
+  Clock::time_point last_used_ = created_;
+};
+
+Capabilities parse_ehlo(const smtp::Reply& r);
+
+}  // namespace smtplb::client

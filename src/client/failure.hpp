@@ -1,0 +1,40 @@
+// failure.hpp: why a backend was left, and whether that means a replay.
+//
+// One enum for every way a backend can fail a transaction (Envoy's
+// UpstreamFailureReason); should_replay() is the single place that decides
+// "try the next backend" versus "the answer is final".
+#pragma once
+
+namespace smtplb::client {
+
+enum class Failure {
+  kNone,
+  kConnectRefused,    // connect failed at once
+  kConnectTimeout,    // connect did not complete within backend_connect
+  kBannerRefused,     // 421/554 or other non-220 greeting
+  kEhloRefused,       // neither EHLO nor HELO accepted
+  kShuttingDown,      // 421 to a command
+  kTransient,         // 4xx to MAIL, DATA or end of data
+  kPermanent,         // 5xx: final, passed to the client
+  kDropped,           // connection closed or reset
+  kStalled,           // no reply within backend_reply
+  kSilentFinalDot,    // no reply to the final dot within backend_data_done
+  kProtocol,          // a malformed or unsolicited reply
+  kNotCapable,        // lacks SMTPUTF8/8BITMIME/SIZE the message needs
+  kRecipientRefused,  // refused on replay a recipient another backend accepted
+};
+
+const char* to_string(Failure f);
+
+// Replay on another backend?  Everything but a 5xx, which is the backend's
+// authoritative answer about this message.
+inline bool should_replay(Failure f) { return f != Failure::kNone && f != Failure::kPermanent; }
+
+// Does this failure count against the backend's health (passive detection)?
+// A capability mismatch or a recipient disagreement is not ill health.
+inline bool counts_against_backend(Failure f) {
+  return f != Failure::kNone && f != Failure::kPermanent && f != Failure::kNotCapable &&
+         f != Failure::kRecipientRefused && f != Failure::kTransient;
+}
+
+}  // namespace smtplb::client

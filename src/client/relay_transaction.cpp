@@ -1,0 +1,346 @@
+#include "client/relay_transaction.hpp"
+
+#include "smtp/replies.hpp"
+
+namespace smtplb::client {
+
+namespace {
+
+// The enhanced code a reply gets when the backend sent none (we advertise
+// ENHANCEDSTATUSCODES to the client, RFC 2034).
+smtp::Reply with_enhanced(smtp::Reply r, const char* ok_code) {
+  if (!r.enhanced.empty()) return r;
+  if (r.code >= 200 && r.code < 300) r.enhanced = ok_code;
+  else if (r.code >= 400 && r.code < 500) r.enhanced = "4.0.0";
+  else if (r.code >= 500) r.enhanced = "5.0.0";
+  return r;
+}
+
+// The queue id in a backend's "250 2.0.0 Ok: queued as 4F1B2C3D" and the
+// like: the last word of the first line, when it looks like an id.
+std::string queue_id_from(const smtp::Reply& r) {
+  if (r.lines.empty()) return {};
+  std::string_view l = r.lines[0];
+  while (!l.empty() && l.back() == ' ') l.remove_suffix(1);
+  std::size_t sp = l.rfind(' ');
+  std::string_view w = sp == std::string_view::npos ? l : l.substr(sp + 1);
+  if (w.size() > 64 || w.empty()) return {};
+  for (char c : w)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
+        c != '@' && c != '<' && c != '>' && c != '=')
+      return {};
+  return std::string(w);
+}
+
+}  // namespace
+
+RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Config& cfg,
+                                   PoolRuntime& pool, Envelope env)
+    : ex_(std::move(ex)),
+      cfg_(cfg),
+      pool_(pool),
+      env_(std::move(env)),
+      deadline_(Clock::now() + cfg.timeouts.transaction),
+      replay_(cfg.limits.replay_memory, cfg.temp_directory) {
+  candidates_ = pool_.balancer->order(pool_.states, Clock::now());
+}
+
+RelayTransaction::~RelayTransaction() {
+  // release() normally ran; anything left is not in a state to reuse.
+  if (session_) session_->close();
+}
+
+RelayTransaction::Duration RelayTransaction::bound(Duration d) const {
+  auto left = std::chrono::duration_cast<Duration>(deadline_ - Clock::now());
+  if (left < Duration(1)) left = Duration(1);
+  return std::min(d, left);
+}
+
+void RelayTransaction::fail_backend(Failure f, std::string detail) {
+  if (current_) {
+    attempts_.push_back({current_->state->name(), f, std::move(detail)});
+    if (counts_against_backend(f)) current_->state->record_failure(Clock::now());
+  }
+  if (session_) {
+    session_->close();
+    session_.reset();
+  }
+  current_ = nullptr;
+  streaming_ = false;
+}
+
+std::string RelayTransaction::mail_line(const Capabilities& caps) const {
+  std::string line = "MAIL FROM:<" + env_.sender.str() + ">";
+  if (caps.size && env_.params.size) line += " SIZE=" + std::to_string(*env_.params.size);
+  if (caps.eightbitmime && env_.params.body == smtp::Body::k8BitMime) line += " BODY=8BITMIME";
+  if (caps.eightbitmime && env_.params.body == smtp::Body::k7Bit) line += " BODY=7BIT";
+  if (env_.needs_smtputf8) line += " SMTPUTF8";
+  line += "\r\n";
+  return line;
+}
+
+awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(BackendRuntime& b,
+                                                                         Failure& why) {
+  // A pooled session first; RSET proves it is alive.  A stale one is
+  // closed and costs nothing but the reconnect.
+  while (auto s = b.idle.take(Clock::now())) {
+    auto r = co_await s->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
+    if (r.failure == Failure::kNone && r.reply.code == 250 && !s->has_unsolicited_input())
+      co_return std::move(s);
+    s->close();
+  }
+  auto s = std::make_unique<BackendSession>(ex_, *b.state, cfg_);
+  why = co_await s->open(b.endpoint);
+  if (why != Failure::kNone) co_return nullptr;
+  co_return std::move(s);
+}
+
+awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s,
+                                                       smtp::Reply& mail_reply) {
+  const Duration d = bound(cfg_.timeouts.backend_reply);
+  std::string mail = mail_line(s.caps());
+  if (s.caps().pipelining) {
+    // RFC 2920: MAIL and the RCPTs in one write, replies read in order.
+    std::string batch = mail;
+    for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
+    if (Failure f = co_await s.send(batch, d); f != Failure::kNone) co_return f;
+    auto m = co_await s.read_reply(d);
+    if (m.failure != Failure::kNone) co_return m.failure;
+    mail_reply = m.reply;
+    bool refused = false;
+    for (std::size_t i = 0; i < accepted_.size(); ++i) {
+      auto r = co_await s.read_reply(d);
+      if (r.failure != Failure::kNone) co_return r.failure;
+      if (r.reply.code == 421) co_return Failure::kShuttingDown;
+      if (r.reply.code != 250 && r.reply.code != 251) refused = true;
+    }
+    if (mail_reply.code == 421) co_return Failure::kShuttingDown;
+    if (mail_reply.transient()) co_return Failure::kTransient;
+    if (mail_reply.permanent()) co_return Failure::kPermanent;
+    co_return refused ? Failure::kRecipientRefused : Failure::kNone;
+  }
+  auto m = co_await s.command(mail, d);
+  if (m.failure != Failure::kNone) co_return m.failure;
+  mail_reply = m.reply;
+  if (mail_reply.code == 421) co_return Failure::kShuttingDown;
+  if (mail_reply.transient()) co_return Failure::kTransient;
+  if (mail_reply.permanent()) co_return Failure::kPermanent;
+  for (const auto& rcpt : accepted_) {
+    auto r = co_await s.command("RCPT TO:<" + rcpt.str() + ">\r\n", d);
+    if (r.failure != Failure::kNone) co_return r.failure;
+    if (r.reply.code == 421) co_return Failure::kShuttingDown;
+    if (r.reply.code != 250 && r.reply.code != 251) co_return Failure::kRecipientRefused;
+  }
+  co_return Failure::kNone;
+}
+
+awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire() {
+  const int max_backends = 1 + pool_.cfg->retries;
+  while (next_candidate_ < candidates_.size() && backends_tried_ < max_backends) {
+    if (past_deadline()) co_return smtp::replies::backend_deadline();
+    BackendRuntime& b = *pool_.backends[candidates_[next_candidate_++]];
+    ++backends_tried_;
+    current_ = &b;
+    Failure why = Failure::kNone;
+    session_ = co_await get_session(b, why);
+    if (!session_) {
+      fail_backend(why, "");
+      continue;
+    }
+    const Capabilities& caps = session_->caps();
+    if ((env_.needs_smtputf8 && !caps.smtputf8) || (env_.needs_8bitmime && !caps.eightbitmime)) {
+      // Never downgrade: RFC 6531 3.4 and RFC 6152 3 forbid sending such
+      // mail to a server that did not offer the extension.
+      attempts_.push_back({b.state->name(), Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
+      b.idle.give_back(std::move(session_));
+      current_ = nullptr;
+      --backends_tried_;  // a capability mismatch is no failed attempt
+      continue;
+    }
+    smtp::Reply mail_reply;
+    Failure f = co_await start_transaction(*session_, mail_reply);
+    if (f == Failure::kNone) {
+      b.state->record_success();
+      clean_ = false;
+      co_return std::nullopt;
+    }
+    if (f == Failure::kPermanent) {
+      // The backend's answer about this sender: final (DESIGN.md: a 5xx to
+      // MAIL reaches the client).  Its session is fine for the next one.
+      attempts_.push_back({b.state->name(), f, mail_reply.summary()});
+      auto rset = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
+      if (rset.failure == Failure::kNone && rset.reply.code == 250)
+        b.idle.give_back(std::move(session_));
+      session_.reset();
+      current_ = nullptr;
+      co_return with_enhanced(mail_reply, "2.1.0");
+    }
+    fail_backend(f, mail_reply.code ? mail_reply.summary() : "");
+  }
+  if (past_deadline()) co_return smtp::replies::backend_deadline();
+  bool only_incapable = !attempts_.empty();
+  for (const auto& a : attempts_) only_incapable = only_incapable && a.failure == Failure::kNotCapable;
+  co_return only_incapable ? smtp::replies::no_capable_backend() : smtp::replies::no_backend();
+}
+
+awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
+  const std::string line = "RCPT TO:<" + rcpt.str() + ">\r\n";
+  deadline_ = Clock::now() + cfg_.timeouts.transaction;
+  for (;;) {
+    if (!session_) {
+      if (auto refusal = co_await acquire()) co_return *refusal;
+    }
+    auto r = co_await session_->command(line, bound(cfg_.timeouts.backend_reply));
+    if (r.failure != Failure::kNone) {
+      fail_backend(r.failure, "");
+      continue;  // replay MAIL and the accepted RCPTs elsewhere, then this one
+    }
+    if (r.reply.code == 421) {
+      fail_backend(Failure::kShuttingDown, r.reply.summary());
+      continue;
+    }
+    if (r.reply.code == 250 || r.reply.code == 251) accepted_.push_back(rcpt);
+    // The backend is authoritative on recipients: its 4xx/5xx is the answer.
+    co_return with_enhanced(r.reply, "2.1.5");
+  }
+}
+
+awaitable<smtp::Reply> RelayTransaction::data() {
+  deadline_ = Clock::now() + cfg_.timeouts.transaction;
+  for (;;) {
+    if (!session_) {
+      if (auto refusal = co_await acquire()) co_return *refusal;
+    }
+    auto r = co_await session_->command("DATA\r\n", bound(cfg_.timeouts.backend_reply));
+    if (r.failure != Failure::kNone) {
+      fail_backend(r.failure, "");
+      continue;
+    }
+    if (r.reply.code == 354) {
+      streaming_ = true;
+      co_return smtp::replies::start_data();
+    }
+    if (r.reply.permanent()) co_return with_enhanced(r.reply, "2.0.0");
+    fail_backend(r.reply.code == 421 ? Failure::kShuttingDown : Failure::kTransient,
+                 r.reply.summary());
+  }
+}
+
+awaitable<void> RelayTransaction::data_chunk(std::string_view wire) {
+  if (replay_broken_) co_return;
+  if (!replay_.append(wire)) {
+    // Cannot keep the message for a replay: finish() refuses it (451).
+    replay_broken_ = true;
+    abort();
+    co_return;
+  }
+  if (session_ && streaming_) {
+    // Not bound by the transaction deadline: the client sets the pace here.
+    Failure f = co_await session_->send(wire, cfg_.timeouts.backend_reply);
+    if (f != Failure::kNone) fail_backend(f, "during data");
+  }
+}
+
+awaitable<Failure> RelayTransaction::stream_replay() {
+  std::string chunk;
+  constexpr std::size_t kChunk = 64 * 1024;
+  for (std::uint64_t off = 0; off < replay_.size(); off += chunk.size()) {
+    if (!replay_.read(off, kChunk, chunk) || chunk.empty()) co_return Failure::kDropped;
+    Failure f = co_await session_->send(chunk, bound(cfg_.timeouts.backend_reply));
+    if (f != Failure::kNone) co_return f;
+  }
+  co_return Failure::kNone;
+}
+
+awaitable<smtp::Reply> RelayTransaction::finish() {
+  smtp::DataEncoder enc;
+  std::string final_dot;
+  enc.finish(final_dot);  // the content ends with CR LF: this is ".\r\n"
+  if (replay_broken_) co_return smtp::replies::local_error();
+  deadline_ = Clock::now() + cfg_.timeouts.transaction;
+  for (;;) {
+    if (session_ && streaming_) {
+      Failure f = co_await session_->send(final_dot, bound(cfg_.timeouts.backend_reply));
+      if (f != Failure::kNone) {
+        fail_backend(f, "sending the final dot");
+        continue;
+      }
+      auto r = co_await session_->read_reply(bound(cfg_.timeouts.backend_data_done));
+      if (r.failure == Failure::kStalled) {
+        // RFC 1047: the backend may already have the message.  DESIGN.md
+        // fixes the choice: replay, and log and count a possible duplicate.
+        possible_duplicate_ = true;
+        fail_backend(Failure::kSilentFinalDot, "no reply to the final dot");
+        continue;
+      }
+      if (r.failure != Failure::kNone) {
+        fail_backend(r.failure, "after the final dot");
+        continue;
+      }
+      if (r.reply.positive()) {
+        delivered_backend_ = current_->state->name();
+        queue_id_ = queue_id_from(r.reply);
+        streaming_ = false;
+        clean_ = true;
+        co_return r.reply;
+      }
+      if (r.reply.permanent()) {
+        attempts_.push_back({current_->state->name(), Failure::kPermanent, r.reply.summary()});
+        streaming_ = false;
+        clean_ = true;
+        co_return with_enhanced(r.reply, "2.0.0");
+      }
+      fail_backend(r.reply.code == 421 ? Failure::kShuttingDown : Failure::kTransient,
+                   r.reply.summary());
+      continue;
+    }
+    // Replay on the next backend: MAIL, RCPTs, DATA, the bytes so far.
+    if (auto refusal = co_await acquire()) {
+      if (refusal->permanent()) {
+        // A replay backend's 5xx to MAIL after others took the RCPTs: the
+        // client has 250s for them, so this is not final for the message.
+        co_return smtp::replies::no_backend();
+      }
+      co_return *refusal;
+    }
+    auto r = co_await session_->command("DATA\r\n", bound(cfg_.timeouts.backend_reply));
+    if (r.failure != Failure::kNone || r.reply.code != 354) {
+      fail_backend(r.failure != Failure::kNone ? r.failure : Failure::kTransient,
+                   r.reply.code ? r.reply.summary() : "");
+      continue;
+    }
+    streaming_ = true;
+    if (Failure f = co_await stream_replay(); f != Failure::kNone) {
+      fail_backend(f, "replaying data");
+      continue;
+    }
+  }
+}
+
+void RelayTransaction::abort() {
+  // Closing without the final dot is the only way to tell the backend the
+  // message is void (SECURITY.md 1, "Abort = close").
+  if (session_) {
+    if (current_) attempts_.push_back({current_->state->name(), Failure::kNone, "aborted"});
+    session_->close();
+    session_.reset();
+  }
+  current_ = nullptr;
+  streaming_ = false;
+}
+
+awaitable<void> RelayTransaction::release() {
+  if (!session_ || !current_) co_return;
+  if (!clean_) {
+    auto r = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
+    if (r.failure != Failure::kNone || r.reply.code != 250) {
+      session_->close();
+      session_.reset();
+      co_return;
+    }
+  }
+  current_->idle.give_back(std::move(session_));
+  current_ = nullptr;
+}
+
+}  // namespace smtplb::client

@@ -1,0 +1,117 @@
+// relay_transaction.hpp: the backend side of one client transaction, with
+// transactional failover (DESIGN.md "The data path", steps 3-6).
+//
+// MAIL and RCPT are forwarded cut-through and the backend's replies become
+// the client's.  DATA is streamed to the backend as it arrives and kept in
+// a ReplayBuffer.  When the backend fails at any step (refused or timed-out
+// connect, 421, a 4xx to MAIL/DATA/end of data, a drop, a stall), the
+// transaction -- MAIL, the accepted RCPTs, the data so far -- is replayed
+// on the next candidate of the pool's balancer, within `retries` and
+// `timeouts.transaction`, while the client waits.  A 5xx is final.  A
+// message that got 2xx at end of data is never sent anywhere else.
+//
+// `timeouts.transaction` bounds how long the client waits for any one
+// reply that needs a backend (RCPT, DATA, end of data), replays included.
+//
+// Replay and recipients: the client already has a 250 for every recipient
+// the first backend accepted.  A replay backend that refuses one of them
+// (4xx or 5xx) is not used for this transaction: the next candidate is
+// tried, and if none accepts them all the client gets 451 4.4.x, so it
+// retries the whole message later.  Never a silent partial delivery.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/pool_runtime.hpp"
+#include "client/replay_buffer.hpp"
+#include "smtp/command.hpp"
+#include "smtp/data_encoder.hpp"
+
+namespace smtplb::client {
+
+struct Attempt {
+  std::string backend;
+  Failure failure = Failure::kNone;
+  std::string detail;  // the backend's reply, for the log
+};
+
+struct Envelope {
+  smtp::Path sender;
+  smtp::MailParams params;
+  bool needs_smtputf8 = false;  // SMTPUTF8 given (or non-ASCII addresses)
+  bool needs_8bitmime = false;  // BODY=8BITMIME given
+};
+
+class RelayTransaction {
+ public:
+  RelayTransaction(asio::any_io_executor ex, const config::Config& cfg, PoolRuntime& pool,
+                   Envelope env);
+  ~RelayTransaction();
+
+  // The backend's reply to this recipient (or 451 4.4.x when no backend
+  // could be had).
+  awaitable<smtp::Reply> rcpt(const smtp::Path& rcpt);
+  // 354 when a backend is ready for the data; otherwise the reply to give.
+  awaitable<smtp::Reply> data();
+  // Encoded (dot-stuffed, CR LF) message bytes, in order.
+  awaitable<void> data_chunk(std::string_view wire);
+  // After the client's final dot: the answer, with replays as needed.
+  awaitable<smtp::Reply> finish();
+  // The message is refused (bare CR/LF, too big, client gone): close the
+  // backend connection without the final dot.
+  void abort();
+  // The transaction is over (RSET, QUIT, end of data): the backend session
+  // goes back to its pool when it is in a clean state.
+  awaitable<void> release();
+
+  const std::vector<Attempt>& attempts() const { return attempts_; }
+  const std::string& backend_name() const { return delivered_backend_; }
+  const std::string& queue_id() const { return queue_id_; }
+  bool possible_duplicate() const { return possible_duplicate_; }
+  bool has_backend() const { return session_ != nullptr; }
+  std::uint64_t data_size() const { return replay_.size(); }
+
+ private:
+  using Duration = std::chrono::milliseconds;
+  Duration bound(Duration d) const;
+  bool past_deadline() const { return Clock::now() >= deadline_; }
+
+  // Gets a backend session with MAIL and every accepted RCPT done.  On
+  // failure returns the reply for the client (a backend's 5xx to MAIL, or
+  // 451 4.4.x).
+  awaitable<std::optional<smtp::Reply>> acquire();
+  awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why);
+  // MAIL and the replayed RCPTs on `s`; kNone when all were accepted.
+  awaitable<Failure> start_transaction(BackendSession& s, smtp::Reply& mail_reply);
+  std::string mail_line(const Capabilities& caps) const;
+  // Leaves the current backend for this reason, counting it against the
+  // backend when it is ill health.
+  void fail_backend(Failure f, std::string detail);
+  awaitable<Failure> stream_replay();
+
+  asio::any_io_executor ex_;
+  const config::Config& cfg_;
+  PoolRuntime& pool_;
+  Envelope env_;
+  Clock::time_point deadline_;
+  std::vector<int> candidates_;  // balancer order, fixed for the transaction
+  std::size_t next_candidate_ = 0;
+  int backends_tried_ = 0;
+
+  std::unique_ptr<BackendSession> session_;
+  BackendRuntime* current_ = nullptr;
+  bool streaming_ = false;  // session_ has had DATA 354 and every byte so far
+  bool clean_ = true;       // session_ can go back to the pool as it is
+  std::vector<smtp::Path> accepted_;
+  ReplayBuffer replay_;
+  std::vector<Attempt> attempts_;
+  std::string delivered_backend_;
+  std::string queue_id_;
+  bool possible_duplicate_ = false;
+  bool replay_broken_ = false;  // the spill file failed: no replay possible
+};
+
+}  // namespace smtplb::client

@@ -1,0 +1,139 @@
+// config.hpp: the validated, immutable configuration.
+//
+// Every limit and timeout an operator tunes is a named field here with its
+// default (DESIGN.md "Behaviour the contract fixes"); nothing else in the
+// code spells these numbers.  A Config is built once by load_config() and
+// shared read-only (std::shared_ptr<const Config>) by every core.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/units.hpp"
+
+namespace smtplb::config {
+
+using namespace std::chrono_literals;
+
+enum class Role { kInbound, kSubmission };
+enum class Algorithm {
+  kRoundRobin,
+  kWeightedRoundRobin,
+  kLeastConnections,
+  kLeastLoad,
+  kRandomTwo,
+  kHashSender,
+};
+enum class BareLineEndings { kReject, kNormalize };
+
+const char* to_string(Role r);
+const char* to_string(Algorithm a);
+
+struct Listener {
+  std::string name;
+  Endpoint listen;
+  Role role = Role::kInbound;
+};
+
+struct HealthCheck {
+  Duration interval = 5s;
+  Duration timeout = 2s;
+  int rise = 2;
+  int fall = 3;
+  std::vector<std::string> expect;
+};
+
+struct Backend {
+  Endpoint address;
+  std::string name;  // address as written in the config, the backend's key
+  int weight = 1;
+  int max_connections = 0;  // 0: unlimited
+};
+
+struct Pool {
+  std::string name;
+  Algorithm algorithm = Algorithm::kRoundRobin;
+  int retries = 2;  // further backends a transaction may be replayed on
+  std::vector<Backend> backends;
+  HealthCheck health_check;
+};
+
+struct Route {
+  std::string pool;
+  std::vector<std::string> listeners;          // empty: any
+  std::vector<std::string> recipient_domains;  // empty: any; ".x" matches subdomains
+  std::vector<std::string> sender_domains;     // empty: any
+  std::vector<Network> client_networks;        // empty: any
+};
+
+struct Limits {
+  std::uint64_t max_message_size = 25ull << 20;
+  int max_recipients = 100;
+  BareLineEndings bare_line_endings = BareLineEndings::kReject;
+  int max_errors = 10;
+  int max_connections = 10000;
+  int max_connections_per_ip = 50;
+  // Message bytes kept in memory for replay before spilling to an unlinked
+  // temporary file, so a 50 MB message costs bounded memory.
+  std::uint64_t replay_memory = 1ull << 20;
+};
+
+struct Timeouts {
+  Duration client_command = 5min;
+  Duration client_data = 3min;
+  Duration client_data_total = 10min;
+  Duration client_session = 1h;
+  Duration backend_connect = 5s;
+  Duration backend_reply = 10s;
+  Duration backend_data_done = 15s;
+  Duration transaction = 2min;
+  // How long SIGTERM lets transactions in flight finish before the rest
+  // are closed with 421.
+  Duration shutdown = 10s;
+};
+
+struct BackendPool {
+  // Pooled backend sessions (per backend, per core).
+  Duration idle_timeout = 30s;
+  Duration max_age = 5min;
+  int max_idle = 16;
+};
+
+struct Config {
+  std::string path;  // file it was read from
+  std::string hostname;
+  std::vector<Listener> listeners;
+  std::vector<std::string> local_domains;  // lowercased
+  std::vector<Network> trusted_networks;
+  std::vector<Pool> pools;
+  std::vector<Route> routes;
+  Limits limits;
+  Timeouts timeouts;
+  BackendPool backend_pool;
+  std::string temp_directory = "/tmp";  // where replay spill files live (unlinked)
+  int workers = 0;                      // 0: one per core
+
+  const Pool* find_pool(std::string_view name) const;
+};
+
+struct ConfigError {
+  std::string file;
+  int line = 0;    // 1-based
+  int column = 0;  // 1-based
+  std::string message;
+  std::string str() const;
+};
+
+struct LoadResult {
+  std::shared_ptr<const Config> config;  // null when errors is not empty
+  std::vector<ConfigError> errors;
+};
+
+LoadResult load_config(const std::string& path);
+LoadResult load_config_text(const std::string& text, const std::string& path);
+
+}  // namespace smtplb::config

@@ -1,0 +1,533 @@
+// config_loader.cpp: YAML text -> validated Config, or every error found.
+//
+// Each error names FILE:LINE:COL (1-based, from yaml-cpp's 0-based marks)
+// and the key or value at fault.  Validation goes on after an error so one
+// `smtplb check` run reports all of them.  Keys reserved by DESIGN.md for
+// capabilities this build does not have yet are refused by name rather than
+// silently ignored: a config asking for TLS must never run without it.
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "config/config.hpp"
+#include "smtp/address.hpp"
+
+namespace smtplb::config {
+
+const char* to_string(Role r) { return r == Role::kInbound ? "inbound" : "submission"; }
+
+const char* to_string(Algorithm a) {
+  switch (a) {
+    case Algorithm::kRoundRobin: return "round_robin";
+    case Algorithm::kWeightedRoundRobin: return "weighted_round_robin";
+    case Algorithm::kLeastConnections: return "least_connections";
+    case Algorithm::kLeastLoad: return "least_load";
+    case Algorithm::kRandomTwo: return "random_two";
+    case Algorithm::kHashSender: return "hash_sender";
+  }
+  return "?";
+}
+
+const Pool* Config::find_pool(std::string_view name) const {
+  for (const auto& p : pools)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+std::string ConfigError::str() const {
+  std::ostringstream o;
+  o << file << ":" << line << ":" << column << ": " << message;
+  return o.str();
+}
+
+namespace {
+
+// Keys that DESIGN.md reserves for later capabilities, with the reason
+// they are refused today.
+const std::set<std::string> kNotYet = {
+    "tls", "require_tls", "proxy_protocol", "proxy_networks", "auth", "slow_start", "mx",
+    "port", "max_rate", "agent", "identity", "dns", "spool", "admin"};
+
+class Loader {
+ public:
+  Loader(std::string path, std::vector<ConfigError>& errors)
+      : path_(std::move(path)), errors_(errors) {}
+
+  void error(const YAML::Mark& m, const std::string& msg) {
+    errors_.push_back({path_, m.line + 1, m.column + 1, msg});
+  }
+  void error(const YAML::Node& n, const std::string& msg) { error(n.Mark(), msg); }
+
+  // Iterates a mapping, reporting unknown keys; `handle` gets each known key.
+  void each_key(const YAML::Node& map, const std::string& where,
+                const std::set<std::string>& allowed,
+                const std::function<void(const std::string&, const YAML::Node&)>& handle) {
+    if (!map.IsMap()) {
+      error(map, where + " must be a mapping");
+      return;
+    }
+    std::set<std::string> seen;
+    for (auto it = map.begin(); it != map.end(); ++it) {
+      const YAML::Node& k = it->first;
+      if (!k.IsScalar()) {
+        error(k, "keys of " + where + " must be plain names");
+        continue;
+      }
+      std::string key = k.Scalar();
+      if (!seen.insert(key).second) {
+        error(k, "duplicate key `" + key + "` in " + where);
+        continue;
+      }
+      if (!allowed.count(key)) {
+        if (kNotYet.count(key))
+          error(k, "key `" + key + "` in " + where +
+                       " is reserved for a capability this build does not have yet");
+        else
+          error(k, "unknown key `" + key + "` in " + where);
+        continue;
+      }
+      handle(key, it->second);
+    }
+  }
+
+  std::optional<std::string> str(const YAML::Node& n, const std::string& what) {
+    if (!n.IsScalar() || n.Scalar().empty()) {
+      error(n, what + " must be a non-empty string");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  std::optional<long long> integer(const YAML::Node& n, const std::string& what, long long lo,
+                                   long long hi) {
+    long long v;
+    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) {
+      error(n, what + " must be an integer");
+      return std::nullopt;
+    }
+    if (v < lo || v > hi) {
+      error(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+      return std::nullopt;
+    }
+    return v;
+  }
+
+  std::optional<Duration> duration(const YAML::Node& n, const std::string& what) {
+    auto s = str(n, what);
+    if (!s) return std::nullopt;
+    auto d = parse_duration(*s);
+    if (!d) error(n, what + ": bad duration `" + *s + "` (use e.g. 500ms, 5s, 2m, 1h)");
+    return d;
+  }
+
+  std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& what) {
+    auto s = str(n, what);
+    if (!s) return std::nullopt;
+    auto v = parse_size(*s);
+    if (!v) error(n, what + ": bad size `" + *s + "` (use e.g. 512KB, 25MB)");
+    return v;
+  }
+
+  std::optional<Endpoint> endpoint(const YAML::Node& n, const std::string& what) {
+    auto s = str(n, what);
+    if (!s) return std::nullopt;
+    auto e = parse_endpoint(*s);
+    if (!e) error(n, what + ": bad address `" + *s + "` (use host:port or [v6]:port)");
+    return e;
+  }
+
+  // A string or a list of strings.
+  std::vector<std::pair<std::string, YAML::Node>> strings(const YAML::Node& n,
+                                                          const std::string& what) {
+    std::vector<std::pair<std::string, YAML::Node>> out;
+    if (n.IsScalar()) {
+      if (auto s = str(n, what)) out.emplace_back(*s, n);
+      return out;
+    }
+    if (!n.IsSequence()) {
+      error(n, what + " must be a string or a list of strings");
+      return out;
+    }
+    for (const auto& item : n)
+      if (auto s = str(item, what + " entry")) out.emplace_back(*s, item);
+    return out;
+  }
+
+  std::vector<Network> networks(const YAML::Node& n, const std::string& what) {
+    std::vector<Network> out;
+    for (auto& [s, node] : strings(n, what)) {
+      auto net = parse_network(s);
+      if (!net)
+        error(node, what + ": bad network `" + s + "` (use e.g. 10.0.0.0/8 or ::1/128)");
+      else
+        out.push_back(*net);
+    }
+    return out;
+  }
+
+  std::vector<std::string> domains(const YAML::Node& n, const std::string& what) {
+    std::vector<std::string> out;
+    for (auto& [s, node] : strings(n, what)) {
+      std::string_view d = s;
+      if (!d.empty() && d.front() == '.') d.remove_prefix(1);
+      if (!smtp::is_valid_domain(d))
+        error(node, what + ": bad domain `" + s + "`");
+      else
+        out.push_back(smtp::ascii_lower(s));
+    }
+    return out;
+  }
+
+  void load(const YAML::Node& root, Config& cfg) {
+    if (!root.IsMap()) {
+      error(root, "the configuration must be a mapping of keys");
+      return;
+    }
+    std::map<std::string, YAML::Mark> listener_marks, pool_marks;
+    std::vector<std::pair<std::string, YAML::Mark>> route_pools;
+    each_key(root, "the configuration",
+             {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
+              "limits", "timeouts", "connection_pool", "temp_directory", "workers"},
+             [&](const std::string& key, const YAML::Node& v) {
+               if (key == "hostname") {
+                 if (auto s = str(v, "hostname")) {
+                   if (!smtp::is_valid_domain(*s))
+                     error(v, "hostname: `" + *s + "` is not a valid host name");
+                   cfg.hostname = *s;
+                 }
+               } else if (key == "listeners") {
+                 load_listeners(v, cfg, listener_marks);
+               } else if (key == "local_domains") {
+                 cfg.local_domains = domains(v, "local_domains");
+               } else if (key == "trusted_networks") {
+                 cfg.trusted_networks = networks(v, "trusted_networks");
+               } else if (key == "pools") {
+                 load_pools(v, cfg, pool_marks);
+               } else if (key == "routes") {
+                 load_routes(v, cfg, route_pools, listener_marks);
+               } else if (key == "limits") {
+                 load_limits(v, cfg.limits);
+               } else if (key == "timeouts") {
+                 load_timeouts(v, cfg.timeouts);
+               } else if (key == "connection_pool") {
+                 load_connection_pool(v, cfg.backend_pool);
+               } else if (key == "temp_directory") {
+                 if (auto s = str(v, "temp_directory")) cfg.temp_directory = *s;
+               } else if (key == "workers") {
+                 if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
+               }
+             });
+    // Cross-references, once everything is read.
+    if (!root["listeners"]) error(root, "no `listeners`: smtplb would accept no mail");
+    if (!root["pools"]) error(root, "no `pools`: smtplb would have nowhere to relay");
+    if (!root["routes"]) error(root, "no `routes`: no listener would be served");
+    for (auto& [pool, mark] : route_pools)
+      if (!pool_marks.count(pool)) error(mark, "routes: pool `" + pool + "` is not defined");
+    for (const auto& l : cfg.listeners) {
+      bool served = false;
+      for (const auto& r : cfg.routes)
+        if (r.listeners.empty() ||
+            std::find(r.listeners.begin(), r.listeners.end(), l.name) != r.listeners.end())
+          served = true;
+      if (!served && root["routes"])
+        error(listener_marks[l.name], "listener `" + l.name + "` is not served by any route");
+    }
+  }
+
+  void load_listeners(const YAML::Node& v, Config& cfg,
+                      std::map<std::string, YAML::Mark>& marks) {
+    if (!v.IsSequence()) return error(v, "listeners must be a list");
+    std::set<std::string> endpoints;
+    for (const auto& item : v) {
+      Listener l;
+      bool has_name = false, has_listen = false;
+      each_key(item, "a listener", {"name", "listen", "role"},
+               [&](const std::string& key, const YAML::Node& x) {
+                 if (key == "name") {
+                   if (auto s = str(x, "listener name")) {
+                     l.name = *s;
+                     has_name = true;
+                     if (marks.count(l.name))
+                       error(x, "duplicate listener name `" + l.name + "`");
+                     marks[l.name] = x.Mark();
+                   }
+                 } else if (key == "listen") {
+                   if (auto e = endpoint(x, "listen")) {
+                     l.listen = *e;
+                     has_listen = true;
+                     if (!endpoints.insert(e->str()).second)
+                       error(x, "listen: `" + e->str() + "` is used by another listener");
+                   }
+                 } else if (key == "role") {
+                   if (auto s = str(x, "role")) {
+                     if (*s == "inbound") l.role = Role::kInbound;
+                     else if (*s == "submission") l.role = Role::kSubmission;
+                     else error(x, "role: `" + *s + "` is not inbound or submission");
+                   }
+                 }
+               });
+      if (item.IsMap() && !has_name) error(item, "a listener needs a `name`");
+      if (item.IsMap() && !has_listen) error(item, "a listener needs `listen: host:port`");
+      cfg.listeners.push_back(std::move(l));
+    }
+  }
+
+  void load_health_check(const YAML::Node& v, HealthCheck& hc) {
+    each_key(v, "health_check", {"interval", "timeout", "rise", "fall", "expect"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "interval") {
+                 if (auto d = duration(x, "health_check.interval")) hc.interval = *d;
+               } else if (key == "timeout") {
+                 if (auto d = duration(x, "health_check.timeout")) hc.timeout = *d;
+               } else if (key == "rise") {
+                 if (auto n = integer(x, "health_check.rise", 1, 100)) hc.rise = int(*n);
+               } else if (key == "fall") {
+                 if (auto n = integer(x, "health_check.fall", 1, 100)) hc.fall = int(*n);
+               } else if (key == "expect") {
+                 for (auto& [s, node] : strings(x, "health_check.expect")) hc.expect.push_back(s);
+               }
+             });
+  }
+
+  void load_pools(const YAML::Node& v, Config& cfg, std::map<std::string, YAML::Mark>& marks) {
+    if (!v.IsSequence()) return error(v, "pools must be a list");
+    for (const auto& item : v) {
+      Pool p;
+      bool has_backends = false;
+      each_key(item, "a pool", {"name", "algorithm", "retries", "backends", "health_check"},
+               [&](const std::string& key, const YAML::Node& x) {
+                 if (key == "name") {
+                   if (auto s = str(x, "pool name")) {
+                     p.name = *s;
+                     if (marks.count(p.name)) error(x, "duplicate pool name `" + p.name + "`");
+                     marks[p.name] = x.Mark();
+                   }
+                 } else if (key == "algorithm") {
+                   if (auto s = str(x, "algorithm")) {
+                     static const std::map<std::string, Algorithm> names = {
+                         {"round_robin", Algorithm::kRoundRobin},
+                         {"weighted_round_robin", Algorithm::kWeightedRoundRobin},
+                         {"least_connections", Algorithm::kLeastConnections},
+                         {"least_load", Algorithm::kLeastLoad},
+                         {"random_two", Algorithm::kRandomTwo},
+                         {"hash_sender", Algorithm::kHashSender}};
+                     auto it = names.find(*s);
+                     if (it == names.end())
+                       error(x, "algorithm: unknown algorithm `" + *s + "`");
+                     else if (it->second != Algorithm::kRoundRobin &&
+                              it->second != Algorithm::kWeightedRoundRobin)
+                       error(x, "algorithm: `" + *s +
+                                    "` is reserved for a capability this build does not have "
+                                    "yet (use round_robin or weighted_round_robin)");
+                     else
+                       p.algorithm = it->second;
+                   }
+                 } else if (key == "retries") {
+                   if (auto n = integer(x, "retries", 0, 100)) p.retries = int(*n);
+                 } else if (key == "backends") {
+                   has_backends = true;
+                   load_backends(x, p);
+                 } else if (key == "health_check") {
+                   load_health_check(x, p.health_check);
+                 }
+               });
+      if (item.IsMap() && p.name.empty() && !item["name"]) error(item, "a pool needs a `name`");
+      if (item.IsMap() && !has_backends) error(item, "pool `" + p.name + "` has no `backends`");
+      cfg.pools.push_back(std::move(p));
+    }
+  }
+
+  void load_backends(const YAML::Node& v, Pool& p) {
+    if (!v.IsSequence()) return error(v, "backends must be a list");
+    if (v.size() == 0) error(v, "pool `" + p.name + "` has an empty backend list");
+    std::set<std::string> seen;
+    for (const auto& item : v) {
+      Backend b;
+      bool has_address = false;
+      each_key(item, "a backend", {"address", "weight", "max_connections"},
+               [&](const std::string& key, const YAML::Node& x) {
+                 if (key == "address") {
+                   if (auto e = endpoint(x, "backend address")) {
+                     b.address = *e;
+                     b.name = x.Scalar();
+                     has_address = true;
+                     if (!seen.insert(e->str()).second)
+                       error(x, "backend `" + b.name + "` is listed twice in pool `" + p.name +
+                                    "`");
+                   }
+                 } else if (key == "weight") {
+                   if (auto n = integer(x, "weight", 0, 1000)) b.weight = int(*n);
+                 } else if (key == "max_connections") {
+                   if (auto n = integer(x, "max_connections", 1, 1000000))
+                     b.max_connections = int(*n);
+                 }
+               });
+      if (item.IsMap() && !has_address) error(item, "a backend needs an `address`");
+      p.backends.push_back(std::move(b));
+    }
+  }
+
+  void load_routes(const YAML::Node& v, Config& cfg,
+                   std::vector<std::pair<std::string, YAML::Mark>>& pools,
+                   std::map<std::string, YAML::Mark>& listener_marks) {
+    (void)listener_marks;
+    if (!v.IsSequence()) return error(v, "routes must be a list");
+    for (const auto& item : v) {
+      Route r;
+      each_key(item, "a route",
+               {"pool", "listener", "recipient_domain", "sender_domain", "client_network"},
+               [&](const std::string& key, const YAML::Node& x) {
+                 if (key == "pool") {
+                   if (auto s = str(x, "route pool")) {
+                     r.pool = *s;
+                     pools.emplace_back(*s, x.Mark());
+                   }
+                 } else if (key == "listener") {
+                   for (auto& [s, node] : strings(x, "route listener")) {
+                     r.listeners.push_back(s);
+                     listener_refs_.emplace_back(s, node.Mark());
+                   }
+                 } else if (key == "recipient_domain") {
+                   r.recipient_domains = domains(x, "recipient_domain");
+                 } else if (key == "sender_domain") {
+                   r.sender_domains = domains(x, "sender_domain");
+                 } else if (key == "client_network") {
+                   r.client_networks = networks(x, "client_network");
+                 }
+               });
+      if (item.IsMap() && !item["pool"]) error(item, "a route needs a `pool`");
+      cfg.routes.push_back(std::move(r));
+    }
+  }
+
+  void check_listener_refs(const Config& cfg) {
+    for (auto& [name, mark] : listener_refs_) {
+      bool found = false;
+      for (const auto& l : cfg.listeners) found = found || l.name == name;
+      if (!found) error(mark, "routes: listener `" + name + "` is not defined");
+    }
+  }
+
+  void load_limits(const YAML::Node& v, Limits& l) {
+    each_key(v, "limits",
+             {"max_message_size", "max_recipients", "bare_line_endings", "max_errors",
+              "max_connections", "max_connections_per_ip", "replay_memory"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "max_message_size") {
+                 if (auto s = size(x, "max_message_size")) l.max_message_size = *s;
+               } else if (key == "max_recipients") {
+                 if (auto n = integer(x, "max_recipients", 1, 100000)) l.max_recipients = int(*n);
+               } else if (key == "bare_line_endings") {
+                 if (auto s = str(x, "bare_line_endings")) {
+                   if (*s == "reject") l.bare_line_endings = BareLineEndings::kReject;
+                   else if (*s == "normalize") l.bare_line_endings = BareLineEndings::kNormalize;
+                   else error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
+                 }
+               } else if (key == "max_errors") {
+                 if (auto n = integer(x, "max_errors", 1, 10000)) l.max_errors = int(*n);
+               } else if (key == "max_connections") {
+                 if (auto n = integer(x, "max_connections", 1, 10000000))
+                   l.max_connections = int(*n);
+               } else if (key == "max_connections_per_ip") {
+                 if (auto n = integer(x, "max_connections_per_ip", 1, 10000000))
+                   l.max_connections_per_ip = int(*n);
+               } else if (key == "replay_memory") {
+                 if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
+               }
+             });
+  }
+
+  void load_timeouts(const YAML::Node& v, Timeouts& t) {
+    const std::map<std::string, Duration*> fields = {
+        {"client_command", &t.client_command},
+        {"client_data", &t.client_data},
+        {"client_data_total", &t.client_data_total},
+        {"client_session", &t.client_session},
+        {"backend_connect", &t.backend_connect},
+        {"backend_reply", &t.backend_reply},
+        {"backend_data_done", &t.backend_data_done},
+        {"transaction", &t.transaction},
+        {"shutdown", &t.shutdown}};
+    std::set<std::string> names;
+    for (auto& [k, _] : fields) names.insert(k);
+    each_key(v, "timeouts", names, [&](const std::string& key, const YAML::Node& x) {
+      if (auto d = duration(x, "timeouts." + key)) {
+        if (d->count() == 0)
+          error(x, "timeouts." + key + " must be more than 0");
+        else
+          *fields.at(key) = *d;
+      }
+    });
+  }
+
+  void load_connection_pool(const YAML::Node& v, BackendPool& bp) {
+    each_key(v, "connection_pool", {"idle_timeout", "max_age", "max_idle"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "idle_timeout") {
+                 if (auto d = duration(x, "connection_pool.idle_timeout")) bp.idle_timeout = *d;
+               } else if (key == "max_age") {
+                 if (auto d = duration(x, "connection_pool.max_age")) bp.max_age = *d;
+               } else if (key == "max_idle") {
+                 if (auto n = integer(x, "connection_pool.max_idle", 0, 10000))
+                   bp.max_idle = int(*n);
+               }
+             });
+  }
+
+  std::vector<std::pair<std::string, YAML::Mark>> listener_refs_;
+
+ private:
+  std::string path_;
+  std::vector<ConfigError>& errors_;
+};
+
+std::string system_hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return buf;
+}
+
+}  // namespace
+
+LoadResult load_config_text(const std::string& text, const std::string& path) {
+  LoadResult result;
+  auto cfg = std::make_shared<Config>();
+  cfg->path = path;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back({path, e.mark.line + 1, e.mark.column + 1, "YAML: " + e.msg});
+    return result;
+  }
+  Loader loader(path, result.errors);
+  try {
+    loader.load(root, *cfg);
+    loader.check_listener_refs(*cfg);
+  } catch (const YAML::Exception& e) {
+    result.errors.push_back({path, e.mark.line + 1, e.mark.column + 1, "YAML: " + e.msg});
+  }
+  if (cfg->hostname.empty()) cfg->hostname = system_hostname();
+  if (result.errors.empty()) result.config = std::move(cfg);
+  return result;
+}
+
+LoadResult load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    LoadResult r;
+    r.errors.push_back({path, 1, 1, "cannot read the file"});
+    return r;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path);
+}
+
+}  // namespace smtplb::config

@@ -1,0 +1,160 @@
+#include "server/core.hpp"
+
+#include <cstdio>
+
+#include "log/log.hpp"
+#include "server/frontend_session.hpp"
+#include "server/policy.hpp"
+#include "smtp/replies.hpp"
+
+namespace smtplb::server {
+
+namespace {
+
+// How often idle backend sessions past their limits are closed.
+constexpr std::chrono::seconds kSweepInterval{1};
+// After a failed accept (EMFILE...), wait before the next one rather than spin.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+}  // namespace
+
+Core::Core(int index, Shared& shared) : index_(index), shared_(shared), router_(*shared.cfg) {
+  for (const auto& p : shared_.cfg->pools) {
+    auto rt = std::make_unique<client::PoolRuntime>();
+    rt->cfg = &p;
+    rt->balancer = balance::make_balancer(p.algorithm);
+    for (auto& entry : shared_.backends.at(p.name)) {
+      rt->states.push_back(entry.state.get());
+      rt->backends.push_back(std::make_unique<client::BackendRuntime>(client::BackendRuntime{
+          entry.state.get(), entry.endpoint, client::ConnectionPool(shared_.cfg->backend_pool)}));
+    }
+    pools_.emplace(p.name, std::move(rt));
+  }
+}
+
+Core::~Core() = default;
+
+client::PoolRuntime* Core::pool(std::string_view name) {
+  auto it = pools_.find(name);
+  return it == pools_.end() ? nullptr : it->second.get();
+}
+
+std::string Core::next_session_id() {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%08x%02x%06llx", shared_.id_base, index_ & 0xff,
+                static_cast<unsigned long long>(++session_counter_ & 0xffffff));
+  return buf;
+}
+
+void Core::listen() {
+  for (const auto& l : shared_.cfg->listeners) {
+    auto addr = asio::ip::make_address(l.listen.host);
+    tcp::endpoint ep(addr, l.listen.port);
+    auto acc = std::make_unique<tcp::acceptor>(io_);
+    acc->open(ep.protocol());
+    acc->set_option(tcp::acceptor::reuse_address(true));
+    // Every core binds the same address; the kernel spreads connections.
+    acc->set_option(reuse_port(true));
+    acc->bind(ep);
+    acc->listen(asio::socket_base::max_listen_connections);
+    asio::co_spawn(io_, accept_loop(*acc, l), asio::detached);
+    acceptors_.push_back(std::move(acc));
+  }
+  asio::co_spawn(io_, sweep_loop(), asio::detached);
+}
+
+awaitable<void> Core::refuse(tcp::socket sock) {
+  net::TimedSocket s(std::move(sock));
+  co_await s.write_all(smtp::replies::too_many_connections().wire(), std::chrono::seconds(5));
+  s.close();
+}
+
+awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listener& l) {
+  const auto& cfg = *shared_.cfg;
+  for (;;) {
+    auto [ec, sock] = co_await acceptor.async_accept(use_nothrow);
+    if (shutting_down_) co_return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) co_return;
+      log::Record("accept_error").add("listener", l.name).add("error", ec.message()).emit(
+          spdlog::level::warn);
+      asio::steady_timer t(io_, kAcceptBackoff);
+      co_await t.async_wait(use_nothrow);
+      continue;
+    }
+    error_code rec;
+    auto ep = sock.remote_endpoint(rec);
+    if (rec) continue;
+    ConnectionLimiter::Ip ip{};
+    if (ep.address().is_v4()) {
+      ip[10] = ip[11] = 0xff;
+      auto b = ep.address().to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), ip.begin() + 12);
+    } else {
+      auto b = ep.address().to_v6().to_bytes();
+      std::copy(b.begin(), b.end(), ip.begin());
+    }
+    if (!shared_.limiter.acquire(ip, is_trusted(cfg, ip), cfg.limits.max_connections,
+                                 cfg.limits.max_connections_per_ip)) {
+      log::Record("connection_refused")
+          .add("listener", l.name)
+          .add("client", ep.address().to_string())
+          .add("reason", "connection limit")
+          .emit(spdlog::level::warn);
+      asio::co_spawn(io_, refuse(std::move(sock)), asio::detached);
+      continue;
+    }
+    auto slot = std::make_unique<ConnectionSlot>(shared_.limiter, ip);
+    auto session = std::make_unique<FrontendSession>(*this, l, std::move(sock), std::move(slot));
+    asio::co_spawn(
+        io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); },
+        asio::detached);
+  }
+}
+
+awaitable<void> Core::sweep_loop() {
+  while (!shutting_down_) {
+    sweep_timer_.expires_after(kSweepInterval);
+    co_await sweep_timer_.async_wait(use_nothrow);
+    auto now = Clock::now();
+    for (auto& [name, pool] : pools_) {
+      for (auto& b : pool->backends) {
+        for (auto& s : shutting_down_ ? b->idle.drain_all() : b->idle.expired(now)) {
+          asio::co_spawn(
+              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); },
+              asio::detached);
+        }
+      }
+    }
+  }
+}
+
+void Core::begin_shutdown() {
+  asio::post(io_, [this] {
+    shutting_down_ = true;
+    for (auto& a : acceptors_) {
+      error_code ec;
+      a->close(ec);
+    }
+    sweep_timer_.cancel();
+    for (auto& [name, pool] : pools_)
+      for (auto& b : pool->backends)
+        for (auto& s : b->idle.drain_all())
+          asio::co_spawn(
+              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); },
+              asio::detached);
+    for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
+      s->on_shutdown();
+  });
+}
+
+void Core::force_close() {
+  asio::post(io_, [this] {
+    for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
+      s->force_close();
+  });
+}
+
+}  // namespace smtplb::server

@@ -1,0 +1,471 @@
+#include "server/frontend_session.hpp"
+
+#include <algorithm>
+
+#include "log/log.hpp"
+#include "server/policy.hpp"
+#include "server/received.hpp"
+#include "smtp/data_decoder.hpp"
+#include "smtp/data_encoder.hpp"
+#include "smtp/replies.hpp"
+
+namespace smtplb::server {
+
+namespace replies = smtp::replies;
+
+namespace {
+
+// Replies are flushed early once this much is queued: a client that
+// pipelines and never reads stalls on our write, not our memory.
+constexpr std::size_t kMaxQueuedReplies = 64 * 1024;
+// One read in DATA; the message itself streams through, it is not held.
+constexpr std::size_t kDataReadSize = 64 * 1024;
+
+std::string ip_string(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string();
+  return a.to_string();
+}
+
+ConnectionLimiter::Ip ip_bytes(const tcp::endpoint& ep) {
+  ConnectionLimiter::Ip ip{};
+  auto a = ep.address();
+  if (a.is_v4()) {
+    ip[10] = ip[11] = 0xff;
+    auto b = a.to_v4().to_bytes();
+    std::copy(b.begin(), b.end(), ip.begin() + 12);
+  } else {
+    auto b = a.to_v6().to_bytes();
+    std::copy(b.begin(), b.end(), ip.begin());
+  }
+  return ip;
+}
+
+bool is_own_error(const smtp::Reply& r) {
+  // Protocol errors the client made, counted towards limits.max_errors.
+  return r.code == 500 || r.code == 501 || r.code == 503 || r.code == 555;
+}
+
+}  // namespace
+
+FrontendSession::FrontendSession(Core& core, const config::Listener& listener, tcp::socket sock,
+                                 std::unique_ptr<ConnectionSlot> slot)
+    : core_(core),
+      cfg_(core.cfg()),
+      listener_(listener),
+      cfg_hold_(core.shared().cfg),
+      sock_(std::move(sock)),
+      slot_(std::move(slot)),
+      id_(core.next_session_id()) {
+  error_code ec;
+  auto ep = sock_.socket().remote_endpoint(ec);
+  if (!ec) {
+    client_ip_ = ip_string(ep);
+    client_port_ = ep.port();
+    ip_ = ip_bytes(ep);
+  }
+  trusted_ = is_trusted(cfg_, ip_);
+  core_.add(this);
+}
+
+FrontendSession::~FrontendSession() { core_.remove(this); }
+
+void FrontendSession::on_shutdown() {
+  if (idle_wait_) sock_.cancel();
+}
+
+void FrontendSession::force_close() {
+  forced_ = true;
+  sock_.cancel();
+}
+
+FrontendSession::Duration FrontendSession::read_bound(Duration per_read) const {
+  auto left = std::chrono::duration_cast<Duration>(started_ + cfg_.timeouts.client_session -
+                                                   Clock::now());
+  return std::max(Duration(1), std::min(per_read, left));
+}
+
+awaitable<bool> FrontendSession::flush() {
+  if (out_.empty()) co_return true;
+  error_code ec = co_await sock_.write_all(out_, cfg_.timeouts.client_command);
+  out_.clear();
+  co_return !ec;
+}
+
+awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& line,
+                                                                   bool& bare_lf) {
+  for (;;) {
+    auto item = reader_.next();
+    if (item.kind == smtp::LineReader::Kind::kLine) {
+      line.assign(item.line);
+      bare_lf = item.bare_lf;
+      co_return ReadResult::kLine;
+    }
+    if (item.kind == smtp::LineReader::Kind::kTooLong) co_return ReadResult::kTooLong;
+    // About to wait for the client: the replies so far go out now.
+    if (!co_await flush()) co_return ReadResult::kClosed;
+    if (forced_ || (core_.shutting_down() && !envelope_)) co_return ReadResult::kShutdown;
+    idle_wait_ = !envelope_;
+    auto [ec, n] =
+        co_await sock_.read_some(asio::buffer(rbuf_), read_bound(cfg_.timeouts.client_command));
+    idle_wait_ = false;
+    if (ec == asio::error::timed_out) co_return ReadResult::kTimeout;
+    if (ec == asio::error::operation_aborted) co_return ReadResult::kShutdown;
+    if (ec) co_return ReadResult::kClosed;
+    reader_.append(std::string_view(rbuf_.data(), n));
+  }
+}
+
+awaitable<void> FrontendSession::run() {
+  log::Record("connect")
+      .add("s", id_)
+      .add("listener", listener_.name)
+      .add("client", client_ip_)
+      .add("port", client_port_)
+      .add("trusted", trusted_ ? "yes" : "no")
+      .emit(spdlog::level::debug);
+  queue(replies::banner(cfg_.hostname));
+  std::string line;
+  for (;;) {
+    bool bare_lf = false;
+    ReadResult rr = co_await read_line(line, bare_lf);
+    if (rr == ReadResult::kClosed) break;
+    if (rr == ReadResult::kTimeout) {
+      queue(replies::timeout());
+      break;
+    }
+    if (rr == ReadResult::kShutdown) {
+      queue(replies::shutting_down(cfg_.hostname));
+      break;
+    }
+    smtp::Reply reply;
+    bool close = false;
+    smtp::Verb verb = smtp::Verb::kUnknown;
+    if (rr == ReadResult::kTooLong) {
+      reply = replies::line_too_long();
+    } else if (bare_lf) {
+      reply = replies::bad_line_ending();
+    } else {
+      auto parsed = smtp::parse_command(line);
+      if (parsed.command) verb = parsed.command->verb;
+      if (line.size() + 2 > smtp::max_line_for(verb)) {
+        reply = replies::line_too_long();
+      } else if (parsed.error) {
+        reply = *parsed.error;
+      } else if (verb == smtp::Verb::kData) {
+        reply = co_await on_data(close);
+      } else {
+        reply = co_await dispatch(*parsed.command);
+      }
+    }
+    if (is_own_error(reply) && ++errors_ >= cfg_.limits.max_errors) {
+      queue(reply);
+      queue(replies::too_many_errors());
+      break;
+    }
+    if (reply.code != 0) queue(reply);
+    if (close || verb == smtp::Verb::kQuit || reply.code == 421) break;
+    if (out_.size() > kMaxQueuedReplies && !co_await flush()) break;
+  }
+  if (tx_) {
+    tx_->abort();
+    co_await end_transaction();
+  }
+  if (!out_.empty()) {
+    // Bounded: a client that stopped reading does not hold the session.
+    co_await sock_.write_all(out_, std::chrono::seconds(5));
+  }
+  sock_.close();
+}
+
+smtp::Reply FrontendSession::ehlo_reply() const {
+  smtp::Reply r;
+  r.code = 250;
+  r.lines = {cfg_.hostname,
+             "PIPELINING",
+             "SIZE " + std::to_string(cfg_.limits.max_message_size),
+             "8BITMIME",
+             "SMTPUTF8",
+             "ENHANCEDSTATUSCODES"};
+  return r;
+}
+
+std::string FrontendSession::protocol_name() const {
+  if (envelope_ && envelope_->needs_smtputf8) return "UTF8SMTP";
+  return greeting_ == Greeting::kEhlo ? "ESMTP" : "SMTP";
+}
+
+awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd) {
+  using smtp::Verb;
+  switch (cmd.verb) {
+    case Verb::kHelo:
+    case Verb::kEhlo:
+      // RFC 5321 4.1.4: EHLO in the middle of a transaction resets it.
+      if (envelope_) co_await end_transaction();
+      co_return on_helo(cmd);
+    case Verb::kMail:
+      co_return on_mail(cmd);
+    case Verb::kRcpt:
+      co_return co_await on_rcpt(cmd);
+    case Verb::kRset:
+      co_await end_transaction();
+      co_return replies::reset_ok();
+    case Verb::kNoop:
+      co_return replies::noop_ok();
+    case Verb::kHelp:
+      co_return replies::help();
+    case Verb::kVrfy:
+      co_return replies::vrfy();
+    case Verb::kQuit:
+      co_return replies::closing(cfg_.hostname);
+    case Verb::kStartTls:
+      co_return smtp::make_reply(454, "4.7.0", "TLS not available");
+    case Verb::kAuth:
+      co_return replies::bad_sequence("AUTH not available");
+    case Verb::kBdat:
+      // CHUNKING is not advertised (DESIGN.md), so BDAT is unknown.
+      co_return replies::unknown_command();
+    case Verb::kHttp:
+      co_return replies::forbidden_protocol();
+    case Verb::kData:
+    case Verb::kUnknown:
+      break;
+  }
+  co_return replies::unknown_command();
+}
+
+smtp::Reply FrontendSession::on_helo(const smtp::Command& cmd) {
+  helo_name_ = cmd.domain;
+  if (cmd.verb == smtp::Verb::kEhlo) {
+    greeting_ = Greeting::kEhlo;
+    return ehlo_reply();
+  }
+  greeting_ = Greeting::kHelo;
+  return smtp::make_reply(250, "", cfg_.hostname);
+}
+
+smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
+  if (greeting_ == Greeting::kNone) return replies::bad_sequence("send EHLO first");
+  if (envelope_) return replies::bad_sequence("nested MAIL command");
+  if (listener_.role == config::Role::kSubmission && !trusted_) return replies::auth_required();
+  if (cmd.mail.size && *cmd.mail.size > cfg_.limits.max_message_size)
+    return replies::message_too_big();
+  if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii())
+    return replies::utf8_needs_smtputf8();
+  client::Envelope env;
+  env.sender = cmd.path;
+  env.params = cmd.mail;
+  // AUTH= from a client that did not authenticate is dropped (RFC 4954 5):
+  // the relay rebuilds MAIL from these values and never sends it on.
+  env.params.auth_given = false;
+  env.needs_smtputf8 = cmd.mail.smtputf8;
+  env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
+  envelope_ = std::move(env);
+  ++tx_count_;
+  tx_id_ = id_ + "." + std::to_string(tx_count_);
+  tx_started_ = Clock::now();
+  return replies::sender_ok();
+}
+
+awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
+  if (!envelope_) co_return replies::bad_sequence("need MAIL before RCPT");
+  if (rcpt_attempts_ >= cfg_.limits.max_recipients) co_return replies::too_many_recipients();
+  ++rcpt_attempts_;
+  const smtp::Mailbox& rcpt = cmd.path.mailbox;
+  if (!envelope_->needs_smtputf8 && rcpt.has_non_ascii()) {
+    refused_.push_back(rcpt.str());
+    co_return replies::utf8_needs_smtputf8();
+  }
+  if (check_recipient(cfg_, listener_.role, trusted_, rcpt) == Verdict::kRelayDenied) {
+    refused_.push_back(rcpt.str());
+    log::Record("relay_denied")
+        .add("s", id_)
+        .add("t", tx_id_)
+        .add("client", client_ip_)
+        .add("rcpt", rcpt.str())
+        .emit();
+    co_return replies::relay_denied();
+  }
+  std::string domain = routing_domain(cfg_, rcpt);
+  std::string sender_domain = smtp::ascii_lower(envelope_->sender.mailbox.domain);
+  const config::Route* route =
+      core_.router().match({listener_.name, domain, sender_domain, ip_});
+  client::PoolRuntime* pool = route ? core_.pool(route->pool) : nullptr;
+  if (!pool) {
+    refused_.push_back(rcpt.str());
+    co_return smtp::make_reply(550, "5.7.1", "No route for this recipient");
+  }
+  if (pool_ && pool != pool_) co_return replies::other_pool();
+  if (!tx_) {
+    pool_ = pool;
+    tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), cfg_, *pool,
+                                                     *envelope_);
+  }
+  smtp::Reply r = co_await tx_->rcpt(cmd.path);
+  if (r.positive())
+    accepted_.push_back(rcpt.str());
+  else
+    refused_.push_back(rcpt.str());
+  co_return r;
+}
+
+awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
+  if (!envelope_) co_return replies::bad_sequence("need MAIL and RCPT before DATA");
+  if (accepted_.empty()) {
+    if (rcpt_attempts_ == 0) co_return replies::bad_sequence("need RCPT before DATA");
+    co_return replies::no_valid_recipients();
+  }
+  smtp::Reply r = co_await tx_->data();
+  if (r.code != 354) {
+    log_transaction(r, "refused_at_data");
+    co_await end_transaction();
+    co_return r;
+  }
+  queue(r);
+  if (!co_await flush()) {
+    tx_->abort();
+    close = true;
+    co_return smtp::Reply{};
+  }
+  ReceivedInfo ri;
+  ri.helo = helo_name_;
+  ri.client_ip = client_ip_;
+  ri.hostname = cfg_.hostname;
+  ri.protocol = protocol_name();
+  ri.id = tx_id_;
+  if (accepted_.size() == 1) ri.recipient = accepted_.front();
+  ri.when = std::chrono::system_clock::now();
+  co_await tx_->data_chunk(received_field(ri));
+
+  enum class Refusal { kNone, kTooBig, kBareLineEnding, kLongLine };
+  Refusal refusal = Refusal::kNone;
+  const bool normalize = cfg_.limits.bare_line_endings == config::BareLineEndings::kNormalize;
+  smtp::DataDecoder decoder;
+  smtp::DataEncoder encoder;
+  std::string content, wire;
+  std::string dbuf(kDataReadSize, '\0');
+  const auto data_deadline = Clock::now() + cfg_.timeouts.client_data_total;
+
+  // Bytes the client pipelined behind DATA are the start of the message.
+  std::string chunk(reader_.pending());
+  reader_.clear();
+  for (;;) {
+    if (!chunk.empty()) {
+      auto res = decoder.feed(chunk, content);
+      if (res.done) reader_.append(std::string_view(chunk).substr(res.consumed));
+      if (refusal == Refusal::kNone) {
+        if (decoder.content_size() > cfg_.limits.max_message_size)
+          refusal = Refusal::kTooBig;
+        else if (decoder.saw_bare_line_ending() && !normalize)
+          refusal = Refusal::kBareLineEnding;
+        else if (decoder.saw_long_line())
+          refusal = Refusal::kLongLine;
+        if (refusal != Refusal::kNone) {
+          tx_->abort();
+        } else {
+          encoder.encode(content, wire);
+          co_await tx_->data_chunk(wire);
+        }
+      }
+      content.clear();
+      wire.clear();
+      if (res.done) break;
+    }
+    auto left = std::chrono::duration_cast<Duration>(data_deadline - Clock::now());
+    auto [ec, n] = co_await sock_.read_some(
+        asio::buffer(dbuf), read_bound(std::max(Duration(1), std::min(cfg_.timeouts.client_data,
+                                                                       left))));
+    if (ec) {
+      // Client gone or too slow in mid-DATA: nothing is delivered.
+      tx_->abort();
+      log_transaction(smtp::Reply{}, ec == asio::error::timed_out ? "client_timeout"
+                                                                  : "client_gone");
+      close = true;
+      if (ec == asio::error::timed_out) co_return replies::timeout();
+      if (ec == asio::error::operation_aborted)
+        co_return replies::shutting_down(cfg_.hostname);
+      co_return smtp::Reply{};
+    }
+    chunk.assign(dbuf.data(), n);
+  }
+
+  smtp::Reply final_reply;
+  const char* result = "refused";
+  switch (refusal) {
+    case Refusal::kTooBig:
+      final_reply = replies::message_too_big();
+      break;
+    case Refusal::kBareLineEnding:
+      final_reply = replies::bare_line_ending_in_data();
+      break;
+    case Refusal::kLongLine:
+      final_reply = replies::text_line_too_long();
+      break;
+    case Refusal::kNone: {
+      smtp::Reply backend_reply = co_await tx_->finish();
+      if (backend_reply.positive()) {
+        final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + tx_id_);
+        result = "delivered";
+        if (tx_->possible_duplicate())
+          core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        final_reply = backend_reply;
+        result = backend_reply.permanent() ? "rejected" : "deferred";
+      }
+      break;
+    }
+  }
+  log_transaction(final_reply, result);
+  co_await end_transaction();
+  co_return final_reply;
+}
+
+awaitable<void> FrontendSession::end_transaction() {
+  if (tx_) {
+    co_await tx_->release();
+    tx_.reset();
+  }
+  envelope_.reset();
+  pool_ = nullptr;
+  rcpt_attempts_ = 0;
+  accepted_.clear();
+  refused_.clear();
+}
+
+void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char* result) {
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
+    return s;
+  };
+  std::string tried;
+  if (tx_) {
+    for (const auto& a : tx_->attempts()) {
+      if (!tried.empty()) tried += ',';
+      tried += a.backend + ":" + client::to_string(a.failure);
+    }
+  }
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - tx_started_);
+  log::Record rec("transaction");
+  rec.add("s", id_)
+      .add("t", tx_id_)
+      .add("listener", listener_.name)
+      .add("client", client_ip_)
+      .add("helo", helo_name_)
+      .add("from", envelope_ ? envelope_->sender.str() : "")
+      .add("pool", pool_ && pool_->cfg ? pool_->cfg->name : "")
+      .add("rcpts", join(accepted_))
+      .add("refused", join(refused_))
+      .add("size", static_cast<long long>(tx_ ? tx_->data_size() : 0))
+      .add("tried", tried)
+      .add("backend", tx_ ? tx_->backend_name() : "")
+      .add("queue_id", tx_ ? tx_->queue_id() : "")
+      .add("result", result)
+      .add("reply", final_reply.code ? final_reply.summary() : "");
+  if (tx_ && tx_->possible_duplicate()) rec.add("possible_duplicate", "yes");
+  rec.add("ms", static_cast<long long>(ms.count()));
+  rec.emit();
+}
+
+}  // namespace smtplb::server

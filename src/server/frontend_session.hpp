@@ -1,0 +1,97 @@
+// frontend_session.hpp: the server side of one client connection.
+//
+// Reads top to bottom (STYLE.md): banner, then one command at a time, each
+// handler returning the reply; one loop writes, counts and logs.  Replies
+// are queued and flushed whenever the session would wait for input, which
+// is exactly RFC 2920's pipelining: replies in order, in as few writes as
+// the client's batching allows, and nothing read past DATA is executed as
+// a command.  Every wait has its bound: timeouts.client_command per read,
+// client_data per read in DATA and client_data_total for a whole DATA
+// phase, client_session for the connection.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "client/relay_transaction.hpp"
+#include "net/timed_socket.hpp"
+#include "server/connection_limiter.hpp"
+#include "server/core.hpp"
+#include "smtp/command.hpp"
+#include "smtp/line_reader.hpp"
+#include "smtp/reply.hpp"
+
+namespace smtplb::server {
+
+class FrontendSession {
+ public:
+  FrontendSession(Core& core, const config::Listener& listener, tcp::socket sock,
+                  std::unique_ptr<ConnectionSlot> slot);
+  ~FrontendSession();
+
+  awaitable<void> run();
+
+  // Shutdown: an idle session (waiting for a command, no transaction)
+  // stops waiting at once; a busy one finishes its transaction first.
+  void on_shutdown();
+  void force_close();
+
+ private:
+  enum class Greeting { kNone, kHelo, kEhlo };
+  enum class ReadResult { kLine, kTooLong, kClosed, kTimeout, kShutdown };
+  using Duration = std::chrono::milliseconds;
+
+  awaitable<ReadResult> read_line(std::string& line, bool& bare_lf);
+  awaitable<bool> flush();
+  void queue(const smtp::Reply& r) { out_ += r.wire(); }
+  Duration read_bound(Duration per_read) const;
+
+  awaitable<smtp::Reply> dispatch(const smtp::Command& cmd);
+  smtp::Reply on_helo(const smtp::Command& cmd);
+  smtp::Reply on_mail(const smtp::Command& cmd);
+  awaitable<smtp::Reply> on_rcpt(const smtp::Command& cmd);
+  // DATA: the whole phase, through the reply after the final dot.  Sets
+  // `close` when the session must end (client gone, timeout).
+  awaitable<smtp::Reply> on_data(bool& close);
+  awaitable<void> end_transaction();
+  smtp::Reply ehlo_reply() const;
+  std::string protocol_name() const;
+  void log_transaction(const smtp::Reply& final_reply, const char* result);
+
+  Core& core_;
+  const config::Config& cfg_;  // the snapshot this session began with
+  const config::Listener& listener_;
+  std::shared_ptr<const config::Config> cfg_hold_;
+  net::TimedSocket sock_;
+  std::unique_ptr<ConnectionSlot> slot_;
+  std::string id_;
+  std::string client_ip_;
+  std::uint16_t client_port_ = 0;
+  ConnectionLimiter::Ip ip_{};
+  bool trusted_ = false;
+  Clock::time_point started_ = Clock::now();
+
+  smtp::LineReader reader_{smtp::kMaxParameterCommandLine};
+  std::array<char, 4096> rbuf_{};
+  std::string out_;
+  bool idle_wait_ = false;  // blocked on a command read with no transaction open
+  bool forced_ = false;
+  int errors_ = 0;
+
+  // Session and transaction state.
+  Greeting greeting_ = Greeting::kNone;
+  std::string helo_name_;
+  std::optional<client::Envelope> envelope_;
+  client::PoolRuntime* pool_ = nullptr;
+  std::unique_ptr<client::RelayTransaction> tx_;
+  int rcpt_attempts_ = 0;
+  std::vector<std::string> accepted_;
+  std::vector<std::string> refused_;
+  int tx_count_ = 0;
+  std::string tx_id_;
+  Clock::time_point tx_started_;
+};
+
+}  // namespace smtplb::server

@@ -1,0 +1,227 @@
+#include "smtp/command.hpp"
+
+#include <array>
+#include <limits>
+#include <utility>
+
+#include "smtp/replies.hpp"
+
+namespace smtplb::smtp {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    unsigned char x = a[i], y = b[i];
+    if (x >= 'a' && x <= 'z') x -= 32;
+    if (y >= 'a' && y <= 'z') y -= 32;
+    if (x != y) return false;
+  }
+  return true;
+}
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+struct VerbName {
+  std::string_view name;
+  Verb verb;
+};
+
+constexpr std::array kVerbs{
+    VerbName{"HELO", Verb::kHelo},   VerbName{"EHLO", Verb::kEhlo},
+    VerbName{"MAIL", Verb::kMail},   VerbName{"RCPT", Verb::kRcpt},
+    VerbName{"DATA", Verb::kData},   VerbName{"RSET", Verb::kRset},
+    VerbName{"NOOP", Verb::kNoop},   VerbName{"QUIT", Verb::kQuit},
+    VerbName{"VRFY", Verb::kVrfy},   VerbName{"HELP", Verb::kHelp},
+    VerbName{"STARTTLS", Verb::kStartTls}, VerbName{"AUTH", Verb::kAuth},
+    VerbName{"BDAT", Verb::kBdat},
+    // Postfix's smtpd_forbidden_commands: an HTTP client or proxy talking to
+    // an SMTP port.
+    VerbName{"GET", Verb::kHttp},    VerbName{"POST", Verb::kHttp},
+    VerbName{"HEAD", Verb::kHttp},   VerbName{"PUT", Verb::kHttp},
+    VerbName{"CONNECT", Verb::kHttp}, VerbName{"OPTIONS", Verb::kHttp},
+};
+
+ParseResult fail(Reply r) {
+  ParseResult p;
+  p.error = std::move(r);
+  return p;
+}
+
+// HELO/EHLO: a domain or an address literal (RFC 5321 4.1.1.1).  It feeds
+// the Received field and the logs, so nothing else gets in (SECURITY.md 2).
+// Underscores are tolerated: Windows hosts send them and they are harmless.
+bool valid_helo(std::string_view s) {
+  if (s.empty() || s.size() > 255) return false;
+  if (s.front() == '[') return is_valid_address_literal(s);
+  for (unsigned char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c >= 0x80;
+    if (!ok) return false;
+  }
+  return s.front() != '.' && s.find("..") == std::string_view::npos;
+}
+
+bool is_keyword(std::string_view k) {
+  if (k.empty()) return false;
+  for (std::size_t i = 0; i < k.size(); ++i) {
+    unsigned char c = k[i];
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && !(i > 0 && c == '-')) return false;
+  }
+  return true;
+}
+
+// esmtp-value = 1*(%d33-60 / %d62-126), with UTF-8 allowed (RFC 6531 3.3).
+bool is_value(std::string_view v) {
+  if (v.empty()) return false;
+  for (unsigned char c : v)
+    if (!((c >= 33 && c <= 60) || (c >= 62 && c <= 126) || c >= 0x80)) return false;
+  return true;
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view v) {
+  if (v.empty() || v.size() > 20) return std::nullopt;
+  std::uint64_t n = 0;
+  for (char c : v) {
+    if (c < '0' || c > '9') return std::nullopt;
+    std::uint64_t d = static_cast<std::uint64_t>(c - '0');
+    if (n > (std::numeric_limits<std::uint64_t>::max() - d) / 10)
+      return std::numeric_limits<std::uint64_t>::max();  // over any limit: 552
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+// Parses "FROM:<path> params" / "TO:<path> params".
+ParseResult parse_mail_rcpt(Verb verb, std::string_view arg) {
+  std::string_view prefix = verb == Verb::kMail ? "FROM:" : "TO:";
+  if (!istarts_with(arg, prefix))
+    return fail(replies::syntax(verb == Verb::kMail ? "use MAIL FROM:<address>"
+                                                    : "use RCPT TO:<address>"));
+  arg.remove_prefix(prefix.size());
+  // Tolerate "MAIL FROM: <a@b>": common, harmless, and what Postfix accepts.
+  while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
+  PathResult pr =
+      parse_path(arg, verb == Verb::kMail ? PathKind::kReversePath : PathKind::kForwardPath);
+  if (!pr.path) return fail(replies::syntax(pr.error));
+  Command cmd;
+  cmd.verb = verb;
+  cmd.path = std::move(*pr.path);
+  std::string_view rest = arg.substr(pr.consumed);
+  if (!rest.empty() && rest.front() != ' ') return fail(replies::syntax("junk after address"));
+  bool seen_size = false, seen_body = false;
+  while (!rest.empty()) {
+    while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+    if (rest.empty()) break;
+    std::size_t sp = rest.find(' ');
+    std::string_view param = rest.substr(0, sp);
+    rest = sp == std::string_view::npos ? std::string_view() : rest.substr(sp);
+    std::size_t eq = param.find('=');
+    std::string_view key = param.substr(0, eq);
+    std::optional<std::string_view> value;
+    if (eq != std::string_view::npos) value = param.substr(eq + 1);
+    if (!is_keyword(key) || (value && !is_value(*value)))
+      return fail(replies::syntax("bad parameter"));
+    if (verb == Verb::kRcpt) return fail(replies::unknown_parameter(key));
+    if (iequals(key, "SIZE")) {
+      if (seen_size || !value) return fail(replies::syntax("bad SIZE"));
+      auto n = parse_size(*value);
+      if (!n) return fail(replies::syntax("bad SIZE"));
+      cmd.mail.size = n;
+      seen_size = true;
+    } else if (iequals(key, "BODY")) {
+      if (seen_body || !value) return fail(replies::syntax("bad BODY"));
+      if (iequals(*value, "7BIT"))
+        cmd.mail.body = Body::k7Bit;
+      else if (iequals(*value, "8BITMIME"))
+        cmd.mail.body = Body::k8BitMime;
+      else
+        return fail(replies::unknown_parameter("BODY=" + std::string(*value)));
+      seen_body = true;
+    } else if (iequals(key, "SMTPUTF8")) {
+      if (value || cmd.mail.smtputf8) return fail(replies::syntax("bad SMTPUTF8"));
+      cmd.mail.smtputf8 = true;
+    } else if (iequals(key, "AUTH")) {
+      if (!value) return fail(replies::syntax("bad AUTH"));
+      cmd.mail.auth_given = true;
+    } else {
+      return fail(replies::unknown_parameter(key));
+    }
+  }
+  ParseResult ok;
+  ok.command = std::move(cmd);
+  return ok;
+}
+
+}  // namespace
+
+const char* to_string(Verb v) {
+  for (const auto& vn : kVerbs)
+    if (vn.verb == v) return vn.name.data();
+  return "UNKNOWN";
+}
+
+std::size_t max_line_for(Verb v) {
+  return (v == Verb::kMail || v == Verb::kRcpt) ? kMaxParameterCommandLine : kMaxCommandLine;
+}
+
+ParseResult parse_command(std::string_view line) {
+  std::size_t sp = line.find(' ');
+  std::string_view word = line.substr(0, sp);
+  std::string_view arg = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
+  Verb verb = Verb::kUnknown;
+  for (const auto& vn : kVerbs)
+    if (iequals(word, vn.name)) verb = vn.verb;
+  if (line.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+    // A HELO/EHLO name carrying a line break is a header injection attempt
+    // ("EHLO a.example\nX-Injected: 1"): SECURITY.md 2 answers it as a bad
+    // argument, 501 5.5.4, like any other bad host name.  Elsewhere a bare
+    // CR, LF or NUL is 500 5.5.2 (RFC 5321 2.3.8).
+    if (verb == Verb::kHelo || verb == Verb::kEhlo) return fail(replies::syntax("bad host name"));
+    return fail(replies::bad_line_ending());
+  }
+  Command cmd;
+  cmd.verb = verb;
+  switch (verb) {
+    case Verb::kUnknown:
+      return fail(replies::unknown_command());
+    case Verb::kHttp:
+      break;
+    case Verb::kHelo:
+    case Verb::kEhlo:
+      while (!arg.empty() && arg.back() == ' ') arg.remove_suffix(1);
+      if (arg.empty()) return fail(replies::syntax("EHLO needs a host name"));
+      if (!valid_helo(arg)) return fail(replies::syntax("bad host name"));
+      cmd.domain = std::string(arg);
+      break;
+    case Verb::kMail:
+    case Verb::kRcpt:
+      return parse_mail_rcpt(verb, arg);
+    case Verb::kData:
+    case Verb::kRset:
+    case Verb::kQuit:
+    case Verb::kStartTls:
+      if (!arg.empty() && arg.find_first_not_of(' ') != std::string_view::npos)
+        return fail(replies::syntax("no arguments allowed"));
+      break;
+    case Verb::kVrfy:
+      if (arg.empty()) return fail(replies::syntax("VRFY needs an argument"));
+      cmd.arg = std::string(arg);
+      break;
+    case Verb::kNoop:
+    case Verb::kHelp:
+    case Verb::kAuth:
+    case Verb::kBdat:
+      cmd.arg = std::string(arg);
+      break;
+  }
+  ParseResult ok;
+  ok.command = std::move(cmd);
+  return ok;
+}
+
+}  // namespace smtplb::smtp

@@ -1,0 +1,61 @@
+// command.hpp: the client's command line as a value (RFC 5321 4.1, with the
+// ESMTP parameters of RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8).
+//
+// Pure: parse_command() takes one line without its CRLF and returns either a
+// Command or the exact reply the client should get.  It never forwards a
+// client's raw parameters: the relay rebuilds MAIL/RCPT from these values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "smtp/address.hpp"
+#include "smtp/reply.hpp"
+
+namespace smtplb::smtp {
+
+enum class Verb {
+  kHelo, kEhlo, kMail, kRcpt, kData, kRset, kNoop, kQuit, kVrfy, kHelp,
+  kStartTls, kAuth, kBdat,
+  kHttp,     // GET/POST/CONNECT/...: a cross-protocol attack, close at once
+  kUnknown,
+};
+
+const char* to_string(Verb v);
+
+enum class Body { kUnspecified, k7Bit, k8BitMime };
+
+struct MailParams {
+  std::optional<std::uint64_t> size;  // SIZE=; UINT64_MAX when it overflowed
+  Body body = Body::kUnspecified;
+  bool smtputf8 = false;
+  bool auth_given = false;            // AUTH=..., ignored unless authenticated (RFC 4954 5)
+};
+
+struct Command {
+  Verb verb = Verb::kUnknown;
+  std::string domain;  // HELO/EHLO argument
+  Path path;           // MAIL/RCPT
+  MailParams mail;     // MAIL parameters
+  std::string arg;     // VRFY/HELP/AUTH/BDAT argument as written
+};
+
+struct ParseResult {
+  std::optional<Command> command;
+  std::optional<Reply> error;  // set when command is not
+};
+
+// RFC 5321 4.5.3.1.4: 512 octets with CRLF; commands with ESMTP
+// parameters may be longer (4.5.3.1.4, RFC 1869): we allow 2048 for MAIL
+// and RCPT, as Postfix and the backends we front do.
+constexpr std::size_t kMaxCommandLine = 512;
+constexpr std::size_t kMaxParameterCommandLine = 2048;
+
+ParseResult parse_command(std::string_view line);
+
+// The line length (with CRLF) allowed for this verb.
+std::size_t max_line_for(Verb v);
+
+}  // namespace smtplb::smtp

@@ -1,0 +1,113 @@
+#include "smtp/data_decoder.hpp"
+
+#include <cstring>
+
+namespace smtplb::smtp {
+
+void DataDecoder::end_line(std::string& out) {
+  out.append("\r\n", 2);
+  content_size_ += 2;
+  if (line_len_ + 2 > kMaxTextLine) long_line_ = true;
+  line_len_ = 0;
+  state_ = State::kLineStart;
+  after_bare_ = false;
+}
+
+void DataDecoder::end_bare_line(std::string& out) {
+  bare_line_ending_ = true;
+  end_line(out);
+  after_bare_ = true;
+}
+
+DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
+  Result r;
+  std::size_t i = 0;
+  const std::size_t n = in.size();
+  while (i < n) {
+    char c = in[i];
+    switch (state_) {
+      case State::kMiddle: {
+        // Fast path: copy the run up to the next CR or LF in one go.
+        const char* p = in.data() + i;
+        std::size_t left = n - i;
+        std::size_t run = 0;
+        while (run < left && p[run] != '\r' && p[run] != '\n') ++run;
+        if (run > 0) {
+          out.append(p, run);
+          content_size_ += run;
+          line_len_ += run;
+          i += run;
+          continue;
+        }
+        if (c == '\r') {
+          state_ = State::kCr;
+        } else {  // bare LF
+          end_bare_line(out);
+        }
+        ++i;
+        break;
+      }
+      case State::kLineStart:
+        if (c == '.') {
+          state_ = State::kDot;
+          ++line_len_;
+          ++i;
+        } else {
+          state_ = State::kMiddle;  // reprocess c
+        }
+        break;
+      case State::kCr:
+        if (c == '\n') {
+          end_line(out);
+          ++i;
+        } else {
+          // Bare CR: end the line here and read c as the next line's first.
+          end_bare_line(out);
+        }
+        break;
+      case State::kDot:
+        if (c == '\r') {
+          state_ = State::kDotCr;
+          ++i;
+        } else if (c == '\n') {
+          // ".\n": not the end (only CR LF . CR LF is); a line holding ".".
+          out.push_back('.');
+          ++content_size_;
+          end_bare_line(out);
+          ++i;
+        } else {
+          // A stuffed dot: drop it and read c as content (RFC 5321 4.5.2).
+          state_ = State::kMiddle;
+        }
+        break;
+      case State::kDotCr:
+        if (c == '\n' && after_bare_) {
+          // ". CR LF" after a bare CR or LF ("x\n.\r\n", "x\r.\r\n"): the
+          // line before it did not end in CR LF, so this is not CR LF . CR LF
+          // and must not end the data (SMTP smuggling, SECURITY.md 1).  It is
+          // a content line holding "."; the encoder re-stuffs it.
+          out.push_back('.');
+          ++content_size_;
+          end_line(out);
+          ++i;
+          break;
+        }
+        if (c == '\n') {
+          r.consumed = i + 1;
+          r.done = true;
+          state_ = State::kLineStart;
+          line_len_ = 0;
+          return r;
+        }
+        // ".\r" then not LF: a line holding "." ended by a bare CR.
+        out.push_back('.');
+        ++content_size_;
+        end_bare_line(out);
+        break;
+    }
+  }
+  r.consumed = n;
+  return r;
+}
+
+}  // namespace smtplb::smtp

@@ -1,0 +1,47 @@
+// line_reader.hpp: splits buffered input into command lines, bounded.
+//
+// Pure: the session appends what it read and asks for lines.  A line longer
+// than the bound yields exactly one kTooLong; the rest of it, up to the next
+// LF, is skipped "to avoid loss of synchronization" (Postfix smtpd_chat.c),
+// so the client gets one 500 and the next command its own reply.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace smtplb::smtp {
+
+class LineReader {
+ public:
+  explicit LineReader(std::size_t max_line) : max_line_(max_line) {}
+
+  enum class Kind { kNeedMore, kLine, kTooLong };
+  struct Item {
+    Kind kind = Kind::kNeedMore;
+    std::string_view line;  // without the line ending; valid until the next call
+    bool bare_lf = false;   // ended by LF without CR
+  };
+
+  // Next complete line from what is buffered.
+  Item next();
+
+  void append(std::string_view bytes);
+  // Bytes buffered and not yet taken as lines (the start of DATA content,
+  // or pipelined commands).
+  std::string_view pending() const { return std::string_view(buf_).substr(start_); }
+  void consume(std::size_t n);
+  bool has_pending() const { return start_ < buf_.size(); }
+  // Forget everything buffered (STARTTLS: RFC 3207 section 4.2 / CVE-2011-0411).
+  void clear();
+
+ private:
+  void compact();
+
+  std::size_t max_line_;
+  std::string buf_;
+  std::size_t start_ = 0;
+  bool discarding_ = false;  // inside an over-long line, skipping to its LF
+};
+
+}  // namespace smtplb::smtp

@@ -16,19 +16,22 @@ smtp::Reply with_enhanced(smtp::Reply r, const char* ok_code) {
   return r;
 }
 
-// The queue id in a backend's "250 2.0.0 Ok: queued as 4F1B2C3D" and the
-// like: the last word of the first line, when it looks like an id.
+// The backend's queue id, for the log: Postfix "250 2.0.0 Ok: queued as
+// 4F1B2C3D", Exim "250 OK id=1rKx2B-000ABC-3x"; empty when the reply names
+// none.
 std::string queue_id_from(const smtp::Reply& r) {
   if (r.lines.empty()) return {};
   std::string_view l = r.lines[0];
-  while (!l.empty() && l.back() == ' ') l.remove_suffix(1);
-  std::size_t sp = l.rfind(' ');
-  std::string_view w = sp == std::string_view::npos ? l : l.substr(sp + 1);
-  if (w.size() > 64 || w.empty()) return {};
-  for (char c : w)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' &&
-        c != '@' && c != '<' && c != '>' && c != '=')
-      return {};
+  std::string_view w;
+  if (auto p = l.find("queued as "); p != std::string_view::npos) {
+    w = l.substr(p + 10);
+  } else if (auto q = l.find("id="); q != std::string_view::npos) {
+    w = l.substr(q + 3);
+  } else {
+    return {};
+  }
+  w = w.substr(0, w.find(' '));
+  if (w.size() > 64) w = w.substr(0, 64);
   return std::string(w);
 }
 

@@ -446,7 +446,7 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
       tried += a.backend + ":" + client::to_string(a.failure);
     }
   }
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - tx_started_);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tx_started_);
   log::Record rec("transaction");
   rec.add("s", id_)
       .add("t", tx_id_)
@@ -464,7 +464,7 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
       .add("result", result)
       .add("reply", final_reply.code ? final_reply.summary() : "");
   if (tx_ && tx_->possible_duplicate()) rec.add("possible_duplicate", "yes");
-  rec.add("ms", static_cast<long long>(ms.count()));
+  rec.add("us", static_cast<long long>(us.count()));
   rec.emit();
 }
 

@@ -8,22 +8,44 @@ namespace smtplb::smtp {
 
 namespace {
 
-constexpr std::size_t kMaxLocalPart = 64;   // RFC 5321 4.5.3.1.1
-constexpr std::size_t kMaxDomain = 255;     // RFC 5321 4.5.3.1.2
-constexpr std::size_t kMaxLabel = 63;       // RFC 1035 2.3.4
-constexpr std::size_t kMaxPath = 256;       // RFC 5321 4.5.3.1.3
+constexpr std::size_t kMaxLocalPart = 64;  // RFC 5321 4.5.3.1.1
+constexpr std::size_t kMaxDomain = 255;    // RFC 5321 4.5.3.1.2
+constexpr std::size_t kMaxLabel = 63;      // RFC 1035 2.3.4
+constexpr std::size_t kMaxPath = 256;      // RFC 5321 4.5.3.1.3
 
-bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
-bool is_utf8(unsigned char c) { return c >= 0x80; }
+bool is_alpha(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+bool is_digit(unsigned char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_utf8(unsigned char c) {
+  return c >= 0x80;
+}
 
 // atext of RFC 5322 3.2.3, extended by RFC 6531 with UTF8-non-ascii.
 bool is_atext(unsigned char c) {
   if (is_alpha(c) || is_digit(c) || is_utf8(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
-    case '|': case '}': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~':
       return true;
     default:
       return false;
@@ -36,11 +58,18 @@ bool valid_utf8(std::string_view s) {
   while (i < s.size()) {
     unsigned char c = s[i];
     std::size_t n;
-    if (c < 0x80) { ++i; continue; }
-    if (c >= 0xc2 && c <= 0xdf) n = 1;
-    else if (c >= 0xe0 && c <= 0xef) n = 2;
-    else if (c >= 0xf0 && c <= 0xf4) n = 3;
-    else return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf)
+      n = 1;
+    else if (c >= 0xe0 && c <= 0xef)
+      n = 2;
+    else if (c >= 0xf0 && c <= 0xf4)
+      n = 3;
+    else
+      return false;
     for (std::size_t k = 1; k <= n; ++k) {
       if (i + k >= s.size()) return false;
       unsigned char cc = s[i + k];
@@ -96,20 +125,41 @@ bool parse_mailbox(std::string_view s, Mailbox& out, std::string& err) {
   std::size_t at;
   if (!s.empty() && s[0] == '"') {
     std::size_t q = quoted_string_length(s);
-    if (q == 0) { err = "bad quoted local part"; return false; }
+    if (q == 0) {
+      err = "bad quoted local part";
+      return false;
+    }
     at = q;
-    if (at >= s.size() || s[at] != '@') { err = "missing @domain"; return false; }
+    if (at >= s.size() || s[at] != '@') {
+      err = "missing @domain";
+      return false;
+    }
   } else {
     at = s.rfind('@');
-    if (at == std::string_view::npos) { err = "missing @domain"; return false; }
-    if (!valid_dot_string(s.substr(0, at))) { err = "bad local part"; return false; }
+    if (at == std::string_view::npos) {
+      err = "missing @domain";
+      return false;
+    }
+    if (!valid_dot_string(s.substr(0, at))) {
+      err = "bad local part";
+      return false;
+    }
   }
   std::string_view local = s.substr(0, at);
   std::string_view domain = s.substr(at + 1);
-  if (local.size() > kMaxLocalPart) { err = "local part too long"; return false; }
-  if (domain.empty()) { err = "empty domain"; return false; }
+  if (local.size() > kMaxLocalPart) {
+    err = "local part too long";
+    return false;
+  }
+  if (domain.empty()) {
+    err = "empty domain";
+    return false;
+  }
   if (domain.front() == '[') {
-    if (!is_valid_address_literal(domain)) { err = "bad address literal"; return false; }
+    if (!is_valid_address_literal(domain)) {
+      err = "bad address literal";
+      return false;
+    }
   } else if (!is_valid_domain(domain)) {
     err = "bad domain";
     return false;
@@ -133,8 +183,10 @@ bool iequals(std::string_view a, std::string_view b) {
 }  // namespace
 
 bool Mailbox::has_non_ascii() const {
-  for (unsigned char c : local_part) if (c >= 0x80) return true;
-  for (unsigned char c : domain) if (c >= 0x80) return true;
+  for (unsigned char c : local_part)
+    if (c >= 0x80) return true;
+  for (unsigned char c : domain)
+    if (c >= 0x80) return true;
   return false;
 }
 
@@ -192,7 +244,10 @@ PathResult parse_path(std::string_view text, PathKind kind) {
   for (; i < text.size(); ++i) {
     char c = text[i];
     if (in_quote) {
-      if (c == '\\') { ++i; continue; }
+      if (c == '\\') {
+        ++i;
+        continue;
+      }
       if (c == '"') in_quote = false;
     } else if (c == '"') {
       in_quote = true;
@@ -232,7 +287,8 @@ PathResult parse_path(std::string_view text, PathKind kind) {
     std::size_t s = 0;
     while (s < route.size()) {
       std::size_t comma = route.find(',', s);
-      std::string_view hop = route.substr(s, comma == std::string_view::npos ? route.npos : comma - s);
+      std::string_view hop =
+          route.substr(s, comma == std::string_view::npos ? route.npos : comma - s);
       if (hop.size() < 2 || hop[0] != '@' ||
           !(is_valid_domain(hop.substr(1)) || is_valid_address_literal(hop.substr(1)))) {
         r.error = "bad source route";

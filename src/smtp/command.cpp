@@ -31,19 +31,41 @@ struct VerbName {
 };
 
 constexpr std::array kVerbs{
-    VerbName{"HELO", Verb::kHelo},   VerbName{"EHLO", Verb::kEhlo},
-    VerbName{"MAIL", Verb::kMail},   VerbName{"RCPT", Verb::kRcpt},
-    VerbName{"DATA", Verb::kData},   VerbName{"RSET", Verb::kRset},
-    VerbName{"NOOP", Verb::kNoop},   VerbName{"QUIT", Verb::kQuit},
-    VerbName{"VRFY", Verb::kVrfy},   VerbName{"HELP", Verb::kHelp},
-    VerbName{"STARTTLS", Verb::kStartTls}, VerbName{"AUTH", Verb::kAuth},
+    VerbName{"HELO", Verb::kHelo},
+    VerbName{"EHLO", Verb::kEhlo},
+    VerbName{"MAIL", Verb::kMail},
+    VerbName{"RCPT", Verb::kRcpt},
+    VerbName{"DATA", Verb::kData},
+    VerbName{"RSET", Verb::kRset},
+    VerbName{"NOOP", Verb::kNoop},
+    VerbName{"QUIT", Verb::kQuit},
+    VerbName{"VRFY", Verb::kVrfy},
+    VerbName{"HELP", Verb::kHelp},
+    VerbName{"STARTTLS", Verb::kStartTls},
+    VerbName{"AUTH", Verb::kAuth},
     VerbName{"BDAT", Verb::kBdat},
     // Postfix's smtpd_forbidden_commands: an HTTP client or proxy talking to
     // an SMTP port.
-    VerbName{"GET", Verb::kHttp},    VerbName{"POST", Verb::kHttp},
-    VerbName{"HEAD", Verb::kHttp},   VerbName{"PUT", Verb::kHttp},
-    VerbName{"CONNECT", Verb::kHttp}, VerbName{"OPTIONS", Verb::kHttp},
+    VerbName{"GET", Verb::kHttp},
+    VerbName{"POST", Verb::kHttp},
+    VerbName{"HEAD", Verb::kHttp},
+    VerbName{"PUT", Verb::kHttp},
+    VerbName{"CONNECT", Verb::kHttp},
+    VerbName{"OPTIONS", Verb::kHttp},
 };
+
+// A client-supplied name for a reply text: printable ASCII only, and short.
+// Echoing it raw let a 2000-octet MAIL line produce a 555 reply line far over
+// RFC 5321 4.5.3.1.5's 512 octets, carrying whatever bytes the client chose
+// (STYLE.md: no raw peer bytes in replies).
+std::string reply_safe(std::string_view s) {
+  constexpr std::size_t kMaxEcho = 64;
+  std::string out;
+  for (unsigned char c : s.substr(0, kMaxEcho))
+    out.push_back(c > 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  if (s.size() > kMaxEcho) out += "...";
+  return out;
+}
 
 ParseResult fail(Reply r) {
   ParseResult p;
@@ -100,8 +122,8 @@ std::optional<std::uint64_t> parse_size(std::string_view v) {
 ParseResult parse_mail_rcpt(Verb verb, std::string_view arg) {
   std::string_view prefix = verb == Verb::kMail ? "FROM:" : "TO:";
   if (!istarts_with(arg, prefix))
-    return fail(replies::syntax(verb == Verb::kMail ? "use MAIL FROM:<address>"
-                                                    : "use RCPT TO:<address>"));
+    return fail(
+        replies::syntax(verb == Verb::kMail ? "use MAIL FROM:<address>" : "use RCPT TO:<address>"));
   arg.remove_prefix(prefix.size());
   // Tolerate "MAIL FROM: <a@b>": common, harmless, and what Postfix accepts.
   while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
@@ -126,7 +148,7 @@ ParseResult parse_mail_rcpt(Verb verb, std::string_view arg) {
     if (eq != std::string_view::npos) value = param.substr(eq + 1);
     if (!is_keyword(key) || (value && !is_value(*value)))
       return fail(replies::syntax("bad parameter"));
-    if (verb == Verb::kRcpt) return fail(replies::unknown_parameter(key));
+    if (verb == Verb::kRcpt) return fail(replies::unknown_parameter(reply_safe(key)));
     if (iequals(key, "SIZE")) {
       if (seen_size || !value) return fail(replies::syntax("bad SIZE"));
       auto n = parse_size(*value);
@@ -140,7 +162,7 @@ ParseResult parse_mail_rcpt(Verb verb, std::string_view arg) {
       else if (iequals(*value, "8BITMIME"))
         cmd.mail.body = Body::k8BitMime;
       else
-        return fail(replies::unknown_parameter("BODY=" + std::string(*value)));
+        return fail(replies::unknown_parameter("BODY=" + reply_safe(*value)));
       seen_body = true;
     } else if (iequals(key, "SMTPUTF8")) {
       if (value || cmd.mail.smtputf8) return fail(replies::syntax("bad SMTPUTF8"));
@@ -149,7 +171,7 @@ ParseResult parse_mail_rcpt(Verb verb, std::string_view arg) {
       if (!value) return fail(replies::syntax("bad AUTH"));
       cmd.mail.auth_given = true;
     } else {
-      return fail(replies::unknown_parameter(key));
+      return fail(replies::unknown_parameter(reply_safe(key)));
     }
   }
   ParseResult ok;

@@ -50,6 +50,9 @@ int run(std::shared_ptr<const config::Config> cfg) {
   server::Shared shared;
   shared.cfg = cfg;
   shared.id_base = std::random_device{}();
+  shared.connection_rate =
+      std::make_unique<server::RateLimiter>(cfg->limits.max_connection_rate_per_ip);
+  shared.message_rate = std::make_unique<server::RateLimiter>(cfg->limits.max_message_rate_per_ip);
   for (const auto& p : cfg->pools) {
     auto& list = shared.backends[p.name];
     for (const auto& b : p.backends) {

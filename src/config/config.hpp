@@ -77,6 +77,8 @@ struct Limits {
   int max_errors = 10;
   int max_connections = 10000;
   int max_connections_per_ip = 50;
+  Rate max_connection_rate_per_ip{600.0 / 60, 600};  // 600/m
+  Rate max_message_rate_per_ip{6000.0 / 60, 6000};   // 6000/m
   // Message bytes kept in memory for replay before spilling to an unlinked
   // temporary file, so a 50 MB message costs bounded memory.
   std::uint64_t replay_memory = 1ull << 20;

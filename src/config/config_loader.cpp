@@ -417,7 +417,8 @@ class Loader {
   void load_limits(const YAML::Node& v, Limits& l) {
     each_key(v, "limits",
              {"max_message_size", "max_recipients", "bare_line_endings", "max_errors",
-              "max_connections", "max_connections_per_ip", "replay_memory"},
+              "max_connections", "max_connections_per_ip", "max_connection_rate_per_ip",
+              "max_message_rate_per_ip", "replay_memory"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "max_message_size") {
                  if (auto s = size(x, "max_message_size")) l.max_message_size = *s;
@@ -437,6 +438,17 @@ class Loader {
                } else if (key == "max_connections_per_ip") {
                  if (auto n = integer(x, "max_connections_per_ip", 1, 10000000))
                    l.max_connections_per_ip = int(*n);
+               } else if (key == "max_connection_rate_per_ip" ||
+                          key == "max_message_rate_per_ip") {
+                 if (auto s = str(x, key)) {
+                   auto r = parse_rate(*s);
+                   if (!r || r->per_second <= 0)
+                     error(x, key + ": bad rate `" + *s + "` (use e.g. 600/m, 10/s)");
+                   else if (key == "max_connection_rate_per_ip")
+                     l.max_connection_rate_per_ip = *r;
+                   else
+                     l.max_message_rate_per_ip = *r;
+                 }
                } else if (key == "replay_memory") {
                  if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
                }

@@ -67,7 +67,7 @@ std::optional<Rate> parse_rate(std::string_view s) {
   else if (unit == "m") per = 60;
   else if (unit == "h") per = 3600;
   else return std::nullopt;
-  return Rate{n / per};
+  return Rate{n / per, n};
 }
 
 std::string Endpoint::str() const {

@@ -22,6 +22,7 @@ std::optional<std::uint64_t> parse_size(std::string_view s);
 
 struct Rate {
   double per_second = 0;
+  double burst = 0;  // the N of "N/unit": that many may come at once
 };
 std::optional<Rate> parse_rate(std::string_view s);
 

@@ -96,12 +96,18 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listene
       auto b = ep.address().to_v6().to_bytes();
       std::copy(b.begin(), b.end(), ip.begin());
     }
-    if (!shared_.limiter.acquire(ip, is_trusted(cfg, ip), cfg.limits.max_connections,
-                                 cfg.limits.max_connections_per_ip)) {
+    const bool trusted = is_trusted(cfg, ip);
+    const char* refusal = nullptr;
+    if (!trusted && !shared_.connection_rate->allow(ip, Clock::now()))
+      refusal = "connection rate";
+    else if (!shared_.limiter.acquire(ip, trusted, cfg.limits.max_connections,
+                                      cfg.limits.max_connections_per_ip))
+      refusal = "connection limit";
+    if (refusal) {
       log::Record("connection_refused")
           .add("listener", l.name)
           .add("client", ep.address().to_string())
-          .add("reason", "connection limit")
+          .add("reason", refusal)
           .emit(spdlog::level::warn);
       asio::co_spawn(io_, refuse(std::move(sock)), asio::detached);
       continue;

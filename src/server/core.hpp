@@ -19,6 +19,7 @@
 #include "net/asio.hpp"
 #include "route/router.hpp"
 #include "server/connection_limiter.hpp"
+#include "server/rate_limiter.hpp"
 
 namespace smtplb::server {
 
@@ -34,6 +35,8 @@ struct Shared {
   };
   std::map<std::string, std::vector<BackendEntry>> backends;  // by pool name
   ConnectionLimiter limiter;
+  std::unique_ptr<RateLimiter> connection_rate;  // per client address, untrusted only
+  std::unique_ptr<RateLimiter> message_rate;
   std::atomic<std::uint64_t> possible_duplicates{0};
   std::uint32_t id_base = 0;  // random per process, so ids differ across restarts
 };

@@ -253,6 +253,8 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
     return replies::message_too_big();
   if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii())
     return replies::utf8_needs_smtputf8();
+  if (!trusted_ && !core_.shared().message_rate->allow(ip_, Clock::now()))
+    return replies::message_rate_exceeded();
   client::Envelope env;
   env.sender = cmd.path;
   env.params = cmd.mail;

@@ -52,6 +52,9 @@ inline Reply backend_deadline() {
 inline Reply no_capable_backend() {
   return make_reply(451, "4.4.0", "No backend supports what this message needs, try later");
 }
+inline Reply message_rate_exceeded() {
+  return make_reply(451, "4.7.1", "Message rate exceeded, try again later");
+}
 inline Reply local_error() { return make_reply(451, "4.3.0", "Local error, try again later"); }
 
 // 5xx

@@ -1,0 +1,52 @@
+// rate_limiter.hpp: per-client-address token buckets, shared by all cores,
+// for limits.max_connection_rate_per_ip (421 4.7.0 at connect) and
+// limits.max_message_rate_per_ip (451 4.7.1 at MAIL).
+//
+// Trusted clients never reach it (Postfix exempts mynetworks the same
+// way), so the short lock below is off the path of the high-volume senders
+// smtplb mostly serves; an untrusted client pays one uncontended lock per
+// connection and per MAIL.  The table is bounded: past kMaxEntries, buckets
+// that have refilled completely (idle clients) are dropped first.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+
+#include "config/units.hpp"
+
+namespace smtplb::server {
+
+class RateLimiter {
+ public:
+  using Ip = std::array<std::uint8_t, 16>;
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::size_t kMaxEntries = 100000;
+
+  // "600/m": refills at 10 a second and allows 600 at once.
+  explicit RateLimiter(config::Rate rate)
+      : rate_(rate.per_second), burst_(std::max(1.0, rate.burst)) {}
+
+  // Takes one token for `ip`; false when its bucket is empty.
+  bool allow(const Ip& ip, Clock::time_point now);
+
+ private:
+  struct Bucket {
+    double tokens;
+    Clock::time_point last;
+  };
+  struct IpHash {
+    std::size_t operator()(const Ip& ip) const;
+  };
+  void prune(Clock::time_point now);
+
+  double rate_;
+  double burst_;
+  std::mutex mu_;
+  std::unordered_map<Ip, Bucket, IpHash> buckets_;
+};
+
+}  // namespace smtplb::server

@@ -98,14 +98,16 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
   co_return std::move(s);
 }
 
-awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s,
-                                                       smtp::Reply& mail_reply) {
+awaitable<Failure> RelayTransaction::start_transaction(
+    BackendSession& s, smtp::Reply& mail_reply, const smtp::Path* pending,
+    std::optional<smtp::Reply>* pending_reply) {
   const Duration d = bound(cfg_.timeouts.backend_reply);
   std::string mail = mail_line(s.caps());
   if (s.caps().pipelining) {
     // RFC 2920: MAIL and the RCPTs in one write, replies read in order.
     std::string batch = mail;
     for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
+    if (pending) batch += "RCPT TO:<" + pending->str() + ">\r\n";
     if (Failure f = co_await s.send(batch, d); f != Failure::kNone) co_return f;
     auto m = co_await s.read_reply(d);
     if (m.failure != Failure::kNone) co_return m.failure;
@@ -116,6 +118,13 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s,
       if (r.failure != Failure::kNone) co_return r.failure;
       if (r.reply.code == 421) co_return Failure::kShuttingDown;
       if (r.reply.code != 250 && r.reply.code != 251) refused = true;
+    }
+    if (pending) {
+      // Read even when MAIL failed: every pipelined command gets a reply.
+      auto r = co_await s.read_reply(d);
+      if (r.failure != Failure::kNone) co_return r.failure;
+      if (r.reply.code == 421) co_return Failure::kShuttingDown;
+      *pending_reply = std::move(r.reply);
     }
     if (mail_reply.code == 421) co_return Failure::kShuttingDown;
     if (mail_reply.transient()) co_return Failure::kTransient;
@@ -137,7 +146,8 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s,
   co_return Failure::kNone;
 }
 
-awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire() {
+awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
+    const smtp::Path* pending, std::optional<smtp::Reply>* pending_reply) {
   const int max_backends = 1 + pool_.cfg->retries;
   while (next_candidate_ < candidates_.size() && backends_tried_ < max_backends) {
     if (past_deadline()) co_return smtp::replies::backend_deadline();
@@ -161,7 +171,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire() {
       continue;
     }
     smtp::Reply mail_reply;
-    Failure f = co_await start_transaction(*session_, mail_reply);
+    if (pending_reply) pending_reply->reset();
+    Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply);
     if (f == Failure::kNone) {
       b.state->record_success();
       clean_ = false;
@@ -190,10 +201,13 @@ awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
   const std::string line = "RCPT TO:<" + rcpt.str() + ">\r\n";
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
   for (;;) {
+    CommandResult r;
     if (!session_) {
-      if (auto refusal = co_await acquire()) co_return *refusal;
+      std::optional<smtp::Reply> pipelined;
+      if (auto refusal = co_await acquire(&rcpt, &pipelined)) co_return *refusal;
+      if (pipelined) r.reply = std::move(*pipelined);
     }
-    auto r = co_await session_->command(line, bound(cfg_.timeouts.backend_reply));
+    if (r.reply.code == 0) r = co_await session_->command(line, bound(cfg_.timeouts.backend_reply));
     if (r.failure != Failure::kNone) {
       fail_backend(r.failure, "");
       continue;  // replay MAIL and the accepted RCPTs elsewhere, then this one

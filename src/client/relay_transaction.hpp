@@ -82,10 +82,16 @@ class RelayTransaction {
   // Gets a backend session with MAIL and every accepted RCPT done.  On
   // failure returns the reply for the client (a backend's 5xx to MAIL, or
   // 451 4.4.x).
-  awaitable<std::optional<smtp::Reply>> acquire();
+  // With `pending` and a backend that pipelines, that RCPT goes in the same
+  // write as MAIL (one round trip for a new transaction) and its reply is
+  // left in `pending_reply`.
+  awaitable<std::optional<smtp::Reply>> acquire(const smtp::Path* pending = nullptr,
+                                                std::optional<smtp::Reply>* pending_reply = nullptr);
   awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why);
   // MAIL and the replayed RCPTs on `s`; kNone when all were accepted.
-  awaitable<Failure> start_transaction(BackendSession& s, smtp::Reply& mail_reply);
+  awaitable<Failure> start_transaction(BackendSession& s, smtp::Reply& mail_reply,
+                                       const smtp::Path* pending,
+                                       std::optional<smtp::Reply>* pending_reply);
   std::string mail_line(const Capabilities& caps) const;
   // Leaves the current backend for this reason, counting it against the
   // backend when it is ill health.

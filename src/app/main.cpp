@@ -44,8 +44,7 @@ int main(int argc, char** argv) {
     std::cout << "configuration OK\n";
     return 0;
   }
-  smtplb::log::init(log_format == "json" ? smtplb::log::Format::kJson
-                                         : smtplb::log::Format::kText,
+  smtplb::log::init(log_format == "json" ? smtplb::log::Format::kJson : smtplb::log::Format::kText,
                     spdlog::level::from_str(log_level));
   return smtplb::app::run(loaded.config);
 }

@@ -66,8 +66,9 @@ int run(std::shared_ptr<const config::Config> cfg) {
     }
   }
 
-  int workers = cfg->workers > 0 ? cfg->workers
-                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int workers = cfg->workers > 0
+                    ? cfg->workers
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<server::Core>> cores;
   for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
   for (auto& c : cores) {

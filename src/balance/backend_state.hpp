@@ -22,14 +22,19 @@ class BackendState {
   static constexpr std::chrono::milliseconds kFirstBackoff{1000};
   static constexpr std::chrono::milliseconds kMaxBackoff{60000};
 
-  BackendState(std::string pool, config::Backend cfg) : pool_(std::move(pool)), cfg_(std::move(cfg)) {}
+  BackendState(std::string pool, config::Backend cfg)
+      : pool_(std::move(pool)), cfg_(std::move(cfg)) {}
 
   const config::Backend& config() const { return cfg_; }
   const std::string& name() const { return cfg_.name; }
   const std::string& pool() const { return pool_; }
 
-  bool usable(Clock::time_point now) const { return now.time_since_epoch().count() >= down_until_.load(std::memory_order_relaxed); }
-  Clock::time_point down_until() const { return Clock::time_point(Clock::duration(down_until_.load(std::memory_order_relaxed))); }
+  bool usable(Clock::time_point now) const {
+    return now.time_since_epoch().count() >= down_until_.load(std::memory_order_relaxed);
+  }
+  Clock::time_point down_until() const {
+    return Clock::time_point(Clock::duration(down_until_.load(std::memory_order_relaxed)));
+  }
 
   // Returns true when this failure changed the backend from up to down
   // (so the caller logs the change once).

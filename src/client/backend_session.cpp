@@ -27,10 +27,14 @@ Capabilities parse_ehlo(const smtp::Reply& r) {
   for (std::size_t i = 1; i < r.lines.size(); ++i) {
     std::string_view l = r.lines[i];
     std::string_view arg;
-    if (keyword_is(l, "PIPELINING", nullptr)) c.pipelining = true;
-    else if (keyword_is(l, "8BITMIME", nullptr)) c.eightbitmime = true;
-    else if (keyword_is(l, "SMTPUTF8", nullptr)) c.smtputf8 = true;
-    else if (keyword_is(l, "ENHANCEDSTATUSCODES", nullptr)) c.enhanced_status_codes = true;
+    if (keyword_is(l, "PIPELINING", nullptr))
+      c.pipelining = true;
+    else if (keyword_is(l, "8BITMIME", nullptr))
+      c.eightbitmime = true;
+    else if (keyword_is(l, "SMTPUTF8", nullptr))
+      c.smtputf8 = true;
+    else if (keyword_is(l, "ENHANCEDSTATUSCODES", nullptr))
+      c.enhanced_status_codes = true;
     else if (keyword_is(l, "SIZE", &arg)) {
       c.size = true;
       std::uint64_t n = 0;
@@ -94,7 +98,7 @@ awaitable<CommandResult> BackendSession::read_reply(Duration d) {
   CommandResult r;
   for (;;) {
     auto item = lines_.next();
-    if (item.kind == smtp::LineReader::Kind::kTooLong || item.bare_lf) {
+    if (item.kind == smtp::LineReader::Kind::kTooLong) {
       r.failure = Failure::kProtocol;
       close();
       co_return r;

@@ -28,7 +28,9 @@ const char* to_string(Failure f);
 
 // Replay on another backend?  Everything but a 5xx, which is the backend's
 // authoritative answer about this message.
-inline bool should_replay(Failure f) { return f != Failure::kNone && f != Failure::kPermanent; }
+inline bool should_replay(Failure f) {
+  return f != Failure::kNone && f != Failure::kPermanent;
+}
 
 // Does this failure count against the backend's health (passive detection)?
 // A capability mismatch or a recipient disagreement is not ill health.

@@ -10,9 +10,12 @@ namespace {
 // ENHANCEDSTATUSCODES to the client, RFC 2034).
 smtp::Reply with_enhanced(smtp::Reply r, const char* ok_code) {
   if (!r.enhanced.empty()) return r;
-  if (r.code >= 200 && r.code < 300) r.enhanced = ok_code;
-  else if (r.code >= 400 && r.code < 500) r.enhanced = "4.0.0";
-  else if (r.code >= 500) r.enhanced = "5.0.0";
+  if (r.code >= 200 && r.code < 300)
+    r.enhanced = ok_code;
+  else if (r.code >= 400 && r.code < 500)
+    r.enhanced = "4.0.0";
+  else if (r.code >= 500)
+    r.enhanced = "5.0.0";
   return r;
 }
 
@@ -98,9 +101,9 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
   co_return std::move(s);
 }
 
-awaitable<Failure> RelayTransaction::start_transaction(
-    BackendSession& s, smtp::Reply& mail_reply, const smtp::Path* pending,
-    std::optional<smtp::Reply>* pending_reply) {
+awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::Reply& mail_reply,
+                                                       const smtp::Path* pending,
+                                                       std::optional<smtp::Reply>* pending_reply) {
   const Duration d = bound(cfg_.timeouts.backend_reply);
   std::string mail = mail_line(s.caps());
   if (s.caps().pipelining) {
@@ -193,7 +196,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   }
   if (past_deadline()) co_return smtp::replies::backend_deadline();
   bool only_incapable = !attempts_.empty();
-  for (const auto& a : attempts_) only_incapable = only_incapable && a.failure == Failure::kNotCapable;
+  for (const auto& a : attempts_)
+    only_incapable = only_incapable && a.failure == Failure::kNotCapable;
   co_return only_incapable ? smtp::replies::no_capable_backend() : smtp::replies::no_backend();
 }
 

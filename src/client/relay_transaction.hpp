@@ -85,8 +85,8 @@ class RelayTransaction {
   // With `pending` and a backend that pipelines, that RCPT goes in the same
   // write as MAIL (one round trip for a new transaction) and its reply is
   // left in `pending_reply`.
-  awaitable<std::optional<smtp::Reply>> acquire(const smtp::Path* pending = nullptr,
-                                                std::optional<smtp::Reply>* pending_reply = nullptr);
+  awaitable<std::optional<smtp::Reply>> acquire(
+      const smtp::Path* pending = nullptr, std::optional<smtp::Reply>* pending_reply = nullptr);
   awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why);
   // MAIL and the replayed RCPTs on `s`; kNone when all were accepted.
   awaitable<Failure> start_transaction(BackendSession& s, smtp::Reply& mail_reply,

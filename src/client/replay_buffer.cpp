@@ -34,7 +34,9 @@ bool write_all(int fd, std::string_view bytes) {
 
 }  // namespace
 
-ReplayBuffer::~ReplayBuffer() { clear(); }
+ReplayBuffer::~ReplayBuffer() {
+  clear();
+}
 
 bool ReplayBuffer::append(std::string_view bytes) {
   if (failed_) return false;

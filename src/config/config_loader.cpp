@@ -8,8 +8,8 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <fstream>
 #include <algorithm>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -20,16 +20,24 @@
 
 namespace smtplb::config {
 
-const char* to_string(Role r) { return r == Role::kInbound ? "inbound" : "submission"; }
+const char* to_string(Role r) {
+  return r == Role::kInbound ? "inbound" : "submission";
+}
 
 const char* to_string(Algorithm a) {
   switch (a) {
-    case Algorithm::kRoundRobin: return "round_robin";
-    case Algorithm::kWeightedRoundRobin: return "weighted_round_robin";
-    case Algorithm::kLeastConnections: return "least_connections";
-    case Algorithm::kLeastLoad: return "least_load";
-    case Algorithm::kRandomTwo: return "random_two";
-    case Algorithm::kHashSender: return "hash_sender";
+    case Algorithm::kRoundRobin:
+      return "round_robin";
+    case Algorithm::kWeightedRoundRobin:
+      return "weighted_round_robin";
+    case Algorithm::kLeastConnections:
+      return "least_connections";
+    case Algorithm::kLeastLoad:
+      return "least_load";
+    case Algorithm::kRandomTwo:
+      return "random_two";
+    case Algorithm::kHashSender:
+      return "hash_sender";
   }
   return "?";
 }
@@ -51,8 +59,8 @@ namespace {
 // Keys that DESIGN.md reserves for later capabilities, with the reason
 // they are refused today.
 const std::set<std::string> kNotYet = {
-    "tls", "require_tls", "proxy_protocol", "proxy_networks", "auth", "slow_start", "mx",
-    "port", "max_rate", "agent", "identity", "dns", "spool", "admin"};
+    "tls",  "require_tls", "proxy_protocol", "proxy_networks", "auth", "slow_start", "mx",
+    "port", "max_rate",    "agent",          "identity",       "dns",  "spool",      "admin"};
 
 class Loader {
  public:
@@ -60,7 +68,8 @@ class Loader {
       : path_(std::move(path)), errors_(errors) {}
 
   void error(const YAML::Mark& m, const std::string& msg) {
-    errors_.push_back({path_, m.line + 1, m.column + 1, msg});
+    // A node with no position (an empty document) reports 1:1.
+    errors_.push_back({path_, std::max(m.line, 0) + 1, std::max(m.column, 0) + 1, msg});
   }
   void error(const YAML::Node& n, const std::string& msg) { error(n.Mark(), msg); }
 
@@ -74,7 +83,7 @@ class Loader {
     }
     std::set<std::string> seen;
     for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node& k = it->first;
+      const YAML::Node k = it->first;  // a copy: the iterator yields proxies
       if (!k.IsScalar()) {
         error(k, "keys of " + where + " must be plain names");
         continue;
@@ -240,8 +249,7 @@ class Loader {
     }
   }
 
-  void load_listeners(const YAML::Node& v, Config& cfg,
-                      std::map<std::string, YAML::Mark>& marks) {
+  void load_listeners(const YAML::Node& v, Config& cfg, std::map<std::string, YAML::Mark>& marks) {
     if (!v.IsSequence()) return error(v, "listeners must be a list");
     std::set<std::string> endpoints;
     for (const auto& item : v) {
@@ -253,8 +261,7 @@ class Loader {
                    if (auto s = str(x, "listener name")) {
                      l.name = *s;
                      has_name = true;
-                     if (marks.count(l.name))
-                       error(x, "duplicate listener name `" + l.name + "`");
+                     if (marks.count(l.name)) error(x, "duplicate listener name `" + l.name + "`");
                      marks[l.name] = x.Mark();
                    }
                  } else if (key == "listen") {
@@ -266,9 +273,12 @@ class Loader {
                    }
                  } else if (key == "role") {
                    if (auto s = str(x, "role")) {
-                     if (*s == "inbound") l.role = Role::kInbound;
-                     else if (*s == "submission") l.role = Role::kSubmission;
-                     else error(x, "role: `" + *s + "` is not inbound or submission");
+                     if (*s == "inbound")
+                       l.role = Role::kInbound;
+                     else if (*s == "submission")
+                       l.role = Role::kSubmission;
+                     else
+                       error(x, "role: `" + *s + "` is not inbound or submission");
                    }
                  }
                });
@@ -358,8 +368,8 @@ class Loader {
                      b.name = x.Scalar();
                      has_address = true;
                      if (!seen.insert(e->str()).second)
-                       error(x, "backend `" + b.name + "` is listed twice in pool `" + p.name +
-                                    "`");
+                       error(x,
+                             "backend `" + b.name + "` is listed twice in pool `" + p.name + "`");
                    }
                  } else if (key == "weight") {
                    if (auto n = integer(x, "weight", 0, 1000)) b.weight = int(*n);
@@ -426,9 +436,12 @@ class Loader {
                  if (auto n = integer(x, "max_recipients", 1, 100000)) l.max_recipients = int(*n);
                } else if (key == "bare_line_endings") {
                  if (auto s = str(x, "bare_line_endings")) {
-                   if (*s == "reject") l.bare_line_endings = BareLineEndings::kReject;
-                   else if (*s == "normalize") l.bare_line_endings = BareLineEndings::kNormalize;
-                   else error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
+                   if (*s == "reject")
+                     l.bare_line_endings = BareLineEndings::kReject;
+                   else if (*s == "normalize")
+                     l.bare_line_endings = BareLineEndings::kNormalize;
+                   else
+                     error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
                  }
                } else if (key == "max_errors") {
                  if (auto n = integer(x, "max_errors", 1, 10000)) l.max_errors = int(*n);
@@ -438,8 +451,7 @@ class Loader {
                } else if (key == "max_connections_per_ip") {
                  if (auto n = integer(x, "max_connections_per_ip", 1, 10000000))
                    l.max_connections_per_ip = int(*n);
-               } else if (key == "max_connection_rate_per_ip" ||
-                          key == "max_message_rate_per_ip") {
+               } else if (key == "max_connection_rate_per_ip" || key == "max_message_rate_per_ip") {
                  if (auto s = str(x, key)) {
                    auto r = parse_rate(*s);
                    if (!r || r->per_second <= 0)
@@ -456,16 +468,15 @@ class Loader {
   }
 
   void load_timeouts(const YAML::Node& v, Timeouts& t) {
-    const std::map<std::string, Duration*> fields = {
-        {"client_command", &t.client_command},
-        {"client_data", &t.client_data},
-        {"client_data_total", &t.client_data_total},
-        {"client_session", &t.client_session},
-        {"backend_connect", &t.backend_connect},
-        {"backend_reply", &t.backend_reply},
-        {"backend_data_done", &t.backend_data_done},
-        {"transaction", &t.transaction},
-        {"shutdown", &t.shutdown}};
+    const std::map<std::string, Duration*> fields = {{"client_command", &t.client_command},
+                                                     {"client_data", &t.client_data},
+                                                     {"client_data_total", &t.client_data_total},
+                                                     {"client_session", &t.client_session},
+                                                     {"backend_connect", &t.backend_connect},
+                                                     {"backend_reply", &t.backend_reply},
+                                                     {"backend_data_done", &t.backend_data_done},
+                                                     {"transaction", &t.transaction},
+                                                     {"shutdown", &t.shutdown}};
     std::set<std::string> names;
     for (auto& [k, _] : fields) names.insert(k);
     each_key(v, "timeouts", names, [&](const std::string& key, const YAML::Node& x) {

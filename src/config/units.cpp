@@ -29,12 +29,18 @@ std::optional<Duration> parse_duration(std::string_view s) {
   std::string_view unit;
   if (!split_number(s, n, unit)) return std::nullopt;
   double ms;
-  if (unit == "ms") ms = n;
-  else if (unit == "s") ms = n * 1000;
-  else if (unit == "m") ms = n * 60'000;
-  else if (unit == "h") ms = n * 3'600'000;
-  else if (unit == "d") ms = n * 86'400'000;
-  else return std::nullopt;
+  if (unit == "ms")
+    ms = n;
+  else if (unit == "s")
+    ms = n * 1000;
+  else if (unit == "m")
+    ms = n * 60'000;
+  else if (unit == "h")
+    ms = n * 3'600'000;
+  else if (unit == "d")
+    ms = n * 86'400'000;
+  else
+    return std::nullopt;
   if (ms > 1e12) return std::nullopt;
   return Duration(static_cast<std::int64_t>(ms));
 }
@@ -45,11 +51,16 @@ std::optional<std::uint64_t> parse_size(std::string_view s) {
   if (!split_number(s, n, unit)) return std::nullopt;
   double mult;
   // DESIGN.md "Sizes use binary multiples": 1KB = 1024.
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "KB" || unit == "K" || unit == "KiB" || unit == "kB") mult = 1024.0;
-  else if (unit == "MB" || unit == "M" || unit == "MiB") mult = 1024.0 * 1024;
-  else if (unit == "GB" || unit == "G" || unit == "GiB") mult = 1024.0 * 1024 * 1024;
-  else return std::nullopt;
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "KB" || unit == "K" || unit == "KiB" || unit == "kB")
+    mult = 1024.0;
+  else if (unit == "MB" || unit == "M" || unit == "MiB")
+    mult = 1024.0 * 1024;
+  else if (unit == "GB" || unit == "G" || unit == "GiB")
+    mult = 1024.0 * 1024 * 1024;
+  else
+    return std::nullopt;
   double v = n * mult;
   if (v > 1e15) return std::nullopt;
   return static_cast<std::uint64_t>(v);
@@ -63,10 +74,14 @@ std::optional<Rate> parse_rate(std::string_view s) {
   if (!split_number(s.substr(0, slash), n, rest) || !rest.empty()) return std::nullopt;
   std::string_view unit = s.substr(slash + 1);
   double per;
-  if (unit == "s") per = 1;
-  else if (unit == "m") per = 60;
-  else if (unit == "h") per = 3600;
-  else return std::nullopt;
+  if (unit == "s")
+    per = 1;
+  else if (unit == "m")
+    per = 60;
+  else if (unit == "h")
+    per = 3600;
+  else
+    return std::nullopt;
   return Rate{n / per, n};
 }
 
@@ -96,8 +111,8 @@ std::optional<Endpoint> parse_endpoint(std::string_view s) {
   auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
   if (ec != std::errc() || ptr != port.data() + port.size() || p > 65535) return std::nullopt;
   for (char c : e.host)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '-' || c == ':'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '-' || c == ':'))
       return std::nullopt;
   e.port = static_cast<std::uint16_t>(p);
   return e;

@@ -23,7 +23,9 @@ void init(Format f, spdlog::level::level_enum level) {
   spdlog::set_default_logger(logger);
 }
 
-Format format() { return g_format; }
+Format format() {
+  return g_format;
+}
 
 std::string escape(std::string_view s) {
   static const char* hex = "0123456789abcdef";

@@ -44,8 +44,8 @@ awaitable<std::pair<error_code, std::size_t>> TimedSocket::read_some(asio::mutab
 
 awaitable<error_code> TimedSocket::write_all(std::string_view data, Duration d) {
   arm(d);
-  auto [ec, n] = co_await asio::async_write(sock_, asio::buffer(data.data(), data.size()),
-                                            use_nothrow);
+  auto [ec, n] =
+      co_await asio::async_write(sock_, asio::buffer(data.data(), data.size()), use_nothrow);
   (void)n;
   disarm();
   if (timed_out_) ec = asio::error::timed_out;

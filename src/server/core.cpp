@@ -78,8 +78,10 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listene
     if (shutting_down_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
-      log::Record("accept_error").add("listener", l.name).add("error", ec.message()).emit(
-          spdlog::level::warn);
+      log::Record("accept_error")
+          .add("listener", l.name)
+          .add("error", ec.message())
+          .emit(spdlog::level::warn);
       asio::steady_timer t(io_, kAcceptBackoff);
       co_await t.async_wait(use_nothrow);
       continue;
@@ -115,8 +117,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listene
     auto slot = std::make_unique<ConnectionSlot>(shared_.limiter, ip);
     auto session = std::make_unique<FrontendSession>(*this, l, std::move(sock), std::move(slot));
     asio::co_spawn(
-        io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); },
-        asio::detached);
+        io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); }, asio::detached);
   }
 }
 
@@ -129,8 +130,7 @@ awaitable<void> Core::sweep_loop() {
       for (auto& b : pool->backends) {
         for (auto& s : shutting_down_ ? b->idle.drain_all() : b->idle.expired(now)) {
           asio::co_spawn(
-              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); },
-              asio::detached);
+              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
         }
       }
     }
@@ -149,8 +149,7 @@ void Core::begin_shutdown() {
       for (auto& b : pool->backends)
         for (auto& s : b->idle.drain_all())
           asio::co_spawn(
-              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); },
-              asio::detached);
+              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
     for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
       s->on_shutdown();
   });

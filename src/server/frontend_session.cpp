@@ -69,7 +69,9 @@ FrontendSession::FrontendSession(Core& core, const config::Listener& listener, t
   core_.add(this);
 }
 
-FrontendSession::~FrontendSession() { core_.remove(this); }
+FrontendSession::~FrontendSession() {
+  core_.remove(this);
+}
 
 void FrontendSession::on_shutdown() {
   if (idle_wait_) sock_.cancel();
@@ -81,8 +83,8 @@ void FrontendSession::force_close() {
 }
 
 FrontendSession::Duration FrontendSession::read_bound(Duration per_read) const {
-  auto left = std::chrono::duration_cast<Duration>(started_ + cfg_.timeouts.client_session -
-                                                   Clock::now());
+  auto left =
+      std::chrono::duration_cast<Duration>(started_ + cfg_.timeouts.client_session - Clock::now());
   return std::max(Duration(1), std::min(per_read, left));
 }
 
@@ -93,13 +95,11 @@ awaitable<bool> FrontendSession::flush() {
   co_return !ec;
 }
 
-awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& line,
-                                                                   bool& bare_lf) {
+awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& line) {
   for (;;) {
     auto item = reader_.next();
     if (item.kind == smtp::LineReader::Kind::kLine) {
       line.assign(item.line);
-      bare_lf = item.bare_lf;
       co_return ReadResult::kLine;
     }
     if (item.kind == smtp::LineReader::Kind::kTooLong) co_return ReadResult::kTooLong;
@@ -128,8 +128,7 @@ awaitable<void> FrontendSession::run() {
   queue(replies::banner(cfg_.hostname));
   std::string line;
   for (;;) {
-    bool bare_lf = false;
-    ReadResult rr = co_await read_line(line, bare_lf);
+    ReadResult rr = co_await read_line(line);
     if (rr == ReadResult::kClosed) break;
     if (rr == ReadResult::kTimeout) {
       queue(replies::timeout());
@@ -144,8 +143,6 @@ awaitable<void> FrontendSession::run() {
     smtp::Verb verb = smtp::Verb::kUnknown;
     if (rr == ReadResult::kTooLong) {
       reply = replies::line_too_long();
-    } else if (bare_lf) {
-      reply = replies::bad_line_ending();
     } else {
       auto parsed = smtp::parse_command(line);
       if (parsed.command) verb = parsed.command->verb;
@@ -182,12 +179,8 @@ awaitable<void> FrontendSession::run() {
 smtp::Reply FrontendSession::ehlo_reply() const {
   smtp::Reply r;
   r.code = 250;
-  r.lines = {cfg_.hostname,
-             "PIPELINING",
-             "SIZE " + std::to_string(cfg_.limits.max_message_size),
-             "8BITMIME",
-             "SMTPUTF8",
-             "ENHANCEDSTATUSCODES"};
+  r.lines = {cfg_.hostname, "PIPELINING", "SIZE " + std::to_string(cfg_.limits.max_message_size),
+             "8BITMIME",    "SMTPUTF8",   "ENHANCEDSTATUSCODES"};
   return r;
 }
 
@@ -251,8 +244,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (listener_.role == config::Role::kSubmission && !trusted_) return replies::auth_required();
   if (cmd.mail.size && *cmd.mail.size > cfg_.limits.max_message_size)
     return replies::message_too_big();
-  if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii())
-    return replies::utf8_needs_smtputf8();
+  if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii()) return replies::utf8_needs_smtputf8();
   if (!trusted_ && !core_.shared().message_rate->allow(ip_, Clock::now()))
     return replies::message_rate_exceeded();
   client::Envelope env;
@@ -291,8 +283,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   }
   std::string domain = routing_domain(cfg_, rcpt);
   std::string sender_domain = smtp::ascii_lower(envelope_->sender.mailbox.domain);
-  const config::Route* route =
-      core_.router().match({listener_.name, domain, sender_domain, ip_});
+  const config::Route* route = core_.router().match({listener_.name, domain, sender_domain, ip_});
   client::PoolRuntime* pool = route ? core_.pool(route->pool) : nullptr;
   if (!pool) {
     refused_.push_back(rcpt.str());
@@ -376,17 +367,16 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
     }
     auto left = std::chrono::duration_cast<Duration>(data_deadline - Clock::now());
     auto [ec, n] = co_await sock_.read_some(
-        asio::buffer(dbuf), read_bound(std::max(Duration(1), std::min(cfg_.timeouts.client_data,
-                                                                       left))));
+        asio::buffer(dbuf),
+        read_bound(std::max(Duration(1), std::min(cfg_.timeouts.client_data, left))));
     if (ec) {
       // Client gone or too slow in mid-DATA: nothing is delivered.
       tx_->abort();
-      log_transaction(smtp::Reply{}, ec == asio::error::timed_out ? "client_timeout"
-                                                                  : "client_gone");
+      log_transaction(smtp::Reply{},
+                      ec == asio::error::timed_out ? "client_timeout" : "client_gone");
       close = true;
       if (ec == asio::error::timed_out) co_return replies::timeout();
-      if (ec == asio::error::operation_aborted)
-        co_return replies::shutting_down(cfg_.hostname);
+      if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_.hostname);
       co_return smtp::Reply{};
     }
     chunk.assign(dbuf.data(), n);

@@ -43,7 +43,7 @@ class FrontendSession {
   enum class ReadResult { kLine, kTooLong, kClosed, kTimeout, kShutdown };
   using Duration = std::chrono::milliseconds;
 
-  awaitable<ReadResult> read_line(std::string& line, bool& bare_lf);
+  awaitable<ReadResult> read_line(std::string& line);
   awaitable<bool> flush();
   void queue(const smtp::Reply& r) { out_ += r.wire(); }
   Duration read_bound(Duration per_read) const;

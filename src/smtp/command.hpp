@@ -17,9 +17,20 @@
 namespace smtplb::smtp {
 
 enum class Verb {
-  kHelo, kEhlo, kMail, kRcpt, kData, kRset, kNoop, kQuit, kVrfy, kHelp,
-  kStartTls, kAuth, kBdat,
-  kHttp,     // GET/POST/CONNECT/...: a cross-protocol attack, close at once
+  kHelo,
+  kEhlo,
+  kMail,
+  kRcpt,
+  kData,
+  kRset,
+  kNoop,
+  kQuit,
+  kVrfy,
+  kHelp,
+  kStartTls,
+  kAuth,
+  kBdat,
+  kHttp,  // GET/POST/CONNECT/...: a cross-protocol attack, close at once
   kUnknown,
 };
 
@@ -31,7 +42,7 @@ struct MailParams {
   std::optional<std::uint64_t> size;  // SIZE=; UINT64_MAX when it overflowed
   Body body = Body::kUnspecified;
   bool smtputf8 = false;
-  bool auth_given = false;            // AUTH=..., ignored unless authenticated (RFC 4954 5)
+  bool auth_given = false;  // AUTH=..., ignored unless authenticated (RFC 4954 5)
 };
 
 struct Command {

@@ -6,35 +6,35 @@ LineReader::Item LineReader::next() {
   Item item;
   for (;;) {
     std::string_view rest = pending();
-    std::size_t lf = rest.find('\n');
+    std::size_t crlf = rest.find("\r\n");
     if (discarding_) {
-      if (lf == std::string_view::npos) {
+      if (crlf == std::string_view::npos) {
+        // Keep a trailing CR: its LF may come in the next read.
+        bool keep_cr = !rest.empty() && rest.back() == '\r';
         clear();
+        if (keep_cr) buf_.push_back('\r');
         return item;
       }
-      consume(lf + 1);
+      consume(crlf + 2);
       discarding_ = false;
       continue;
     }
-    if (lf == std::string_view::npos) {
+    if (crlf == std::string_view::npos) {
       if (rest.size() > max_line_) {
         // The reply goes out now; the tail of the line is skipped as it comes.
+        bool keep_cr = rest.back() == '\r';
         clear();
+        if (keep_cr) buf_.push_back('\r');
         discarding_ = true;
         item.kind = Kind::kTooLong;
       }
       return item;
     }
-    std::string_view line = rest.substr(0, lf);
-    consume(lf + 1);
-    if (line.size() + 1 > max_line_) {
+    std::string_view line = rest.substr(0, crlf);
+    consume(crlf + 2);
+    if (line.size() + 2 > max_line_) {
       item.kind = Kind::kTooLong;
       return item;
-    }
-    if (!line.empty() && line.back() == '\r') {
-      line.remove_suffix(1);
-    } else {
-      item.bare_lf = true;
     }
     item.kind = Kind::kLine;
     item.line = line;

@@ -1,9 +1,13 @@
 // line_reader.hpp: splits buffered input into command lines, bounded.
 //
-// Pure: the session appends what it read and asks for lines.  A line longer
+// Pure: the session appends what it read and asks for lines.  Only CR LF
+// ends a line (RFC 5321 2.3.8): a bare CR or LF stays inside the line, where
+// the command parser refuses it, so "EHLO a\nX-Injected: 1\r\n" is one
+// line and one reply, never two commands (SECURITY.md 2).  A line longer
 // than the bound yields exactly one kTooLong; the rest of it, up to the next
-// LF, is skipped "to avoid loss of synchronization" (Postfix smtpd_chat.c),
-// so the client gets one 500 and the next command its own reply.
+// CR LF, is skipped "to avoid loss of synchronization" (Postfix
+// smtpd_chat.c), so the client gets one 500 and the next command its own
+// reply.
 #pragma once
 
 #include <cstddef>
@@ -19,8 +23,7 @@ class LineReader {
   enum class Kind { kNeedMore, kLine, kTooLong };
   struct Item {
     Kind kind = Kind::kNeedMore;
-    std::string_view line;  // without the line ending; valid until the next call
-    bool bare_lf = false;   // ended by LF without CR
+    std::string_view line;  // without the CR LF; valid until the next call
   };
 
   // Next complete line from what is buffered.

@@ -17,29 +17,47 @@ inline Reply banner(std::string_view host) {
 inline Reply closing(std::string_view host) {
   return make_reply(221, "2.0.0", std::string(host) + " closing connection");
 }
-inline Reply ok() { return make_reply(250, "2.0.0", "OK"); }
-inline Reply sender_ok() { return make_reply(250, "2.1.0", "Sender OK"); }
-inline Reply reset_ok() { return make_reply(250, "2.0.0", "Reset OK"); }
-inline Reply noop_ok() { return make_reply(250, "2.0.0", "OK"); }
+inline Reply ok() {
+  return make_reply(250, "2.0.0", "OK");
+}
+inline Reply sender_ok() {
+  return make_reply(250, "2.1.0", "Sender OK");
+}
+inline Reply reset_ok() {
+  return make_reply(250, "2.0.0", "Reset OK");
+}
+inline Reply noop_ok() {
+  return make_reply(250, "2.0.0", "OK");
+}
 inline Reply vrfy() {
   return make_reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery");
 }
-inline Reply help() { return make_reply(214, "2.0.0", "See RFC 5321; smtplb relays mail"); }
-inline Reply start_data() { return make_reply(354, "", "End data with <CR><LF>.<CR><LF>"); }
+inline Reply help() {
+  return make_reply(214, "2.0.0", "See RFC 5321; smtplb relays mail");
+}
+inline Reply start_data() {
+  return make_reply(354, "", "End data with <CR><LF>.<CR><LF>");
+}
 
 // 4xx
 inline Reply shutting_down(std::string_view host) {
   return make_reply(421, "4.3.2", std::string(host) + " service shutting down");
 }
-inline Reply too_many_errors() { return make_reply(421, "4.7.0", "Too many errors, closing"); }
+inline Reply too_many_errors() {
+  return make_reply(421, "4.7.0", "Too many errors, closing");
+}
 inline Reply forbidden_protocol() {
   return make_reply(421, "4.7.0", "This is an SMTP server, closing");
 }
 inline Reply too_many_connections() {
   return make_reply(421, "4.7.0", "Too many connections, try later");
 }
-inline Reply timeout() { return make_reply(421, "4.4.2", "Timeout exceeded, closing"); }
-inline Reply too_many_recipients() { return make_reply(452, "4.5.3", "Too many recipients"); }
+inline Reply timeout() {
+  return make_reply(421, "4.4.2", "Timeout exceeded, closing");
+}
+inline Reply too_many_recipients() {
+  return make_reply(452, "4.5.3", "Too many recipients");
+}
 inline Reply other_pool() {
   return make_reply(452, "4.5.3", "Recipient routed elsewhere; send it in a new transaction");
 }
@@ -55,27 +73,41 @@ inline Reply no_capable_backend() {
 inline Reply message_rate_exceeded() {
   return make_reply(451, "4.7.1", "Message rate exceeded, try again later");
 }
-inline Reply local_error() { return make_reply(451, "4.3.0", "Local error, try again later"); }
+inline Reply local_error() {
+  return make_reply(451, "4.3.0", "Local error, try again later");
+}
 
 // 5xx
-inline Reply line_too_long() { return make_reply(500, "5.5.2", "Line too long"); }
-inline Reply unknown_command() { return make_reply(500, "5.5.2", "Command not recognized"); }
+inline Reply line_too_long() {
+  return make_reply(500, "5.5.2", "Line too long");
+}
+inline Reply unknown_command() {
+  return make_reply(500, "5.5.2", "Command not recognized");
+}
 inline Reply bad_line_ending() {
   return make_reply(500, "5.5.2", "Bare CR, LF or NUL in command");
 }
 inline Reply syntax(std::string_view what) {
   return make_reply(501, "5.5.4", std::string("Syntax error: ") + std::string(what));
 }
-inline Reply not_implemented() { return make_reply(502, "5.5.1", "Command not implemented"); }
+inline Reply not_implemented() {
+  return make_reply(502, "5.5.1", "Command not implemented");
+}
 inline Reply bad_sequence(std::string_view what) {
   return make_reply(503, "5.5.1", std::string("Bad sequence of commands: ") + std::string(what));
 }
-inline Reply auth_required() { return make_reply(530, "5.7.0", "Authentication required"); }
+inline Reply auth_required() {
+  return make_reply(530, "5.7.0", "Authentication required");
+}
 inline Reply message_too_big() {
   return make_reply(552, "5.3.4", "Message size exceeds fixed limit");
 }
-inline Reply relay_denied() { return make_reply(554, "5.7.1", "Relay access denied"); }
-inline Reply no_valid_recipients() { return make_reply(554, "5.5.1", "No valid recipients"); }
+inline Reply relay_denied() {
+  return make_reply(554, "5.7.1", "Relay access denied");
+}
+inline Reply no_valid_recipients() {
+  return make_reply(554, "5.5.1", "No valid recipients");
+}
 inline Reply bare_line_ending_in_data() {
   return make_reply(554, "5.6.0", "Bare CR or LF in message data refused");
 }

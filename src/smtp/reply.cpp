@@ -6,7 +6,9 @@ namespace smtplb::smtp {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // RFC 3463: class "." subject "." detail, class 2/4/5, subject 1-3 digits,
 // detail 1-3 digits.
@@ -72,12 +74,18 @@ std::string Reply::summary() const {
 
 const char* to_string(ReplyError e) {
   switch (e) {
-    case ReplyError::kNone: return "none";
-    case ReplyError::kBadSyntax: return "malformed reply";
-    case ReplyError::kMixedCodes: return "reply code changed inside a multi-line reply";
-    case ReplyError::kLineTooLong: return "reply line too long";
-    case ReplyError::kTooManyLines: return "too many reply lines";
-    case ReplyError::kControlBytes: return "control bytes in reply";
+    case ReplyError::kNone:
+      return "none";
+    case ReplyError::kBadSyntax:
+      return "malformed reply";
+    case ReplyError::kMixedCodes:
+      return "reply code changed inside a multi-line reply";
+    case ReplyError::kLineTooLong:
+      return "reply line too long";
+    case ReplyError::kTooManyLines:
+      return "too many reply lines";
+    case ReplyError::kControlBytes:
+      return "control bytes in reply";
   }
   return "?";
 }

@@ -1,0 +1,171 @@
+#include <gtest/gtest.h>
+
+#include "config/config.hpp"
+
+namespace smtplb::config {
+namespace {
+
+const char* kValid = R"(hostname: lb.example.com
+listeners:
+  - name: mx
+    listen: 127.0.0.1:2525
+    role: inbound
+  - name: sub
+    listen: "[::1]:2587"
+    role: submission
+local_domains: [Example.COM, .example.org]
+trusted_networks: [127.0.0.0/8, "::1"]
+pools:
+  - name: main
+    algorithm: weighted_round_robin
+    retries: 3
+    backends:
+      - address: 127.0.0.1:10025
+        weight: 3
+      - address: 127.0.0.1:10026
+    health_check: {interval: 1s, timeout: 1s, rise: 1, fall: 2, expect: [PIPELINING]}
+routes:
+  - pool: main
+limits:
+  max_message_size: 1MB
+  max_recipients: 5
+  bare_line_endings: normalize
+timeouts:
+  backend_reply: 2s
+)";
+
+// Error lines as "LINE:COL: message" without the file name.
+std::vector<std::string> errors_of(const std::string& text) {
+  auto r = load_config_text(text, "t.yaml");
+  std::vector<std::string> out;
+  for (const auto& e : r.errors) {
+    EXPECT_EQ(e.file, "t.yaml");
+    out.push_back(std::to_string(e.line) + ":" + std::to_string(e.column) + ": " + e.message);
+  }
+  return out;
+}
+
+bool any_contains(const std::vector<std::string>& v, const std::string& needle) {
+  for (const auto& s : v)
+    if (s.find(needle) != std::string::npos) return true;
+  return false;
+}
+
+TEST(ConfigLoader, ValidConfigLoadsEveryKey) {
+  auto r = load_config_text(kValid, "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  const Config& c = *r.config;
+  EXPECT_EQ(c.hostname, "lb.example.com");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[1].role, Role::kSubmission);
+  EXPECT_EQ(c.listeners[1].listen.host, "::1");
+  EXPECT_EQ(c.local_domains, (std::vector<std::string>{"example.com", ".example.org"}));
+  ASSERT_EQ(c.pools.size(), 1u);
+  EXPECT_EQ(c.pools[0].algorithm, Algorithm::kWeightedRoundRobin);
+  EXPECT_EQ(c.pools[0].retries, 3);
+  EXPECT_EQ(c.pools[0].backends[0].weight, 3);
+  EXPECT_EQ(c.pools[0].backends[1].weight, 1);
+  EXPECT_EQ(c.pools[0].backends[0].name, "127.0.0.1:10025");
+  EXPECT_EQ(c.pools[0].health_check.fall, 2);
+  EXPECT_EQ(c.limits.max_message_size, 1024u * 1024);
+  EXPECT_EQ(c.limits.max_recipients, 5);
+  EXPECT_EQ(c.limits.bare_line_endings, BareLineEndings::kNormalize);
+  EXPECT_EQ(c.timeouts.backend_reply.count(), 2000);
+  EXPECT_EQ(c.timeouts.backend_data_done.count(), 15000);  // default kept
+}
+
+TEST(ConfigLoader, UnknownKeyIsReportedAtItsOneBasedPosition) {
+  std::string text = kValid;
+  text.replace(text.find("    role: inbound\n"), 0, "    colour: blue\n");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0], "5:5: unknown key `colour` in a listener");
+}
+
+TEST(ConfigLoader, EveryErrorIsReportedInOneRun) {
+  const char* text = R"(listeners:
+  - name: mx
+    listen: 127.0.0.1:99999
+    role: outbound
+  - name: mx
+    listen: 127.0.0.1:2526
+local_domains: [bad..domain]
+trusted_networks: [10.0.0.0/33]
+pools:
+  - name: p
+    backends:
+      - address: nowhere
+        weight: heavy
+  - name: p
+    backends: []
+routes:
+  - pool: missing
+  - pool: p
+    listener: ghost
+limits:
+  max_message_size: 10XB
+timeouts:
+  client_command: soon
+)";
+  auto errs = errors_of(text);
+  EXPECT_TRUE(any_contains(errs, "3:13: listen: bad address `127.0.0.1:99999`"));
+  EXPECT_TRUE(any_contains(errs, "4:11: role: `outbound`"));
+  EXPECT_TRUE(any_contains(errs, "5:11: duplicate listener name `mx`"));
+  EXPECT_TRUE(any_contains(errs, "7:17: local_domains: bad domain `bad..domain`"));
+  EXPECT_TRUE(any_contains(errs, "8:20: trusted_networks: bad network `10.0.0.0/33`"));
+  EXPECT_TRUE(any_contains(errs, "12:18: backend address: bad address `nowhere`"));
+  EXPECT_TRUE(any_contains(errs, "13:17: weight must be an integer"));
+  EXPECT_TRUE(any_contains(errs, "14:11: duplicate pool name `p`"));
+  EXPECT_TRUE(any_contains(errs, "empty backend list"));
+  EXPECT_TRUE(any_contains(errs, "17:11: routes: pool `missing` is not defined"));
+  EXPECT_TRUE(any_contains(errs, "19:15: routes: listener `ghost` is not defined"));
+  EXPECT_TRUE(any_contains(errs, "21:21: max_message_size: bad size `10XB`"));
+  EXPECT_TRUE(any_contains(errs, "23:19: timeouts.client_command: bad duration `soon`"));
+}
+
+TEST(ConfigLoader, ListenerWithoutRouteIsAnError) {
+  std::string text = kValid;
+  text.replace(text.find("  - pool: main\n"), std::string("  - pool: main\n").size(),
+               "  - pool: main\n    listener: mx\n");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0], "6:11: listener `sub` is not served by any route");
+}
+
+TEST(ConfigLoader, ReservedKeysAreRefusedByName) {
+  std::string text = kValid;
+  text.replace(text.find("    role: inbound\n"), 0, "    tls: {certificate: c, key: k}\n");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "key `tls` in a listener is reserved")) << errs[0];
+}
+
+TEST(ConfigLoader, AlgorithmsOfLaterWorkAreRefusedClearly) {
+  std::string text = kValid;
+  text.replace(text.find("weighted_round_robin"), std::string("weighted_round_robin").size(),
+               "least_load");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "`least_load` is reserved")) << errs[0];
+}
+
+TEST(ConfigLoader, YamlSyntaxErrorHasAPosition) {
+  auto errs = errors_of("listeners: [\n  - name: x\n");
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "YAML")) << errs[0];
+}
+
+TEST(ConfigLoader, EmptyFileIsAnError) {
+  auto errs = errors_of("");
+  ASSERT_FALSE(errs.empty());
+  EXPECT_EQ(errs[0].substr(0, 4), "1:1:");
+}
+
+TEST(ConfigLoader, MissingFileIsAnError) {
+  auto r = load_config("/nonexistent/smtplb.yaml");
+  ASSERT_EQ(r.errors.size(), 1u);
+  EXPECT_EQ(r.errors[0].str(), "/nonexistent/smtplb.yaml:1:1: cannot read the file");
+}
+
+}  // namespace
+}  // namespace smtplb::config

@@ -1,5 +1,6 @@
 #include "smtp/reply.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 namespace smtplb::smtp {
@@ -50,13 +51,20 @@ std::string Reply::wire() const {
   std::string code_str = std::to_string(code);
   std::size_t n = lines.empty() ? 1 : lines.size();
   for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t line_start = out.size();
     out += code_str;
     out += (i + 1 == n) ? ' ' : '-';
     if (!enhanced.empty()) {
       out += enhanced;
       if (!lines.empty() && !lines[i].empty()) out += ' ';
     }
-    if (!lines.empty()) out += lines[i];
+    if (!lines.empty()) {
+      // RFC 5321 4.5.3.1.5: 512 octets a line with CR LF.  A backend's
+      // line that got an enhanced code prepended is cut, not overlong.
+      std::size_t prefix = out.size() - line_start;
+      std::size_t room = prefix + 2 < 512 ? 512 - 2 - prefix : 0;
+      out.append(lines[i], 0, std::min(room, lines[i].size()));
+    }
     out += "\r\n";
   }
   return out;

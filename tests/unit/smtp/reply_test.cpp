@@ -320,3 +320,27 @@ TEST(Replies, CodesMatchTheContract) {
 
 }  // namespace
 }  // namespace smtplb::smtp
+
+namespace smtplb::smtp {
+namespace {
+
+TEST(ReplyWire, RebuiltBackendLinesNeverExceed512Octets) {
+  // A 508-octet backend line that lacked an enhanced code gets one added
+  // when it is passed on; the line is cut rather than sent overlong.
+  Reply r;
+  r.code = 550;
+  r.enhanced = "5.0.0";
+  r.lines = {std::string(508, 'x'), "short"};
+  std::string w = r.wire();
+  std::size_t start = 0;
+  while (start < w.size()) {
+    std::size_t end = w.find("\r\n", start);
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_LE(end + 2 - start, 512u);
+    start = end + 2;
+  }
+  EXPECT_NE(w.find("550 5.0.0 short\r\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace smtplb::smtp

@@ -35,6 +35,7 @@ TEST(Policy, InboundAcceptsLocalFromAnyoneAndRelaysOnlyForTrusted) {
       {"<u@other.test>", false, Verdict::kRelayDenied},
       {"<u@other.test>", true, Verdict::kAllowed},
       {"<u@notexample.com>", false, Verdict::kRelayDenied},
+      {"<u@example.com.>", false, Verdict::kRelayDenied},
       {"<u@[192.0.2.1]>", false, Verdict::kRelayDenied},
       {"<Postmaster>", false, Verdict::kAllowed},
       // SECURITY.md 4: route tricks are mail for the local domain, byte-exact.

@@ -134,7 +134,7 @@ const InvalidCase kInvalidCases[] = {
     {"double dot in domain", "<a@example..com>", kTo},
     {"leading hyphen label", "<a@-example.com>", kTo},
     {"trailing hyphen label", "<a@example-.com>", kTo},
-    {"trailing dot domain", "<a@example.com.>", kTo},
+    {"two trailing dots", "<a@example.com..>", kTo},
     {"leading dot domain", "<a@.example.com>", kTo},
     {"underscore in domain", "<a@ex_ample.com>", kTo},
     {"space in domain", "<a@exa mple.com>", kTo},
@@ -250,6 +250,20 @@ TEST(Address, AsciiLowerLeavesNonAsciiAlone) {
             "b\xc3\x9c"
             "cher");
   EXPECT_EQ(ascii_lower(""), "");
+}
+
+}  // namespace
+}  // namespace smtplb::smtp
+
+namespace smtplb::smtp {
+namespace {
+
+TEST(ParsePath, TrailingDotDomainIsKeptAsWritten) {
+  // SECURITY.md 4: "u@example.com." must reach the relay policy (which
+  // does not take it for example.com) rather than die as a syntax error.
+  auto r = parse_path("<u@example.com.>", PathKind::kForwardPath);
+  ASSERT_TRUE(r.path) << r.error;
+  EXPECT_EQ(r.path->mailbox.domain, "example.com.");
 }
 
 }  // namespace

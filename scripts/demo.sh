@@ -73,7 +73,7 @@ for b in backend-a backend-b; do
 done
 
 echo
-echo "== smtplb's log, one line per transaction"
-grep 'event=transaction' "$work/smtplb.log" | sed 's/^/  /'
+echo "== smtplb's log: one line per transaction, and backend state changes"
+grep -E 'event=(transaction|backend_down|backend_up)' "$work/smtplb.log" | sed 's/^/  /'
 echo
 echo "messages are in $work/backend-a and $work/backend-b"

@@ -1,5 +1,6 @@
 #include "client/relay_transaction.hpp"
 
+#include "log/log.hpp"
 #include "smtp/replies.hpp"
 
 namespace smtplb::client {
@@ -64,8 +65,20 @@ RelayTransaction::Duration RelayTransaction::bound(Duration d) const {
 
 void RelayTransaction::fail_backend(Failure f, std::string detail) {
   if (current_) {
-    attempts_.push_back({current_->state->name(), f, std::move(detail)});
-    if (counts_against_backend(f)) current_->state->record_failure(Clock::now());
+    attempts_.push_back({current_->state->name(), f, detail});
+    if (counts_against_backend(f) && current_->state->record_failure(Clock::now())) {
+      // Logged once, on the change from usable to down (passive detection).
+      log::Record("backend_down")
+          .add("pool", current_->state->pool())
+          .add("backend", current_->state->name())
+          .add("reason", to_string(f))
+          .add("detail", detail)
+          .add("retry_in_ms", static_cast<long long>(
+                                  std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      current_->state->down_until() - Clock::now())
+                                      .count()))
+          .emit(spdlog::level::warn);
+    }
   }
   if (session_) {
     session_->close();
@@ -177,7 +190,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     if (pending_reply) pending_reply->reset();
     Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply);
     if (f == Failure::kNone) {
-      b.state->record_success();
+      if (b.state->record_success())
+        log::Record("backend_up").add("pool", b.state->pool()).add("backend", b.state->name()).emit();
       clean_ = false;
       co_return std::nullopt;
     }

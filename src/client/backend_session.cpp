@@ -96,6 +96,7 @@ awaitable<Failure> BackendSession::open(const tcp::endpoint& ep) {
 
 awaitable<CommandResult> BackendSession::read_reply(Duration d) {
   CommandResult r;
+  const auto deadline = Clock::now() + d;
   for (;;) {
     auto item = lines_.next();
     if (item.kind == smtp::LineReader::Kind::kTooLong) {
@@ -116,7 +117,13 @@ awaitable<CommandResult> BackendSession::read_reply(Duration d) {
       }
       continue;
     }
-    auto [ec, n] = co_await sock_.read_some(asio::buffer(buf_), d);
+    auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now());
+    if (left <= Duration::zero()) {
+      r.failure = Failure::kStalled;
+      close();
+      co_return r;
+    }
+    auto [ec, n] = co_await sock_.read_some(asio::buffer(buf_), left);
     if (ec) {
       r.failure = failure_from(ec);
       close();

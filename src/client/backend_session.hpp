@@ -46,11 +46,15 @@ class BackendSession {
   // Connect, read the 220 banner, EHLO (HELO if EHLO is refused).
   awaitable<Failure> open(const tcp::endpoint& ep);
   awaitable<CommandResult> command(std::string_view line, Duration d);
+  // `d` bounds the whole reply, not each read: a backend that dribbles a
+  // byte at a time cannot hold a transaction past it.
   awaitable<CommandResult> read_reply(Duration d);
   awaitable<Failure> send(std::string_view bytes, Duration d);
   // QUIT politely, bounded, then close.
   awaitable<void> quit();
   void close();
+  // Stops whatever is pending (forced shutdown); the operation fails.
+  void cancel() { sock_.cancel(); }
 
   balance::BackendState& backend() { return backend_; }
   const Capabilities& caps() const { return caps_; }
@@ -58,7 +62,7 @@ class BackendSession {
   void set_state(State s) { state_ = s; }
   bool is_open() const { return state_ != State::kClosed && sock_.is_open(); }
   // Bytes the backend sent that no command asked for (SECURITY.md 8).
-  bool has_unsolicited_input() const { return lines_.has_pending(); }
+  bool has_unsolicited_input() const { return lines_.has_pending() || sock_.available() > 0; }
 
   Clock::time_point created() const { return created_; }
   Clock::time_point last_used() const { return last_used_; }

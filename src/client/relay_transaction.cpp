@@ -1,5 +1,7 @@
 #include "client/relay_transaction.hpp"
 
+#include <algorithm>
+
 #include "log/log.hpp"
 #include "smtp/replies.hpp"
 
@@ -73,10 +75,10 @@ void RelayTransaction::fail_backend(Failure f, std::string detail) {
           .add("backend", current_->state->name())
           .add("reason", to_string(f))
           .add("detail", detail)
-          .add("retry_in_ms", static_cast<long long>(
-                                  std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      current_->state->down_until() - Clock::now())
-                                      .count()))
+          .add("retry_in_ms",
+               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          current_->state->down_until() - Clock::now())
+                                          .count()))
           .emit(spdlog::level::warn);
     }
   }
@@ -100,13 +102,21 @@ std::string RelayTransaction::mail_line(const Capabilities& caps) const {
 
 awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(BackendRuntime& b,
                                                                          Failure& why) {
-  // A pooled session first; RSET proves it is alive.  A stale one is
-  // closed and costs nothing but the reconnect.
+  // A pooled session first; RSET proves it is alive.  One the backend
+  // closed meanwhile costs only the reconnect.  One that stalls or answers
+  // 421 means the backend itself is in trouble: its other idle sessions
+  // are dropped and the backend is left, so a hung backend cannot eat the
+  // transaction's deadline one pooled session at a time.
   while (auto s = b.idle.take(Clock::now())) {
     auto r = co_await s->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
     if (r.failure == Failure::kNone && r.reply.code == 250 && !s->has_unsolicited_input())
       co_return std::move(s);
     s->close();
+    if (r.failure == Failure::kStalled || r.reply.code == 421) {
+      for (auto& idle : b.idle.drain_all()) idle->close();
+      why = r.failure == Failure::kStalled ? Failure::kStalled : Failure::kShuttingDown;
+      co_return nullptr;
+    }
   }
   auto s = std::make_unique<BackendSession>(ex_, *b.state, cfg_);
   why = co_await s->open(b.endpoint);
@@ -165,8 +175,15 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::
 awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     const smtp::Path* pending, std::optional<smtp::Reply>* pending_reply) {
   const int max_backends = 1 + pool_.cfg->retries;
+  if (mail_refusal_) co_return *mail_refusal_;
+  if (cancelled_) co_return smtp::make_reply(421, "4.3.2", "Service shutting down");
   while (next_candidate_ < candidates_.size() && backends_tried_ < max_backends) {
     if (past_deadline()) co_return smtp::replies::backend_deadline();
+    // The order was fixed at the first RCPT; a backend marked down since
+    // then yields to the untried ones still up.
+    auto now = Clock::now();
+    std::stable_partition(candidates_.begin() + static_cast<std::ptrdiff_t>(next_candidate_),
+                          candidates_.end(), [&](int i) { return pool_.states[i]->usable(now); });
     BackendRuntime& b = *pool_.backends[candidates_[next_candidate_++]];
     ++backends_tried_;
     current_ = &b;
@@ -191,20 +208,30 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply);
     if (f == Failure::kNone) {
       if (b.state->record_success())
-        log::Record("backend_up").add("pool", b.state->pool()).add("backend", b.state->name()).emit();
+        log::Record("backend_up")
+            .add("pool", b.state->pool())
+            .add("backend", b.state->name())
+            .emit();
       clean_ = false;
       co_return std::nullopt;
     }
-    if (f == Failure::kPermanent) {
-      // The backend's answer about this sender: final (DESIGN.md: a 5xx to
-      // MAIL reaches the client).  Its session is fine for the next one.
+    if (f == Failure::kPermanent || f == Failure::kRecipientRefused) {
+      // The backend is healthy and disagrees: its session is fine for the
+      // next transaction.
       attempts_.push_back({b.state->name(), f, mail_reply.summary()});
       auto rset = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
       if (rset.failure == Failure::kNone && rset.reply.code == 250)
         b.idle.give_back(std::move(session_));
       session_.reset();
       current_ = nullptr;
-      co_return with_enhanced(mail_reply, "2.1.0");
+      if (f == Failure::kPermanent && accepted_.empty()) {
+        // The backend's answer about this sender is final (DESIGN.md: a 5xx
+        // to MAIL reaches the client) for the whole transaction.
+        mail_refusal_ = with_enhanced(mail_reply, "2.1.0");
+        co_return *mail_refusal_;
+      }
+      // A replay backend refusing what another accepted: try the next.
+      continue;
     }
     fail_backend(f, mail_reply.code ? mail_reply.summary() : "");
   }
@@ -253,6 +280,7 @@ awaitable<smtp::Reply> RelayTransaction::data() {
     }
     if (r.reply.code == 354) {
       streaming_ = true;
+      data_deadline_ = Clock::now() + cfg_.timeouts.client_data_total;
       co_return smtp::replies::start_data();
     }
     if (r.reply.permanent()) co_return with_enhanced(r.reply, "2.0.0");
@@ -270,8 +298,11 @@ awaitable<void> RelayTransaction::data_chunk(std::string_view wire) {
     co_return;
   }
   if (session_ && streaming_) {
-    // Not bound by the transaction deadline: the client sets the pace here.
-    Failure f = co_await session_->send(wire, cfg_.timeouts.backend_reply);
+    // Not bound by the transaction deadline (the client sets the pace
+    // here) but by the DATA phase's.
+    auto left = std::chrono::duration_cast<Duration>(data_deadline_ - Clock::now());
+    Failure f = co_await session_->send(
+        wire, std::max(Duration(1), std::min(cfg_.timeouts.backend_reply, left)));
     if (f != Failure::kNone) fail_backend(f, "during data");
   }
 }
@@ -300,16 +331,20 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
         fail_backend(f, "sending the final dot");
         continue;
       }
-      auto r = co_await session_->read_reply(bound(cfg_.timeouts.backend_data_done));
-      if (r.failure == Failure::kStalled) {
-        // RFC 1047: the backend may already have the message.  DESIGN.md
-        // fixes the choice: replay, and log and count a possible duplicate.
-        possible_duplicate_ = true;
-        fail_backend(Failure::kSilentFinalDot, "no reply to the final dot");
-        continue;
-      }
+      // The full backend_data_done, whatever replays took before: the
+      // backend is owed that long before it is called silent.
+      auto r = co_await session_->read_reply(cfg_.timeouts.backend_data_done);
+      if (r.failure == Failure::kNone && r.reply.code / 100 != 2 && r.reply.code / 100 != 4 &&
+          r.reply.code / 100 != 5)
+        r.failure = Failure::kProtocol;  // 1xx/3xx to the final dot: out of step
       if (r.failure != Failure::kNone) {
-        fail_backend(r.failure, "after the final dot");
+        // The whole message and its final dot went out: the backend may
+        // have it (RFC 1047) whether it then stalled, dropped or garbled
+        // its reply.  DESIGN.md fixes the choice: replay, and log and count
+        // a possible duplicate.
+        possible_duplicate_ = true;
+        fail_backend(r.failure == Failure::kStalled ? Failure::kSilentFinalDot : r.failure,
+                     "after the final dot");
         continue;
       }
       if (r.reply.positive()) {
@@ -350,6 +385,11 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
       continue;
     }
   }
+}
+
+void RelayTransaction::cancel() {
+  cancelled_ = true;
+  if (session_) session_->cancel();
 }
 
 void RelayTransaction::abort() {

@@ -63,6 +63,8 @@ class RelayTransaction {
   // The message is refused (bare CR/LF, too big, client gone): close the
   // backend connection without the final dot.
   void abort();
+  // Forced shutdown: whatever waits on the backend fails now.
+  void cancel();
   // The transaction is over (RSET, QUIT, end of data): the backend session
   // goes back to its pool when it is in a clean state.
   awaitable<void> release();
@@ -117,7 +119,10 @@ class RelayTransaction {
   std::string delivered_backend_;
   std::string queue_id_;
   bool possible_duplicate_ = false;
-  bool replay_broken_ = false;  // the spill file failed: no replay possible
+  bool replay_broken_ = false;               // the spill file failed: no replay possible
+  std::optional<smtp::Reply> mail_refusal_;  // a backend's 5xx to MAIL: final
+  bool cancelled_ = false;                   // forced shutdown: no new backend
+  Clock::time_point data_deadline_ = Clock::time_point::max();
 };
 
 }  // namespace smtplb::client

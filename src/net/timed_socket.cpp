@@ -3,29 +3,28 @@
 namespace smtplb::net {
 
 void TimedSocket::arm(Duration d) {
-  std::uint64_t gen = ++generation_;
-  timed_out_ = false;
+  std::uint64_t gen = ++state_->generation;
+  state_->fired = false;
   timer_.expires_after(d);
-  timer_.async_wait([this, gen](error_code ec) {
-    // `this` is only touched when the wait really expired: a destroyed
-    // socket's timer completes with operation_aborted.
-    if (ec || gen != generation_) return;
-    timed_out_ = true;
+  timer_.async_wait([st = state_, gen, this](error_code ec) {
+    if (ec || !st->alive || gen != st->generation) return;
+    st->fired = true;
     error_code ignored;
     sock_.cancel(ignored);
   });
 }
 
-void TimedSocket::disarm() {
-  ++generation_;
+error_code TimedSocket::disarm(error_code ec) {
+  ++state_->generation;
   timer_.cancel();
+  if (state_->fired && ec == asio::error::operation_aborted) return asio::error::timed_out;
+  return ec;
 }
 
 awaitable<error_code> TimedSocket::connect(const tcp::endpoint& ep, Duration d) {
   arm(d);
   auto [ec] = co_await sock_.async_connect(ep, use_nothrow);
-  disarm();
-  if (timed_out_) ec = asio::error::timed_out;
+  ec = disarm(ec);
   if (!ec) {
     error_code ignored;
     sock_.set_option(tcp::no_delay(true), ignored);
@@ -37,9 +36,7 @@ awaitable<std::pair<error_code, std::size_t>> TimedSocket::read_some(asio::mutab
                                                                      Duration d) {
   arm(d);
   auto [ec, n] = co_await sock_.async_read_some(buf, use_nothrow);
-  disarm();
-  if (timed_out_) ec = asio::error::timed_out;
-  co_return std::pair{ec, n};
+  co_return std::pair{disarm(ec), n};
 }
 
 awaitable<error_code> TimedSocket::write_all(std::string_view data, Duration d) {
@@ -47,9 +44,7 @@ awaitable<error_code> TimedSocket::write_all(std::string_view data, Duration d) 
   auto [ec, n] =
       co_await asio::async_write(sock_, asio::buffer(data.data(), data.size()), use_nothrow);
   (void)n;
-  disarm();
-  if (timed_out_) ec = asio::error::timed_out;
-  co_return ec;
+  co_return disarm(ec);
 }
 
 }  // namespace smtplb::net

@@ -2,11 +2,15 @@
 //
 // One timer per socket, armed around each operation: when it fires the
 // socket's operations are cancelled and the operation reports
-// asio::error::timed_out.  A generation counter keeps a timer that fired
-// just as an operation completed from cancelling the next one.
+// asio::error::timed_out.  The timer's handler shares a small state block
+// with the socket rather than pointing at it: the handler can run after the
+// operation completed and the socket was destroyed (both finished in one
+// reactor pass), and it must then do nothing.  An operation that completed
+// on its own is never reported as timed out.
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string_view>
 
 #include "net/asio.hpp"
@@ -19,6 +23,9 @@ class TimedSocket {
 
   explicit TimedSocket(asio::any_io_executor ex) : timer_(ex), sock_(ex) {}
   explicit TimedSocket(tcp::socket sock) : timer_(sock.get_executor()), sock_(std::move(sock)) {}
+  ~TimedSocket() { state_->alive = false; }
+  TimedSocket(const TimedSocket&) = delete;
+  TimedSocket& operator=(const TimedSocket&) = delete;
 
   awaitable<error_code> connect(const tcp::endpoint& ep, Duration d);
   // Reads at least one byte into buf.
@@ -37,16 +44,28 @@ class TimedSocket {
     sock_.close(ec);
   }
   bool is_open() const { return sock_.is_open(); }
+  // Bytes the peer sent that nobody has read yet.
+  std::size_t available() const {
+    error_code ec;
+    std::size_t n = sock_.available(ec);
+    return ec ? 0 : n;
+  }
   tcp::socket& socket() { return sock_; }
 
  private:
+  struct TimerState {
+    std::uint64_t generation = 0;
+    bool fired = false;
+    bool alive = true;  // false once the TimedSocket is gone
+  };
+
   void arm(Duration d);
-  void disarm();
+  // The operation's result, with a deadline that cancelled it as timed_out.
+  error_code disarm(error_code ec);
 
   asio::steady_timer timer_;  // declared first: sock_ is built from its executor
   tcp::socket sock_;
-  std::uint64_t generation_ = 0;
-  bool timed_out_ = false;
+  std::shared_ptr<TimerState> state_ = std::make_shared<TimerState>();
 };
 
 }  // namespace smtplb::net

@@ -76,11 +76,16 @@ class Core {
 
   int index_;
   Shared& shared_;
+  // Declaration order is destruction order, reversed, and it matters: the
+  // io_context destroys the coroutine frames still in it (sessions cut
+  // off by a forced stop), whose destructors use sessions_; everything
+  // holding sockets or timers (pools, acceptors, the sweep timer) must go
+  // before the io_context.
+  std::set<FrontendSession*> sessions_;
   asio::io_context io_{1};
   route::Router router_;
   std::map<std::string, std::unique_ptr<client::PoolRuntime>, std::less<>> pools_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
-  std::set<FrontendSession*> sessions_;
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;
   asio::steady_timer sweep_timer_{io_};

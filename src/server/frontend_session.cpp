@@ -20,6 +20,9 @@ namespace {
 constexpr std::size_t kMaxQueuedReplies = 64 * 1024;
 // One read in DATA; the message itself streams through, it is not held.
 constexpr std::size_t kDataReadSize = 64 * 1024;
+// RCPTs beyond max_recipients a transaction may have refused before every
+// further RCPT gets 452.
+constexpr int kMaxRefusedRecipients = 100;
 
 std::string ip_string(const tcp::endpoint& ep) {
   auto a = ep.address();
@@ -80,6 +83,7 @@ void FrontendSession::on_shutdown() {
 void FrontendSession::force_close() {
   forced_ = true;
   sock_.cancel();
+  if (tx_) tx_->cancel();
 }
 
 FrontendSession::Duration FrontendSession::read_bound(Duration per_read) const {
@@ -96,6 +100,9 @@ awaitable<bool> FrontendSession::flush() {
 }
 
 awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& line) {
+  // client_command bounds the whole line, not each read (SECURITY.md 7:
+  // one byte every few seconds must not hold the session).
+  std::optional<Clock::time_point> line_deadline;
   for (;;) {
     auto item = reader_.next();
     if (item.kind == smtp::LineReader::Kind::kLine) {
@@ -107,8 +114,10 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
     if (!co_await flush()) co_return ReadResult::kClosed;
     if (forced_ || (core_.shutting_down() && !envelope_)) co_return ReadResult::kShutdown;
     idle_wait_ = !envelope_;
-    auto [ec, n] =
-        co_await sock_.read_some(asio::buffer(rbuf_), read_bound(cfg_.timeouts.client_command));
+    if (!line_deadline) line_deadline = Clock::now() + cfg_.timeouts.client_command;
+    auto left = std::chrono::duration_cast<Duration>(*line_deadline - Clock::now());
+    if (left <= Duration::zero()) co_return ReadResult::kTimeout;
+    auto [ec, n] = co_await sock_.read_some(asio::buffer(rbuf_), read_bound(left));
     idle_wait_ = false;
     if (ec == asio::error::timed_out) co_return ReadResult::kTimeout;
     if (ec == asio::error::operation_aborted) co_return ReadResult::kShutdown;
@@ -264,7 +273,11 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
 
 awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (!envelope_) co_return replies::bad_sequence("need MAIL before RCPT");
-  if (rcpt_attempts_ >= cfg_.limits.max_recipients) co_return replies::too_many_recipients();
+  // max_recipients counts accepted recipients (RFC 5321 4.5.3.1.8); refused
+  // ones are bounded too, so a client cannot probe addresses without end.
+  if (static_cast<int>(accepted_.size()) >= cfg_.limits.max_recipients ||
+      rcpt_attempts_ >= cfg_.limits.max_recipients + kMaxRefusedRecipients)
+    co_return replies::too_many_recipients();
   ++rcpt_attempts_;
   const smtp::Mailbox& rcpt = cmd.path.mailbox;
   if (!envelope_->needs_smtputf8 && rcpt.has_non_ascii()) {
@@ -296,7 +309,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
                                                      *envelope_);
   }
   smtp::Reply r = co_await tx_->rcpt(cmd.path);
-  if (r.positive())
+  if (r.code == 250 || r.code == 251)
     accepted_.push_back(rcpt.str());
   else
     refused_.push_back(rcpt.str());
@@ -365,6 +378,12 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       wire.clear();
       if (res.done) break;
     }
+    if (forced_) {
+      tx_->abort();
+      log_transaction(smtp::Reply{}, "shutdown");
+      close = true;
+      co_return replies::shutting_down(cfg_.hostname);
+    }
     auto left = std::chrono::duration_cast<Duration>(data_deadline - Clock::now());
     auto [ec, n] = co_await sock_.read_some(
         asio::buffer(dbuf),
@@ -399,8 +418,6 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       if (backend_reply.positive()) {
         final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + tx_id_);
         result = "delivered";
-        if (tx_->possible_duplicate())
-          core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
       } else {
         final_reply = backend_reply;
         result = backend_reply.permanent() ? "rejected" : "deferred";
@@ -408,6 +425,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       break;
     }
   }
+  // Counted whatever the outcome: after a 451 the client sends it again.
+  if (tx_->possible_duplicate())
+    core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
   log_transaction(final_reply, result);
   co_await end_transaction();
   co_return final_reply;

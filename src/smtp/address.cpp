@@ -161,7 +161,7 @@ bool parse_mailbox(std::string_view s, Mailbox& out, std::string& err) {
       return false;
     }
   } else if (!is_valid_domain(domain.back() == '.' ? domain.substr(0, domain.size() - 1)
-                                                     : domain)) {
+                                                   : domain)) {
     // One trailing dot (an absolute name, "example.com.") is syntax we
     // accept and keep: it is not the same domain to the relay policy, so
     // an untrusted client gets 554 5.7.1 for it (SECURITY.md 4), not a

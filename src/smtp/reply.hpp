@@ -20,7 +20,9 @@ struct Reply {
   std::string enhanced;            // "2.0.0", empty when the reply had none
   std::vector<std::string> lines;  // text after "NNN-"/"NNN " and the enhanced code
 
-  bool positive() const { return code >= 200 && code < 400; }
+  // 2xx only: a 3xx where a completion was due (354 to the final dot) is
+  // no acceptance.
+  bool positive() const { return code >= 200 && code < 300; }
   bool transient() const { return code >= 400 && code < 500; }
   bool permanent() const { return code >= 500; }
   // 421 means the server is closing the transmission channel (RFC 5321 4.2.3).

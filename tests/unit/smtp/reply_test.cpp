@@ -255,7 +255,7 @@ TEST(Reply, ClassifiesCodes) {
     bool positive, transient, permanent, closes;
   } const cases[] = {
       {220, true, false, false, false}, {221, true, false, false, true},
-      {250, true, false, false, false}, {354, true, false, false, false},
+      {250, true, false, false, false}, {354, false, false, false, false},  // 3xx is no completion
       {421, false, true, false, true},  {451, false, true, false, false},
       {550, false, false, true, false}, {554, false, false, true, false},
   };

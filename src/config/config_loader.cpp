@@ -265,9 +265,9 @@ class Loader {
                      marks[l.name] = x.Mark();
                    }
                  } else if (key == "listen") {
+                   has_listen = true;  // a bad value is its own error
                    if (auto e = endpoint(x, "listen")) {
                      l.listen = *e;
-                     has_listen = true;
                      if (!endpoints.insert(e->str()).second)
                        error(x, "listen: `" + e->str() + "` is used by another listener");
                    }
@@ -363,10 +363,10 @@ class Loader {
       each_key(item, "a backend", {"address", "weight", "max_connections"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "address") {
+                   has_address = true;  // a bad value is its own error
                    if (auto e = endpoint(x, "backend address")) {
                      b.address = *e;
                      b.name = x.Scalar();
-                     has_address = true;
                      if (!seen.insert(e->str()).second)
                        error(x,
                              "backend `" + b.name + "` is listed twice in pool `" + p.name + "`");

@@ -77,7 +77,11 @@ DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
           ++i;
         } else {
           // A stuffed dot: drop it and read c as content (RFC 5321 4.5.2).
+          // It does not count towards the 1000-octet line limit either
+          // (4.5.3.1.6: "not counting the leading dot duplicated for
+          // transparency").
           state_ = State::kMiddle;
+          --line_len_;
         }
         break;
       case State::kDotCr:

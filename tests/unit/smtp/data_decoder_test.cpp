@@ -293,8 +293,11 @@ const LengthCase kLengthCases[] = {
     {"998 octets ok", std::string(998, 'a') + "\r\n.\r\n", false},
     {"999 octets too long", std::string(999, 'a') + "\r\n.\r\n", true},
     {"5000 octets too long", std::string(5000, 'a') + "\r\n.\r\n", true},
-    {"stuffed dot counts as sent, 998 ok", "." + std::string(997, 'a') + "\r\n.\r\n", false},
-    {"stuffed dot counts as sent, 999 long", "." + std::string(998, 'a') + "\r\n.\r\n", true},
+    // RFC 5321 4.5.3.1.6: the transparency dot is not counted.
+    {"stuffed dot not counted, 998 ok", ".." + std::string(997, 'a') + "\r\n.\r\n", false},
+    {"stuffed dot not counted, 999 long", ".." + std::string(998, 'a') + "\r\n.\r\n", true},
+    {"unstuffed leading dot dropped, not counted", "." + std::string(998, 'a') + "\r\n.\r\n",
+     false},
     {"second line too long", "a\r\n" + std::string(999, 'b') + "\r\n.\r\n", true},
     {"998 then 998", std::string(998, 'a') + "\r\n" + std::string(998, 'b') + "\r\n.\r\n", false},
 };

@@ -1,0 +1,742 @@
+#!/usr/bin/env python3
+"""fault_backend.py: a strict, fault-injecting ESMTP backend MTA.
+
+smtplb's integration tests put one process of this behind smtplb per
+backend.  It speaks server-side ESMTP the way a strict real MTA does, stores
+every message it accepts, and can be told to fail at any step so that the
+tests can prove smtplb's transactional failover (DESIGN.md "The data path",
+step 5).  Python 3 standard library only; loopback addresses only.
+
+Protocol (RFC 5321 / 2920 / 1870 / 6152 / 6531 / 2034):
+  EHLO advertises PIPELINING, SIZE <max_size>, 8BITMIME, SMTPUTF8 and
+  ENHANCEDSTATUSCODES (any of them can be left out with omit_ehlo); HELO,
+  MAIL, RCPT, DATA, RSET, NOOP, VRFY, HELP, QUIT.  Anything else (XCLIENT,
+  XFORWARD, BDAT, ...) is 500 5.5.2.  A command line ends only at CR LF; a
+  bare CR, LF or NUL in it is 500 5.5.2; a line over 512 octets (2048 for
+  MAIL/RCPT) is one 500 5.5.2 and the rest of it is discarded.  MAIL before
+  EHLO, RCPT before MAIL, DATA before RCPT are 503 5.5.1; unknown MAIL/RCPT
+  parameters are 555 5.5.4.  DATA ends only at CR LF . CR LF; the content is
+  dot-unstuffed.
+
+Storage, in STORE/ (the --store directory):
+  msgs/<id>.eml    the message bytes after dot-unstuffing, exactly
+  msgs/<id>.json   envelope: id, backend, mail_from, mail_params, rcpts, helo,
+                   peer, size, sha256, test_id (X-Test-Id header), conn
+  events.jsonl     one JSON object a line: listening, connect, cmd (every
+                   command line as received), fault (each injected fault),
+                   stored, data_aborted (the client went away inside DATA,
+                   without the final dot), data_bare_line_ending,
+                   data_long_line, disconnect, control (file re-read)
+  ready.json       {"port", "pid", "name"}, written once the port is bound
+                   (and listening, unless refusing)
+The .eml is renamed into place before the .json and both before the 250 is
+written: a client that saw 250 finds the message on disk.
+
+Faults come from flags and, on top of them, from a JSON control file
+(--control) with the same keys (underscores), which the test may rewrite at
+any time (write a temporary file, rename it over).  It is re-read when it
+changes: at every connection, before every command and every 50 ms.
+
+  refuse             bind the port but do not listen: connections are refused
+                     (true/false can be switched through the control file)
+  banner             reply instead of the 220 greeting, e.g. "421 4.3.2 busy";
+                     the connection is closed after it
+                     (every configured reply may hold LF: it is sent as
+                     several lines, as written -- a multi-line or malformed
+                     reply)
+  ehlo_reply         reply to EHLO/HELO instead of 250
+  mail_reply         reply to MAIL instead of 250
+  rcpt_replies       {"user@dom": "550 5.1.1 no such user", ...} (case-
+                     insensitive); "drop" or "hang" instead of a reply drops
+                     the connection or stops answering at that RCPT; not
+                     counted by fault_limit
+  reject_rcpt_pattern  a regular expression; a RCPT address matching it gets
+                     550 5.1.1; not counted by fault_limit
+  rcpt_ok_reply      the reply to a recipient it accepts, instead of
+                     "250 2.1.5 ...", e.g. "251 2.1.5 User not local"
+  data_reply         reply to DATA instead of 354
+  eod_reply          reply at end of data instead of storing and 250
+  drop_at            banner|ehlo|mail|rcpt|data: close the connection instead
+                     of replying at that step
+  drop_data_after    N: close once N octets of the DATA stream (after 354)
+                     have arrived, without a reply (0: right after the 354);
+                     "eod": read the whole message and its final dot, then
+                     close without a reply, storing nothing
+  hang               banner|ehlo|mail|rcpt|data|eod: stop replying at that
+                     step; keep reading (and ignoring) until the peer closes;
+                     body: after the 354, stop reading altogether (the peer's
+                     writes block once the socket buffers are full)
+  delay_eod          seconds to wait before the end-of-data reply
+  eod_extra          a reply line sent, unsolicited, right after the 250 at
+                     end of data (counted by fault_limit); with
+                     eod_extra_delay, that many seconds after it
+  fault_limit        the counted faults (banner, ehlo_reply, mail_reply,
+                     data_reply, eod_reply, eod_extra, drop_at,
+                     drop_data_after, hang)
+                     fire this many times in all, then never; null: always.
+                     The count restarts when the control file changes.
+  omit_ehlo          EHLO keywords not to advertise, e.g. ["PIPELINING"]
+  max_size           the SIZE limit in octets (default 104857600)
+
+Usage:
+  fault_backend.py --store DIR [--port N] [--host 127.0.0.1] [--name NAME]
+      [--control FILE] [--refuse] [--banner R] [--ehlo-reply R]
+      [--mail-reply R] [--rcpt-reply ADDR=R ...] [--reject-rcpt-pattern RE]
+      [--data-reply R] [--eod-reply R] [--drop-at STEP]
+      [--drop-data-after N|eod] [--hang STEP] [--delay-eod S]
+      [--fault-limit N] [--omit-ehlo KEYWORD ...] [--max-size N]
+
+Every wait is bounded: a session idle for --idle-timeout seconds (default
+120) is closed, a hung one after --hang-timeout (default 600); SIGTERM and
+SIGINT end the process.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import time
+
+DEFAULTS = {
+    "refuse": False,
+    "banner": None,
+    "ehlo_reply": None,
+    "mail_reply": None,
+    "rcpt_replies": {},
+    "reject_rcpt_pattern": None,
+    "rcpt_ok_reply": None,
+    "data_reply": None,
+    "eod_reply": None,
+    "drop_at": None,
+    "drop_data_after": None,
+    "hang": None,
+    "delay_eod": 0.0,
+    "eod_extra": None,
+    "eod_extra_delay": 0.0,
+    "fault_limit": None,
+    "omit_ehlo": [],
+    "max_size": 100 * 1024 * 1024,
+}
+
+STEPS = ("banner", "ehlo", "mail", "rcpt", "data", "body", "eod")
+EHLO_KEYWORDS = ("PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES")
+MAX_COMMAND_LINE = 512    # RFC 5321 4.5.3.1.4, with CR LF
+MAX_ENVELOPE_LINE = 2048  # MAIL/RCPT with parameters (RFC 5321 4.5.3.1.4 allows more)
+MAX_TEXT_LINE = 1000      # RFC 5321 4.5.3.1.6, with CR LF
+MAX_RECIPIENTS = 1000
+READ_CHUNK = 65536
+
+PATH_RE = re.compile(rb"^(FROM|TO):<([^<>]*)>(.*)$", re.IGNORECASE | re.DOTALL)
+TEST_ID_RE = re.compile(rb"^X-Test-Id:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+class Closed(Exception):
+    """The peer closed the connection, or we closed it on purpose."""
+
+
+class Backend:
+    def __init__(self, args):
+        self.args = args
+        self.name = args.name
+        self.store = os.path.abspath(args.store)
+        self.msgs = os.path.join(self.store, "msgs")
+        os.makedirs(self.msgs, exist_ok=True)
+        self.events_file = open(os.path.join(self.store, "events.jsonl"), "a", buffering=1)
+        self.flags = dict(DEFAULTS)
+        self.flags.update(flag_faults(args))
+        self.control_path = args.control
+        self.control_sig = None
+        self.control = {}
+        self.faults_fired = 0
+        self.conn_seq = 0
+        self.msg_seq = 0
+        self.active = 0
+        self.port = args.port
+        self.server = None
+        self.bound_sock = None  # bound, not listening, while refusing
+        self.stopping = asyncio.Event()
+
+    # ---- events and control -------------------------------------------
+
+    def event(self, ev, **kw):
+        rec = {"ts": round(time.time(), 6), "ev": ev, "backend": self.name}
+        rec.update(kw)
+        self.events_file.write(json.dumps(rec) + "\n")
+
+    def reload_control(self):
+        if not self.control_path:
+            return
+        try:
+            st = os.stat(self.control_path)
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            sig = None
+        if sig == self.control_sig:
+            return
+        self.control_sig = sig
+        data = {}
+        if sig is not None:
+            try:
+                with open(self.control_path) as f:
+                    data = json.load(f)
+            except (OSError, ValueError) as e:
+                self.event("control_error", error=str(e))
+                return
+        self.control = data
+        self.faults_fired = 0
+        self.event("control", control=data)
+
+    def opt(self, key):
+        if key in self.control:
+            return self.control[key]
+        return self.flags[key]
+
+    def fault(self, kind, **kw):
+        """True (and counted, logged) when the counted fault may fire."""
+        limit = self.opt("fault_limit")
+        if limit is not None and self.faults_fired >= int(limit):
+            return False
+        self.faults_fired += 1
+        self.event("fault", kind=kind, **kw)
+        return True
+
+    # ---- listening ----------------------------------------------------
+
+    def bind(self):
+        s = socket.socket(socket.AF_INET6 if ":" in self.args.host else socket.AF_INET)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((self.args.host, self.port))
+        self.port = s.getsockname()[1]
+        return s
+
+    async def apply_refuse(self):
+        refuse = bool(self.opt("refuse"))
+        if refuse and self.server is not None:
+            self.server.close()
+            self.server = None
+            self.bound_sock = self.bind()
+            self.event("refusing", port=self.port)
+        elif not refuse and self.server is None:
+            if self.bound_sock is not None:
+                self.bound_sock.close()
+                self.bound_sock = None
+            s = self.bind()
+            s.listen(128)
+            s.setblocking(False)
+            self.server = await asyncio.start_server(self.session, sock=s, limit=READ_CHUNK)
+            self.event("listening", port=self.port)
+
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        self.reload_control()
+        if self.opt("refuse"):
+            self.bound_sock = self.bind()
+            self.event("refusing", port=self.port)
+        else:
+            await self.apply_refuse()
+        tmp = os.path.join(self.store, "ready.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump({"port": self.port, "pid": os.getpid(), "name": self.name}, f)
+        os.rename(tmp, os.path.join(self.store, "ready.json"))
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), 0.05)
+            except asyncio.TimeoutError:
+                pass
+            self.reload_control()
+            await self.apply_refuse()
+        if self.server is not None:
+            self.server.close()
+        self.event("stopped")
+
+    # ---- one session --------------------------------------------------
+
+    async def session(self, reader, writer):
+        self.conn_seq += 1
+        self.active += 1
+        s = Session(self, self.conn_seq, reader, writer)
+        try:
+            await s.run()
+        except (Closed, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.active -= 1
+            self.event("disconnect", conn=s.conn, how=s.how)
+            try:
+                writer.close()
+            except Exception:
+                pass
+
+    def store_message(self, s, content):
+        self.msg_seq += 1
+        mid = "%s-%d-%d" % (self.name, os.getpid(), self.msg_seq)
+        m = TEST_ID_RE.search(content)
+        env = {
+            "id": mid,
+            "backend": self.name,
+            "mail_from": s.mail_from,
+            "mail_params": s.mail_params,
+            "rcpts": list(s.rcpts),
+            "helo": s.helo,
+            "peer": s.peer,
+            "size": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+            "test_id": m.group(1).decode("latin-1") if m else None,
+            "conn": s.conn,
+            "ts": time.time(),
+        }
+        base = os.path.join(self.msgs, mid)
+        with open(base + ".eml.tmp", "wb") as f:
+            f.write(content)
+        os.rename(base + ".eml.tmp", base + ".eml")
+        with open(base + ".json.tmp", "w") as f:
+            json.dump(env, f)
+        os.rename(base + ".json.tmp", base + ".json")
+        self.event("stored", conn=s.conn, id=mid, size=len(content), test_id=env["test_id"],
+                   rcpts=env["rcpts"], mail_from=s.mail_from)
+        return mid
+
+
+def text(b):
+    return b.decode("utf-8", "backslashreplace")
+
+
+class Session:
+    def __init__(self, backend, conn, reader, writer):
+        self.b = backend
+        self.conn = conn
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = "%s:%d" % (peer[0], peer[1]) if peer else "?"
+        self.buf = bytearray()
+        self.helo = None
+        self.how = "closed"
+        self.reset()
+
+    def reset(self):
+        self.mail_from = None
+        self.mail_params = []
+        self.rcpts = []
+
+    # -- I/O --
+
+    async def fill(self, timeout):
+        chunk = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+        if not chunk:
+            self.how = "client_eof"
+            raise Closed()
+        self.buf += chunk
+        return len(chunk)
+
+    async def reply(self, line):
+        # A configured reply holding LF is sent as several lines, as given:
+        # that is how a test makes a malformed or multi-line reply.
+        line = line.replace("\r\n", "\n").replace("\n", "\r\n")
+        self.writer.write(line.encode("utf-8") + b"\r\n")
+        await self.writer.drain()
+
+    def drop(self, why):
+        self.how = why
+        self.writer.transport.abort()
+        raise Closed()
+
+    async def hang(self, step):
+        """Stop answering: read and ignore until the peer closes."""
+        self.how = "hang_" + step
+        deadline = time.monotonic() + self.b.args.hang_timeout
+        while time.monotonic() < deadline:
+            self.buf.clear()
+            left = deadline - time.monotonic()
+            try:
+                await self.fill(max(0.01, left))
+            except asyncio.TimeoutError:
+                break
+        raise Closed()
+
+    async def step_fault(self, step, reply_key=None):
+        """Applies drop_at/hang/<reply_key> at `step`; returns a reply or None."""
+        if self.b.opt("drop_at") == step and self.b.fault("drop", step=step, conn=self.conn):
+            self.drop("drop_" + step)
+        if self.b.opt("hang") == step and self.b.fault("hang", step=step, conn=self.conn):
+            await self.hang(step)
+        if reply_key:
+            r = self.b.opt(reply_key)
+            if r and self.b.fault(reply_key, step=step, conn=self.conn, reply=r):
+                return r
+        return None
+
+    async def read_line(self):
+        """One command line: bytes without CR LF, or None when too long."""
+        too_long = False
+        searched = 0
+        while True:
+            i = self.buf.find(b"\r\n", searched)
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[: i + 2]
+                if too_long or i + 2 > MAX_ENVELOPE_LINE:
+                    return None
+                return line
+            searched = max(0, len(self.buf) - 1)
+            if len(self.buf) > MAX_ENVELOPE_LINE:
+                # Discard the rest of an over-long line up to its CR LF, so
+                # that the dialog stays in step (RFC 5321 4.5.3.1.4).
+                too_long = True
+                keep = self.buf[-1:]
+                self.buf = bytearray(keep)
+                searched = 0
+            await self.fill(self.b.args.idle_timeout)
+
+    # -- the dialog --
+
+    async def run(self):
+        b = self.b
+        b.reload_control()
+        b.event("connect", conn=self.conn, peer=self.peer, active=b.active)
+        r = await self.step_fault("banner", "banner")
+        if r:
+            await self.reply(r)
+            self.how = "banner_refused"
+            return
+        await self.reply("220 %s ESMTP fault_backend" % b.name)
+        while True:
+            line = await self.read_line()
+            b.reload_control()
+            if line is None:
+                b.event("cmd", conn=self.conn, line=None, error="too_long")
+                await self.reply("500 5.5.2 Line too long")
+                continue
+            b.event("cmd", conn=self.conn, line=text(line))
+            if b"\r" in line or b"\n" in line or b"\0" in line:
+                await self.reply("500 5.5.2 Bare CR, LF or NUL in command")
+                continue
+            verb, _, arg = line.partition(b" ")
+            verb = verb.upper()
+            handler = getattr(self, "cmd_" + verb.decode("latin-1").lower(), None)
+            if not verb.isalpha() or handler is None:
+                await self.reply("500 5.5.2 Command not recognized")
+                continue
+            if verb not in (b"MAIL", b"RCPT") and len(line) + 2 > MAX_COMMAND_LINE:
+                await self.reply("500 5.5.2 Line too long")
+                continue
+            if await handler(arg) == "quit":
+                return
+
+    async def cmd_ehlo(self, arg, verb="EHLO"):
+        if not arg.strip():
+            await self.reply("501 5.5.4 %s needs a domain" % verb)
+            return
+        r = await self.step_fault("ehlo", "ehlo_reply")
+        if r:
+            await self.reply(r)
+            return
+        self.reset()
+        self.helo = text(arg.strip())
+        if verb == "HELO":
+            await self.reply("250 %s" % self.b.name)
+            return
+        omit = {k.upper() for k in (self.b.opt("omit_ehlo") or [])}
+        lines = [self.b.name]
+        for k in EHLO_KEYWORDS:
+            if k not in omit:
+                lines.append("SIZE %d" % int(self.b.opt("max_size")) if k == "SIZE" else k)
+        out = ["250-" + l for l in lines[:-1]] + ["250 " + lines[-1]]
+        self.writer.write(("\r\n".join(out) + "\r\n").encode())
+        await self.writer.drain()
+
+    async def cmd_helo(self, arg):
+        await self.cmd_ehlo(arg, verb="HELO")
+
+    def advertised(self, keyword):
+        return keyword not in {k.upper() for k in (self.b.opt("omit_ehlo") or [])}
+
+    def params(self, rest, allowed):
+        """ESMTP parameters -> (list, error reply or None)."""
+        out = []
+        for p in rest.split():
+            name, eq, value = p.partition(b"=")
+            name = name.upper().decode("latin-1")
+            if name not in allowed:
+                return out, "555 5.5.4 Unsupported parameter %s" % name
+            if name == "SIZE" and (not value.isdigit() or len(value) > 20):
+                return out, "501 5.5.4 Bad SIZE value"
+            if name == "BODY" and value.upper() not in (b"7BIT", b"8BITMIME"):
+                return out, "501 5.5.4 Bad BODY value"
+            out.append(text(p))
+        return out, None
+
+    async def cmd_mail(self, arg):
+        if self.helo is None:
+            await self.reply("503 5.5.1 Send EHLO first")
+            return
+        if self.mail_from is not None:
+            await self.reply("503 5.5.1 Nested MAIL command")
+            return
+        m = PATH_RE.match(arg)
+        if not m or m.group(1).upper() != b"FROM":
+            await self.reply("501 5.5.4 Syntax: MAIL FROM:<address>")
+            return
+        allowed = set()
+        if self.advertised("SIZE"):
+            allowed.add("SIZE")
+        if self.advertised("8BITMIME"):
+            allowed.add("BODY")
+        if self.advertised("SMTPUTF8"):
+            allowed.add("SMTPUTF8")
+        params, err = self.params(m.group(3), allowed)
+        if err:
+            await self.reply(err)
+            return
+        for p in params:
+            if p.upper().startswith("SIZE=") and int(p[5:]) > int(self.b.opt("max_size")):
+                await self.reply("552 5.3.4 Message size exceeds fixed limit")
+                return
+        r = await self.step_fault("mail", "mail_reply")
+        if r:
+            await self.reply(r)
+            return
+        self.mail_from = text(m.group(2))
+        self.mail_params = params
+        await self.reply("250 2.1.0 Sender <%s> ok" % self.mail_from)
+
+    async def cmd_rcpt(self, arg):
+        if self.mail_from is None:
+            await self.reply("503 5.5.1 Need MAIL before RCPT")
+            return
+        m = PATH_RE.match(arg)
+        if not m or m.group(1).upper() != b"TO":
+            await self.reply("501 5.5.4 Syntax: RCPT TO:<address>")
+            return
+        params, err = self.params(m.group(3), set())
+        if err:
+            await self.reply(err)
+            return
+        addr = text(m.group(2))
+        await self.step_fault("rcpt")
+        if len(self.rcpts) >= MAX_RECIPIENTS:
+            await self.reply("452 4.5.3 Too many recipients")
+            return
+        per = {k.lower(): v for k, v in (self.b.opt("rcpt_replies") or {}).items()}
+        if addr.lower() in per:
+            r = per[addr.lower()]
+            if r in ("drop", "hang"):
+                self.b.event("fault", kind="rcpt_" + r, rcpt=addr, conn=self.conn)
+                if r == "drop":
+                    self.drop("drop_rcpt")
+                await self.hang("rcpt")
+            self.b.event("rcpt_refused", conn=self.conn, rcpt=addr, reply=r)
+            await self.reply(r)
+            if r.startswith("2"):
+                self.rcpts.append(addr)
+            return
+        pat = self.b.opt("reject_rcpt_pattern")
+        if pat and re.search(pat, addr):
+            self.b.event("rcpt_refused", conn=self.conn, rcpt=addr, reply="550 5.1.1")
+            await self.reply("550 5.1.1 <%s> no such user here" % addr)
+            return
+        self.rcpts.append(addr)
+        ok = self.b.opt("rcpt_ok_reply")
+        await self.reply(ok or "250 2.1.5 Recipient <%s> ok at %s" % (addr, self.b.name))
+
+    async def cmd_data(self, arg):
+        if arg:
+            await self.reply("501 5.5.4 DATA takes no argument")
+            return
+        if self.mail_from is None:
+            await self.reply("503 5.5.1 Need MAIL before DATA")
+            return
+        if not self.rcpts:
+            await self.reply("554 5.5.1 No valid recipients")
+            return
+        r = await self.step_fault("data", "data_reply")
+        if r:
+            await self.reply(r)
+            if not r.startswith("3"):
+                return
+        await self.reply("354 End data with <CR><LF>.<CR><LF>")
+        if self.b.opt("hang") == "body" and self.b.fault("hang", step="body", conn=self.conn):
+            # Read nothing more: TCP flow control stalls the sender.
+            self.how = "hang_body"
+            self.writer.transport.pause_reading()
+            await asyncio.sleep(self.b.args.hang_timeout)
+            raise Closed()
+        content = await self.read_data()
+        if content is None:
+            return
+        r = await self.step_fault("eod", "eod_reply")
+        if r:
+            self.b.event("eod_refused", conn=self.conn, reply=r)
+            if self.b.opt("delay_eod"):
+                await asyncio.sleep(float(self.b.opt("delay_eod")))
+            await self.reply(r)
+            self.reset()
+            return
+        delay = float(self.b.opt("delay_eod") or 0)
+        if delay:
+            # A real MTA commits what it took even when the client left.
+            await asyncio.sleep(delay)
+        if len(content) > int(self.b.opt("max_size")):
+            await self.reply("552 5.3.4 Message size exceeds fixed limit")
+            self.reset()
+            return
+        mid = self.b.store_message(self, content)
+        self.reset()
+        extra = self.b.opt("eod_extra")
+        if extra and self.b.fault("eod_extra", conn=self.conn, extra=extra):
+            # An unsolicited reply behind the 250 (SECURITY.md 8): in the
+            # same write, or eod_extra_delay seconds later (the peer's
+            # session is idle then).
+            delay = float(self.b.opt("eod_extra_delay") or 0)
+            if not delay:
+                await self.reply("250 2.0.0 Ok: queued as %s\n%s" % (mid, extra))
+            else:
+                await self.reply("250 2.0.0 Ok: queued as %s" % mid)
+                await asyncio.sleep(delay)
+                await self.reply(extra)
+            self.b.event("eod_extra_sent", conn=self.conn)
+            return
+        await self.reply("250 2.0.0 Ok: queued as %s" % mid)
+
+    async def read_data(self):
+        """Reads the DATA stream to CR LF . CR LF; the unstuffed content, or
+        None when the connection was dropped on purpose."""
+        drop_after = self.b.opt("drop_data_after")
+        counted = drop_after is not None and drop_after != "eod"
+        if counted and int(drop_after) == 0 and self.b.fault("drop_data_after", after=0,
+                                                              conn=self.conn):
+            self.drop("drop_after_354")
+        limit_ok = counted
+        received = len(self.buf)
+        searched = 0
+        while True:
+            if limit_ok and received >= int(drop_after):
+                if self.b.fault("drop_data_after", after=int(drop_after), conn=self.conn,
+                                received=received):
+                    self.drop("drop_in_data")
+                limit_ok = False
+            end = self.find_end(searched)
+            if end is not None:
+                break
+            searched = max(0, len(self.buf) - 4)
+            try:
+                n = await self.fill(self.b.args.idle_timeout)
+            except Closed:
+                self.b.event("data_aborted", conn=self.conn, received=received)
+                self.how = "client_eof_in_data"
+                raise
+            received += n
+        body_end, rest_start = end
+        raw = bytes(self.buf[:body_end])
+        del self.buf[:rest_start]
+        content = (b"\r\n" + raw).replace(b"\r\n.", b"\r\n")[2:] if raw else b""
+        self.check_content(content)
+        if drop_after == "eod" and self.b.fault("drop_data_after", after="eod", conn=self.conn):
+            self.drop("drop_after_final_dot")
+        return content
+
+    def find_end(self, searched):
+        """(end of content, start of what follows) or None."""
+        if self.buf.startswith(b".\r\n"):
+            return 0, 3
+        i = self.buf.find(b"\r\n.\r\n", searched)
+        if i < 0:
+            return None
+        return i + 2, i + 5
+
+    def check_content(self, content):
+        crlf = content.count(b"\r\n")
+        if content.count(b"\r") != crlf or content.count(b"\n") != crlf:
+            self.b.event("data_bare_line_ending", conn=self.conn)
+        longest = max((len(l) for l in content.split(b"\r\n")), default=0)
+        if longest + 2 > MAX_TEXT_LINE:
+            self.b.event("data_long_line", conn=self.conn, length=longest)
+
+    async def cmd_rset(self, arg):
+        self.reset()
+        await self.reply("250 2.0.0 Reset")
+
+    async def cmd_noop(self, arg):
+        await self.reply("250 2.0.0 Ok")
+
+    async def cmd_vrfy(self, arg):
+        await self.reply("252 2.5.0 Cannot VRFY")
+
+    async def cmd_help(self, arg):
+        await self.reply("214 2.0.0 fault_backend")
+
+    async def cmd_quit(self, arg):
+        await self.reply("221 2.0.0 Bye")
+        self.how = "quit"
+        return "quit"
+
+
+def flag_faults(a):
+    f = {}
+    for key in ("banner", "ehlo_reply", "mail_reply", "data_reply", "eod_reply", "eod_extra",
+                "drop_at", "hang", "reject_rcpt_pattern"):
+        if getattr(a, key) is not None:
+            f[key] = getattr(a, key)
+    if a.refuse:
+        f["refuse"] = True
+    if a.rcpt_reply:
+        f["rcpt_replies"] = dict(x.split("=", 1) for x in a.rcpt_reply)
+    if a.drop_data_after is not None:
+        f["drop_data_after"] = "eod" if a.drop_data_after == "eod" else int(a.drop_data_after)
+    if a.delay_eod:
+        f["delay_eod"] = a.delay_eod
+    if a.eod_extra_delay:
+        f["eod_extra_delay"] = a.eod_extra_delay
+    if a.fault_limit is not None:
+        f["fault_limit"] = a.fault_limit
+    if a.omit_ehlo:
+        f["omit_ehlo"] = a.omit_ehlo
+    if a.max_size is not None:
+        f["max_size"] = a.max_size
+    return f
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--store", required=True)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--name", default="backend")
+    p.add_argument("--control")
+    p.add_argument("--refuse", action="store_true")
+    p.add_argument("--banner")
+    p.add_argument("--ehlo-reply", dest="ehlo_reply")
+    p.add_argument("--mail-reply", dest="mail_reply")
+    p.add_argument("--rcpt-reply", dest="rcpt_reply", action="append", metavar="ADDR=REPLY")
+    p.add_argument("--reject-rcpt-pattern", dest="reject_rcpt_pattern")
+    p.add_argument("--data-reply", dest="data_reply")
+    p.add_argument("--eod-reply", dest="eod_reply")
+    p.add_argument("--drop-at", dest="drop_at", choices=STEPS[:5])
+    p.add_argument("--drop-data-after", dest="drop_data_after")
+    p.add_argument("--hang", choices=STEPS)
+    p.add_argument("--delay-eod", dest="delay_eod", type=float, default=0.0)
+    p.add_argument("--eod-extra", dest="eod_extra")
+    p.add_argument("--eod-extra-delay", dest="eod_extra_delay", type=float, default=0.0)
+    p.add_argument("--fault-limit", dest="fault_limit", type=int)
+    p.add_argument("--omit-ehlo", dest="omit_ehlo", action="append")
+    p.add_argument("--max-size", dest="max_size", type=int)
+    p.add_argument("--idle-timeout", dest="idle_timeout", type=float, default=120.0)
+    p.add_argument("--hang-timeout", dest="hang_timeout", type=float, default=600.0)
+    args = p.parse_args()
+    if not ipaddress.ip_address(args.host).is_loopback:
+        p.error("--host must be a loopback address")
+    if args.drop_data_after not in (None, "eod") and not args.drop_data_after.isdigit():
+        p.error("--drop-data-after takes a number of octets or `eod`")
+    asyncio.run(Backend(args).run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

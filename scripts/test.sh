@@ -77,7 +77,7 @@ if [ "$quick" -eq 0 ]; then
   if build build-asan -DSMTPLB_SANITIZE=ON -DSMTPLB_BENCH=OFF; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     stage "unit (asan+ubsan)" ctest --test-dir build-asan -L unit --output-on-failure -j 2
-    stage "integration (asan+ubsan)" env SMTPLB_BIN="$top/build-asan/smtplb" SMTPLB_SLOW=1 \
+    stage "integration (asan+ubsan)" env SMTPLB_BIN="$top/build-asan/smtplb" SMTPLB_SLOW=1 SMTPLB_SANITIZED=1 \
       python3 tests/integration/run.py
     unset ASAN_OPTIONS UBSAN_OPTIONS
   else

@@ -11,6 +11,7 @@ client; no mail is ever lost or doubled.
 
 import threading
 import time
+import os
 import unittest
 
 from harness import (BACKEND_DATA_DONE_S, BACKEND_REPLY_S, IntegrationCase, big_body, message,
@@ -546,6 +547,12 @@ class Failover(IntegrationCase):
         self.assertTrue(fired and fired[0]["received"] >= 20 * 1024 * 1024, fired)
         self.assertFailedOver(a, b, "fifty-mb", content, "drop_data_after")
         hwm_kb = self.lb.status("VmHWM")
+        # Under ASan, freed memory sits in its quarantine and shadow memory
+        # doubles the footprint: RSS says nothing about smtplb there.  The
+        # delivery assertions above still hold; the bound is checked in the
+        # plain build.
+        if os.environ.get("SMTPLB_SANITIZED"):
+            return
         # The message is kept for replay in a spill file, not in memory.
         self.assertLess(hwm_kb * 1024, size // 2,
                         "smtplb's peak RSS was %d kB for a %d MB message" % (hwm_kb, size >> 20))

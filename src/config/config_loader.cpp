@@ -267,6 +267,9 @@ class Loader {
                  } else if (key == "listen") {
                    has_listen = true;  // a bad value is its own error
                    if (auto e = endpoint(x, "listen")) {
+                     if (!parse_ip(e->host))
+                       error(x, "listen: `" + e->host +
+                                    "` is not an IP address (use e.g. 0.0.0.0:25 or [::]:25)");
                      l.listen = *e;
                      if (!endpoints.insert(e->str()).second)
                        error(x, "listen: `" + e->str() + "` is used by another listener");

@@ -123,6 +123,14 @@ timeouts:
   EXPECT_TRUE(any_contains(errs, "23:19: timeouts.client_command: bad duration `soon`"));
 }
 
+TEST(ConfigLoader, ListenNeedsAnIpAddress) {
+  std::string text = kValid;
+  text.replace(text.find("127.0.0.1:2525"), std::string("127.0.0.1:2525").size(), "mx.local:2525");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "4:13: listen: `mx.local` is not an IP address")) << errs[0];
+}
+
 TEST(ConfigLoader, ListenerWithoutRouteIsAnError) {
   std::string text = kValid;
   text.replace(text.find("  - pool: main\n"), std::string("  - pool: main\n").size(),

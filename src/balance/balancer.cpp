@@ -1,27 +1,53 @@
 #include "balance/balancer.hpp"
 
 #include <algorithm>
+#include <random>
 
+#include "balance/hash_sender.hpp"
+#include "balance/least_connections.hpp"
+#include "balance/random_two.hpp"
 #include "balance/round_robin.hpp"
 #include "balance/weighted_round_robin.hpp"
 
 namespace smtplb::balance {
 
-std::unique_ptr<Balancer> make_balancer(config::Algorithm a) {
+std::unique_ptr<Balancer> make_balancer(config::Algorithm a, std::uint64_t seed) {
+  if (seed == 0) seed = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
   switch (a) {
     case config::Algorithm::kWeightedRoundRobin:
       return std::make_unique<WeightedRoundRobin>();
-    default:
-      // The loader refuses algorithms this build does not have.
-      return std::make_unique<RoundRobin>();
+    case config::Algorithm::kLeastConnections:
+      return std::make_unique<LeastConnections>();
+    case config::Algorithm::kRandomTwo:
+      return std::make_unique<RandomTwo>(seed);
+    case config::Algorithm::kHashSender:
+      return std::make_unique<HashSender>();
+    case config::Algorithm::kRoundRobin:
+    case config::Algorithm::kLeastLoad:  // refused by the loader until agents exist
+      break;
   }
+  return std::make_unique<RoundRobin>();
+}
+
+double load_score(const BackendState& b) {
+  int w = std::max(1, b.config().weight);
+  return (b.in_flight.load(std::memory_order_relaxed) + 1.0) / w;
+}
+
+std::vector<int> usable_backends(const std::vector<BackendState*>& backends,
+                                 BackendState::Clock::time_point now) {
+  std::vector<int> out;
+  for (std::size_t i = 0; i < backends.size(); ++i)
+    if (backends[i]->config().weight > 0 && backends[i]->usable(now))
+      out.push_back(static_cast<int>(i));
+  return out;
 }
 
 void append_down_backends(const std::vector<BackendState*>& backends,
                           BackendState::Clock::time_point now, std::vector<int>& order) {
   std::vector<int> down;
   for (std::size_t i = 0; i < backends.size(); ++i)
-    if (!backends[i]->usable(now) && backends[i]->config().weight > 0)
+    if (backends[i]->last_resort(now) && backends[i]->config().weight > 0)
       down.push_back(static_cast<int>(i));
   std::stable_sort(down.begin(), down.end(), [&](int a, int b) {
     return backends[a]->down_until() < backends[b]->down_until();

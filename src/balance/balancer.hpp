@@ -4,10 +4,12 @@
 // for one transaction (Pingora's select_with): the first is the one to use,
 // a replay takes the next untried one.  Backends that are down come last,
 // in the order they come back up, so a stale mark never stops the mail
-// when nothing better exists.  Each core owns its balancers: no locks.
+// when nothing better exists; draining and maintenance backends never.  Each core owns its
+// balancers: no locks.
 #pragma once
 
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "balance/backend_state.hpp"
@@ -18,14 +20,25 @@ namespace smtplb::balance {
 class Balancer {
  public:
   virtual ~Balancer() = default;
-  // Candidate indices into `backends`, best first; every index once.
+  // Candidate indices into `backends`, best first, each at most once.
+  // `key` is the sender's domain (hash_sender's affinity; others ignore it).
   virtual std::vector<int> order(const std::vector<BackendState*>& backends,
-                                 BackendState::Clock::time_point now) = 0;
+                                 BackendState::Clock::time_point now,
+                                 std::string_view key = {}) = 0;
 };
 
-std::unique_ptr<Balancer> make_balancer(config::Algorithm a);
+// `seed` makes the random algorithms repeatable in tests; 0 seeds from
+// std::random_device.
+std::unique_ptr<Balancer> make_balancer(config::Algorithm a, std::uint64_t seed = 0);
 
-// Appends the unusable backends, soonest back up first, after `order`.
+// Load of a backend for the load-aware algorithms: transactions in flight
+// per unit of weight, counting the one about to be placed.
+double load_score(const BackendState& b);
+// The usable backends with weight, in index order.
+std::vector<int> usable_backends(const std::vector<BackendState*>& backends,
+                                 BackendState::Clock::time_point now);
+
+// Appends the down (not drained) backends, soonest back up first.
 void append_down_backends(const std::vector<BackendState*>& backends,
                           BackendState::Clock::time_point now, std::vector<int>& order);
 

@@ -3,7 +3,7 @@
 namespace smtplb::balance {
 
 std::vector<int> RoundRobin::order(const std::vector<BackendState*>& backends,
-                                   BackendState::Clock::time_point now) {
+                                   BackendState::Clock::time_point now, std::string_view) {
   std::vector<int> out;
   const std::size_t n = backends.size();
   out.reserve(n);

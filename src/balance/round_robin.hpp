@@ -8,7 +8,7 @@ namespace smtplb::balance {
 class RoundRobin : public Balancer {
  public:
   std::vector<int> order(const std::vector<BackendState*>& backends,
-                         BackendState::Clock::time_point now) override;
+                         BackendState::Clock::time_point now, std::string_view key) override;
 
  private:
   std::size_t next_ = 0;

@@ -5,7 +5,7 @@
 namespace smtplb::balance {
 
 std::vector<int> WeightedRoundRobin::order(const std::vector<BackendState*>& backends,
-                                           BackendState::Clock::time_point now) {
+                                           BackendState::Clock::time_point now, std::string_view) {
   const std::size_t n = backends.size();
   current_.resize(n, 0);
   std::vector<int> usable;

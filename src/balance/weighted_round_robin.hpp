@@ -14,7 +14,7 @@ namespace smtplb::balance {
 class WeightedRoundRobin : public Balancer {
  public:
   std::vector<int> order(const std::vector<BackendState*>& backends,
-                         BackendState::Clock::time_point now) override;
+                         BackendState::Clock::time_point now, std::string_view key) override;
 
  private:
   std::vector<long long> current_;

@@ -51,7 +51,9 @@ RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Confi
       env_(std::move(env)),
       deadline_(Clock::now() + cfg.timeouts.transaction),
       replay_(cfg.limits.replay_memory, cfg.temp_directory) {
-  candidates_ = pool_.balancer->order(pool_.states, Clock::now());
+  // hash_sender keys on the sender's domain (the null sender hashes as "").
+  candidates_ = pool_.balancer->order(pool_.states, Clock::now(),
+                                      smtp::ascii_lower(env_.sender.mailbox.domain));
 }
 
 RelayTransaction::~RelayTransaction() {
@@ -68,7 +70,10 @@ RelayTransaction::Duration RelayTransaction::bound(Duration d) const {
 void RelayTransaction::fail_backend(Failure f, std::string detail) {
   if (current_) {
     attempts_.push_back({current_->state->name(), f, detail});
-    if (counts_against_backend(f) && current_->state->record_failure(Clock::now())) {
+    auto now = Clock::now();
+    bool others_usable = false;
+    for (auto* st : pool_.states) others_usable |= st != current_->state && st->usable(now);
+    if (counts_against_backend(f) && current_->state->record_failure(now, others_usable)) {
       // Logged once, on the change from usable to down (passive detection).
       log::Record("backend_down")
           .add("pool", current_->state->pool())
@@ -88,6 +93,7 @@ void RelayTransaction::fail_backend(Failure f, std::string detail) {
   }
   current_ = nullptr;
   streaming_ = false;
+  in_flight_.reset();
 }
 
 std::string RelayTransaction::mail_line(const Capabilities& caps) const {
@@ -185,6 +191,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     std::stable_partition(candidates_.begin() + static_cast<std::ptrdiff_t>(next_candidate_),
                           candidates_.end(), [&](int i) { return pool_.states[i]->usable(now); });
     BackendRuntime& b = *pool_.backends[candidates_[next_candidate_++]];
+    // Drained or in maintenance since the order was made: not even a try.
+    if (b.state->admin() != balance::AdminState::kReady) continue;
     ++backends_tried_;
     current_ = &b;
     Failure why = Failure::kNone;
@@ -207,6 +215,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     if (pending_reply) pending_reply->reset();
     Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply);
     if (f == Failure::kNone) {
+      in_flight_ = balance::InFlight(*b.state);
       if (b.state->record_success())
         log::Record("backend_up")
             .add("pool", b.state->pool())
@@ -402,20 +411,32 @@ void RelayTransaction::abort() {
   }
   current_ = nullptr;
   streaming_ = false;
+  in_flight_.reset();
 }
 
 awaitable<void> RelayTransaction::release() {
-  if (!session_ || !current_) co_return;
+  if (!session_ || !current_) {
+    in_flight_.reset();
+    co_return;
+  }
   if (!clean_) {
     auto r = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
     if (r.failure != Failure::kNone || r.reply.code != 250) {
       session_->close();
       session_.reset();
+      in_flight_.reset();
       co_return;
     }
   }
-  current_->idle.give_back(std::move(session_));
+  // A backend drained or put in maintenance meanwhile gets no new
+  // transaction, not even on a pooled session: close it instead.
+  if (current_->state->admin() == balance::AdminState::kReady)
+    current_->idle.give_back(std::move(session_));
+  else
+    co_await session_->quit();
+  session_.reset();
   current_ = nullptr;
+  in_flight_.reset();
 }
 
 }  // namespace smtplb::client

@@ -111,8 +111,9 @@ class RelayTransaction {
 
   std::unique_ptr<BackendSession> session_;
   BackendRuntime* current_ = nullptr;
-  bool streaming_ = false;  // session_ has had DATA 354 and every byte so far
-  bool clean_ = true;       // session_ can go back to the pool as it is
+  balance::InFlight in_flight_;  // counts this transaction on current_ while it holds session_
+  bool streaming_ = false;       // session_ has had DATA 354 and every byte so far
+  bool clean_ = true;            // session_ can go back to the pool as it is
   std::vector<smtp::Path> accepted_;
   ReplayBuffer replay_;
   std::vector<Attempt> attempts_;

@@ -105,6 +105,11 @@ struct BackendPool {
   int max_idle = 16;
 };
 
+struct Admin {
+  Endpoint listen;
+  std::string token_file;  // empty: no token asked (loopback only is advised)
+};
+
 struct Config {
   std::string path;  // file it was read from
   std::string hostname;
@@ -118,6 +123,7 @@ struct Config {
   BackendPool backend_pool;
   std::string temp_directory = "/tmp";  // where replay spill files live (unlinked)
   int workers = 0;                      // 0: one per core
+  std::optional<Admin> admin;           // the admin HTTP API, when configured
 
   const Pool* find_pool(std::string_view name) const;
 };

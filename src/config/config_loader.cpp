@@ -228,6 +228,8 @@ class Loader {
                  load_connection_pool(v, cfg.backend_pool);
                } else if (key == "temp_directory") {
                  if (auto s = str(v, "temp_directory")) cfg.temp_directory = *s;
+               } else if (key == "admin") {
+                 load_admin(v, cfg);
                } else if (key == "workers") {
                  if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
                }
@@ -333,11 +335,10 @@ class Loader {
                      auto it = names.find(*s);
                      if (it == names.end())
                        error(x, "algorithm: unknown algorithm `" + *s + "`");
-                     else if (it->second != Algorithm::kRoundRobin &&
-                              it->second != Algorithm::kWeightedRoundRobin)
+                     else if (it->second == Algorithm::kLeastLoad)
                        error(x, "algorithm: `" + *s +
-                                    "` is reserved for a capability this build does not have "
-                                    "yet (use round_robin or weighted_round_robin)");
+                                    "` needs backend agents, which this build does not have "
+                                    "yet (use least_connections or random_two)");
                      else
                        p.algorithm = it->second;
                    }
@@ -490,6 +491,26 @@ class Loader {
           *fields.at(key) = *d;
       }
     });
+  }
+
+  void load_admin(const YAML::Node& v, Config& cfg) {
+    Admin a;
+    bool has_listen = false;
+    each_key(v, "admin", {"listen", "token_file"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "listen") {
+                 has_listen = true;
+                 if (auto e = endpoint(x, "admin.listen")) {
+                   if (!parse_ip(e->host))
+                     error(x, "admin.listen: `" + e->host + "` is not an IP address");
+                   a.listen = *e;
+                 }
+               } else if (key == "token_file") {
+                 if (auto s = str(x, "admin.token_file")) a.token_file = *s;
+               }
+             });
+    if (v.IsMap() && !has_listen) error(v, "admin needs `listen: host:port`");
+    cfg.admin = a;
   }
 
   void load_connection_pool(const YAML::Node& v, BackendPool& bp) {

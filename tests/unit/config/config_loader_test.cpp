@@ -154,7 +154,7 @@ TEST(ConfigLoader, AlgorithmsOfLaterWorkAreRefusedClearly) {
                "least_load");
   auto errs = errors_of(text);
   ASSERT_EQ(errs.size(), 1u);
-  EXPECT_TRUE(any_contains(errs, "`least_load` is reserved")) << errs[0];
+  EXPECT_TRUE(any_contains(errs, "`least_load` needs backend agents")) << errs[0];
 }
 
 TEST(ConfigLoader, YamlSyntaxErrorHasAPosition) {

@@ -5,6 +5,7 @@
 #include <random>
 #include <thread>
 
+#include "client/health_checker.hpp"
 #include "log/log.hpp"
 #include "server/core.hpp"
 
@@ -80,6 +81,16 @@ int run(std::shared_ptr<const config::Config> cfg) {
     }
   }
 
+  // Active health checks run on the first core; they cost timers, not threads.
+  std::vector<client::HealthChecker::Target> targets;
+  for (const auto& p : cfg->pools) {
+    if (!p.health_check_configured) continue;
+    for (auto& entry : shared.backends.at(p.name))
+      targets.push_back({entry.state.get(), entry.endpoint, &p.health_check});
+  }
+  client::HealthChecker health(cores.front()->io(), *cfg, std::move(targets));
+  health.start();
+
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
   asio::steady_timer force_timer(signals_io), stop_timer(signals_io);
@@ -96,6 +107,7 @@ int run(std::shared_ptr<const config::Config> cfg) {
           .add("signal", sig == SIGTERM ? "TERM" : "INT")
           .add("deadline_ms", static_cast<long long>(cfg->timeouts.shutdown.count()))
           .emit();
+      health.stop();
       for (auto& c : cores) c->begin_shutdown();
       force_timer.expires_after(cfg->timeouts.shutdown);
       force_timer.async_wait([&](error_code e) {

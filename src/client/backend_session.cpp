@@ -20,12 +20,30 @@ bool keyword_is(std::string_view line, std::string_view kw, std::string_view* ar
 
 }  // namespace
 
+bool Capabilities::has(std::string_view keyword) const {
+  for (const auto& k : keywords) {
+    if (k.size() != keyword.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < k.size() && same; ++i) {
+      char c = keyword[i];
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+      same = k[i] == c;
+    }
+    if (same) return true;
+  }
+  return false;
+}
+
 Capabilities parse_ehlo(const smtp::Reply& r) {
   Capabilities c;
   c.esmtp = true;
   // The first line is the greeting; each further line is one keyword.
   for (std::size_t i = 1; i < r.lines.size(); ++i) {
     std::string_view l = r.lines[i];
+    std::string kw(l.substr(0, l.find(' ')));
+    for (char& ch : kw)
+      if (ch >= 'a' && ch <= 'z') ch = static_cast<char>(ch - 32);
+    c.keywords.push_back(std::move(kw));
     std::string_view arg;
     if (keyword_is(l, "PIPELINING", nullptr))
       c.pipelining = true;
@@ -55,22 +73,28 @@ Failure BackendSession::failure_from(const error_code& ec) const {
 }
 
 awaitable<Failure> BackendSession::open(const tcp::endpoint& ep) {
+  co_return co_await open(ep, cfg_.timeouts.backend_connect, cfg_.timeouts.backend_reply);
+}
+
+awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, Duration connect_timeout,
+                                        Duration reply_timeout) {
   state_ = State::kConnecting;
-  error_code ec = co_await sock_.connect(ep, cfg_.timeouts.backend_connect);
+  error_code ec = co_await sock_.connect(ep, connect_timeout);
   if (ec) {
     close();
     co_return ec == asio::error::timed_out ? Failure::kConnectTimeout : Failure::kConnectRefused;
   }
-  auto banner = co_await read_reply(cfg_.timeouts.backend_reply);
+  auto banner = co_await read_reply(reply_timeout);
   if (banner.failure != Failure::kNone) {
     close();
     co_return banner.failure;
   }
   if (banner.reply.code != 220) {
+    open_reply_ = banner.reply;
     close();
     co_return Failure::kBannerRefused;
   }
-  auto ehlo = co_await command("EHLO " + cfg_.hostname + "\r\n", cfg_.timeouts.backend_reply);
+  auto ehlo = co_await command("EHLO " + cfg_.hostname + "\r\n", reply_timeout);
   if (ehlo.failure != Failure::kNone) {
     close();
     co_return ehlo.failure;
@@ -78,11 +102,13 @@ awaitable<Failure> BackendSession::open(const tcp::endpoint& ep) {
   if (ehlo.reply.code == 250) {
     caps_ = parse_ehlo(ehlo.reply);
   } else if (ehlo.reply.code == 421) {
+    open_reply_ = ehlo.reply;
     close();
     co_return Failure::kShuttingDown;
   } else {
     // RFC 5321 3.2: a server that does not know EHLO gets HELO.
-    auto helo = co_await command("HELO " + cfg_.hostname + "\r\n", cfg_.timeouts.backend_reply);
+    open_reply_ = ehlo.reply;
+    auto helo = co_await command("HELO " + cfg_.hostname + "\r\n", reply_timeout);
     if (helo.failure != Failure::kNone || helo.reply.code != 250) {
       close();
       co_return helo.failure != Failure::kNone ? helo.failure : Failure::kEhloRefused;

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "balance/backend_state.hpp"
 #include "client/failure.hpp"
@@ -28,6 +29,8 @@ struct Capabilities {
   bool eightbitmime = false;
   bool smtputf8 = false;
   bool enhanced_status_codes = false;
+  std::vector<std::string> keywords;  // every EHLO keyword, upper case (health_check.expect)
+  bool has(std::string_view keyword) const;
 };
 
 struct CommandResult {
@@ -43,8 +46,13 @@ class BackendSession {
   BackendSession(asio::any_io_executor ex, balance::BackendState& backend,
                  const config::Config& cfg);
 
-  // Connect, read the 220 banner, EHLO (HELO if EHLO is refused).
+  // Connect, read the 220 banner, EHLO (HELO if EHLO is refused), with the
+  // configured backend timeouts or the given ones (health checks).
   awaitable<Failure> open(const tcp::endpoint& ep);
+  awaitable<Failure> open(const tcp::endpoint& ep, Duration connect_timeout,
+                          Duration reply_timeout);
+  // The last reply that made open() fail (banner or EHLO), for logs.
+  const smtp::Reply& open_reply() const { return open_reply_; }
   awaitable<CommandResult> command(std::string_view line, Duration d);
   // `d` bounds the whole reply, not each read: a backend that dribbles a
   // byte at a time cannot hold a transaction past it.
@@ -79,6 +87,7 @@ class BackendSession {
   smtp::ReplyParser parser_;
   std::array<char, 4096> buf_{};
   Capabilities caps_;
+  smtp::Reply open_reply_;
   State state_ = State::kConnecting;
   Clock::time_point created_ = Clock::now();
   Clock::time_point last_used_ = created_;

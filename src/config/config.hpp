@@ -60,6 +60,7 @@ struct Pool {
   int retries = 2;  // further backends a transaction may be replayed on
   std::vector<Backend> backends;
   HealthCheck health_check;
+  bool health_check_configured = false;  // active checks run only when asked for
 };
 
 struct Route {

@@ -348,6 +348,7 @@ class Loader {
                    has_backends = true;
                    load_backends(x, p);
                  } else if (key == "health_check") {
+                   p.health_check_configured = true;
                    load_health_check(x, p.health_check);
                  }
                });

@@ -1,0 +1,51 @@
+// health_checker.hpp: active SMTP health checks (`health_check` of a pool).
+//
+// Every `interval` (less up to 10% jitter, so checks of many backends do not
+// march in step) each backend gets what a polite client does: connect, the
+// 220 banner, EHLO, the `expect`ed keywords, QUIT.  A refused connect, a
+// banner other than 220 (421, 554), silence past `timeout` or a missing
+// keyword is a failure; `fall` failures in a row take the backend down and
+// `rise` successes bring it up, each change logged once with its reason.
+// The checks run as coroutines on one core's io_context: a slow or silent
+// backend costs a timer, never a thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "balance/backend_state.hpp"
+#include "config/config.hpp"
+#include "net/asio.hpp"
+
+namespace smtplb::client {
+
+class HealthChecker {
+ public:
+  struct Target {
+    balance::BackendState* state;
+    tcp::endpoint endpoint;
+    const config::HealthCheck* check;
+  };
+
+  HealthChecker(asio::io_context& io, const config::Config& cfg, std::vector<Target> targets);
+  ~HealthChecker();
+  void start();
+  // Thread-safe: ends every check loop (shutdown).
+  void stop();
+
+ private:
+  struct Entry {
+    Target target;
+    std::unique_ptr<asio::steady_timer> timer;
+  };
+  awaitable<void> loop(Entry& e, std::uint64_t seed);
+  awaitable<std::pair<bool, std::string>> check_once(Target t);  // by value: outlives stop()
+
+  asio::io_context& io_;
+  const config::Config& cfg_;
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+}  // namespace smtplb::client

@@ -45,6 +45,7 @@ for name in "${targets[@]}"; do
   fi
 done
 
+echo "$((${#targets[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
 if ((${#failed[@]})); then
   echo "crashes in: ${failed[*]}" >&2
   exit 1

@@ -2,9 +2,13 @@
 
 #include <netdb.h>
 
+#include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
+#include "admin/admin_server.hpp"
+#include "app/admin_model.hpp"
 #include "client/health_checker.hpp"
 #include "log/log.hpp"
 #include "server/core.hpp"
@@ -51,6 +55,7 @@ int run(std::shared_ptr<const config::Config> cfg) {
   server::Shared shared;
   shared.cfg = cfg;
   shared.id_base = std::random_device{}();
+  shared.metrics = std::make_unique<server::Metrics>(*cfg);
   shared.connection_rate =
       std::make_unique<server::RateLimiter>(cfg->limits.max_connection_rate_per_ip);
   shared.message_rate = std::make_unique<server::RateLimiter>(cfg->limits.max_message_rate_per_ip);
@@ -91,6 +96,34 @@ int run(std::shared_ptr<const config::Config> cfg) {
   client::HealthChecker health(cores.front()->io(), *cfg, std::move(targets));
   health.start();
 
+  // The admin API also runs on the first core: it reads shared state only.
+  AdminModel admin_model(shared);
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (cfg->admin) {
+    std::string token;
+    if (!cfg->admin->token_file.empty()) {
+      std::ifstream in(cfg->admin->token_file);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      token = ss.str();
+      while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+      if (!in || token.empty()) {
+        spdlog::critical("admin.token_file {}: cannot read a token from it",
+                         cfg->admin->token_file);
+        return 1;
+      }
+    }
+    admin_server = std::make_unique<admin::AdminServer>(cores.front()->io(), *cfg->admin,
+                                                        std::move(token), admin_model);
+    try {
+      admin_server->start();
+    } catch (const boost::system::system_error& e) {
+      spdlog::critical("cannot listen for the admin API on {}: {}", cfg->admin->listen.str(),
+                       e.what());
+      return 1;
+    }
+  }
+
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
   asio::steady_timer force_timer(signals_io), stop_timer(signals_io);
@@ -108,6 +141,7 @@ int run(std::shared_ptr<const config::Config> cfg) {
           .add("deadline_ms", static_cast<long long>(cfg->timeouts.shutdown.count()))
           .emit();
       health.stop();
+      if (admin_server) asio::post(cores.front()->io(), [&] { admin_server->stop(); });
       for (auto& c : cores) c->begin_shutdown();
       force_timer.expires_after(cfg->timeouts.shutdown);
       force_timer.async_wait([&](error_code e) {

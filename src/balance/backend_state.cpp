@@ -56,6 +56,23 @@ bool BackendState::record_check(bool ok, const std::string& reason, int rise, in
   return false;
 }
 
+bool BackendState::try_rate(Clock::time_point now) {
+  double rate = cfg_.max_rate.per_second;
+  if (rate <= 0) return true;
+  // Emission interval T, burst tolerance of `burst` arrivals (the N of N/s).
+  const auto t =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(1.0 / rate));
+  const auto tolerance = t * static_cast<Clock::rep>(std::max(1.0, cfg_.max_rate.burst) - 1);
+  Clock::rep tat = rate_tat_.load(std::memory_order_relaxed);
+  for (;;) {
+    Clock::time_point cur{Clock::duration{tat}};
+    Clock::time_point start = std::max(cur, now);
+    if (start - now > tolerance) return false;
+    Clock::rep next = (start + t).time_since_epoch().count();
+    if (rate_tat_.compare_exchange_weak(tat, next, std::memory_order_relaxed)) return true;
+  }
+}
+
 void BackendState::set_admin(AdminState s, const std::string& why) {
   admin_.store(static_cast<int>(s), std::memory_order_relaxed);
   set_reason(why);

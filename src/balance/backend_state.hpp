@@ -87,6 +87,30 @@ class BackendState {
 
   std::atomic<int> in_flight{0};  // transactions holding a session to it now
 
+  // max_connections: every open relay session, idle pooled ones included.
+  // True when a new session may be opened (and it is then counted).
+  bool try_open_session() {
+    int max = cfg_.max_connections;
+    int n = sessions_.load(std::memory_order_relaxed);
+    do {
+      if (max > 0 && n >= max) return false;
+    } while (!sessions_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    return true;
+  }
+  void close_session() { sessions_.fetch_sub(1, std::memory_order_relaxed); }
+  int sessions() const { return sessions_.load(std::memory_order_relaxed); }
+  // max_rate: may a new transaction start now?  A token bucket as GCRA
+  // (one atomic "theoretical arrival time"), so no lock across cores.
+  bool try_rate(Clock::time_point now);
+
+  // Transactions that left this backend, by reason (client::Failure's
+  // values; the admin model names them).
+  static constexpr int kReasons = 16;
+  void count_left(int reason) {
+    if (reason >= 0 && reason < kReasons) left_[reason].fetch_add(1, std::memory_order_relaxed);
+  }
+  std::uint64_t left(int reason) const { return left_[reason].load(std::memory_order_relaxed); }
+
  private:
   std::string pool_;
   config::Backend cfg_;
@@ -97,6 +121,9 @@ class BackendState {
   // Owned by the health checker's thread.
   int check_streak_ = 0;  // > 0: consecutive successes, < 0: failures
   std::atomic<std::uint64_t> checks_ok_{0}, checks_failed_{0};
+  std::array<std::atomic<std::uint64_t>, kReasons> left_{};
+  std::atomic<int> sessions_{0};
+  std::atomic<Clock::rep> rate_tat_{0};
   mutable std::mutex reason_mu_;
   std::string reason_;
 };

@@ -67,6 +67,10 @@ BackendSession::BackendSession(asio::any_io_executor ex, balance::BackendState& 
                                const config::Config& cfg)
     : backend_(backend), cfg_(cfg), sock_(ex) {}
 
+BackendSession::~BackendSession() {
+  if (holds_slot_) backend_.close_session();
+}
+
 Failure BackendSession::failure_from(const error_code& ec) const {
   if (ec == asio::error::timed_out) return Failure::kStalled;
   return Failure::kDropped;

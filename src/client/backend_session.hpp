@@ -45,6 +45,10 @@ class BackendSession {
 
   BackendSession(asio::any_io_executor ex, balance::BackendState& backend,
                  const config::Config& cfg);
+  ~BackendSession();
+  // This session holds one of the backend's max_connections slots, given
+  // back when it is destroyed.
+  void hold_slot() { holds_slot_ = true; }
 
   // Connect, read the 220 banner, EHLO (HELO if EHLO is refused), with the
   // configured backend timeouts or the given ones (health checks).
@@ -77,6 +81,10 @@ class BackendSession {
   void touch() { last_used_ = Clock::now(); }
   bool reused = false;  // taken from the pool rather than freshly opened
 
+ private:
+  bool holds_slot_ = false;
+
+ public:
  private:
   Failure failure_from(const error_code& ec) const;
 

@@ -32,6 +32,8 @@ const char* to_string(Failure f) {
       return "not_capable";
     case Failure::kRecipientRefused:
       return "recipient_refused_on_replay";
+    case Failure::kAtLimit:
+      return "at_limit";
   }
   return "?";
 }

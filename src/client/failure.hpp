@@ -22,6 +22,7 @@ enum class Failure {
   kProtocol,          // a malformed or unsolicited reply
   kNotCapable,        // lacks SMTPUTF8/8BITMIME/SIZE the message needs
   kRecipientRefused,  // refused on replay a recipient another backend accepted
+  kAtLimit,           // at max_connections or max_rate: no room now, not ill
 };
 
 const char* to_string(Failure f);
@@ -36,7 +37,7 @@ inline bool should_replay(Failure f) {
 // A capability mismatch or a recipient disagreement is not ill health.
 inline bool counts_against_backend(Failure f) {
   return f != Failure::kNone && f != Failure::kPermanent && f != Failure::kNotCapable &&
-         f != Failure::kRecipientRefused && f != Failure::kTransient;
+         f != Failure::kRecipientRefused && f != Failure::kTransient && f != Failure::kAtLimit;
 }
 
 }  // namespace smtplb::client

@@ -9,6 +9,9 @@ namespace smtplb::client {
 
 namespace {
 
+// How often a transaction waiting for room at its pool's backends looks again.
+constexpr std::chrono::milliseconds kLimitPoll{20};
+
 // The enhanced code a reply gets when the backend sent none (we advertise
 // ENHANCEDSTATUSCODES to the client, RFC 2034).
 smtp::Reply with_enhanced(smtp::Reply r, const char* ok_code) {
@@ -70,6 +73,7 @@ RelayTransaction::Duration RelayTransaction::bound(Duration d) const {
 void RelayTransaction::fail_backend(Failure f, std::string detail) {
   if (current_) {
     attempts_.push_back({current_->state->name(), f, detail});
+    current_->state->count_left(static_cast<int>(f));
     auto now = Clock::now();
     bool others_usable = false;
     for (auto* st : pool_.states) others_usable |= st != current_->state && st->usable(now);
@@ -124,7 +128,12 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
       co_return nullptr;
     }
   }
+  if (!b.state->try_open_session()) {
+    why = Failure::kAtLimit;
+    co_return nullptr;
+  }
   auto s = std::make_unique<BackendSession>(ex_, *b.state, cfg_);
+  s->hold_slot();
   why = co_await s->open(b.endpoint);
   if (why != Failure::kNone) co_return nullptr;
   co_return std::move(s);
@@ -183,7 +192,22 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   const int max_backends = 1 + pool_.cfg->retries;
   if (mail_refusal_) co_return *mail_refusal_;
   if (cancelled_) co_return smtp::make_reply(421, "4.3.2", "Service shutting down");
-  while (next_candidate_ < candidates_.size() && backends_tried_ < max_backends) {
+  // Backends skipped for max_connections/max_rate come back after a short
+  // wait, within timeouts.pool_wait: then 451 4.4.5, never an unbounded queue.
+  std::vector<int> at_limit;
+  const auto wait_until = Clock::now() + cfg_.timeouts.pool_wait;
+  for (;;) {
+    if (next_candidate_ >= candidates_.size() || backends_tried_ >= max_backends) {
+      if (at_limit.empty() || backends_tried_ >= max_backends) break;
+      if (Clock::now() >= wait_until || past_deadline()) co_return smtp::replies::pool_full();
+      asio::steady_timer t(ex_, kLimitPoll);
+      co_await t.async_wait(use_nothrow);
+      if (cancelled_) co_return smtp::make_reply(421, "4.3.2", "Service shutting down");
+      candidates_.insert(candidates_.begin() + static_cast<std::ptrdiff_t>(next_candidate_),
+                         at_limit.begin(), at_limit.end());
+      at_limit.clear();
+      continue;
+    }
     if (past_deadline()) co_return smtp::replies::backend_deadline();
     // The order was fixed at the first RCPT; a backend marked down since
     // then yields to the untried ones still up.
@@ -193,10 +217,21 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     BackendRuntime& b = *pool_.backends[candidates_[next_candidate_++]];
     // Drained or in maintenance since the order was made: not even a try.
     if (b.state->admin() != balance::AdminState::kReady) continue;
+    if (!b.state->try_rate(now)) {
+      at_limit.push_back(candidates_[next_candidate_ - 1]);
+      continue;
+    }
     ++backends_tried_;
     current_ = &b;
     Failure why = Failure::kNone;
     session_ = co_await get_session(b, why);
+    if (!session_ && why == Failure::kAtLimit) {
+      // Every session it may have is busy: room, not health.
+      at_limit.push_back(candidates_[next_candidate_ - 1]);
+      --backends_tried_;
+      current_ = nullptr;
+      continue;
+    }
     if (!session_) {
       fail_backend(why, "");
       continue;
@@ -365,6 +400,7 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
       }
       if (r.reply.permanent()) {
         attempts_.push_back({current_->state->name(), Failure::kPermanent, r.reply.summary()});
+        delivered_backend_ = current_->state->name();  // the backend whose answer this is
         streaming_ = false;
         clean_ = true;
         co_return with_enhanced(r.reply, "2.0.0");

@@ -52,6 +52,7 @@ struct Backend {
   std::string name;  // address as written in the config, the backend's key
   int weight = 1;
   int max_connections = 0;  // 0: unlimited
+  Rate max_rate;            // new transactions per second; 0: unlimited
 };
 
 struct Pool {
@@ -97,6 +98,9 @@ struct Timeouts {
   // How long SIGTERM lets transactions in flight finish before the rest
   // are closed with 421.
   Duration shutdown = 10s;
+  // When every backend of a pool is at max_connections or max_rate, how
+  // long a transaction waits for room before 451 4.4.5.
+  Duration pool_wait = 5s;
 };
 
 struct BackendPool {

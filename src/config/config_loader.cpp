@@ -202,7 +202,7 @@ class Loader {
     std::vector<std::pair<std::string, YAML::Mark>> route_pools;
     each_key(root, "the configuration",
              {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
-              "limits", "timeouts", "connection_pool", "temp_directory", "workers"},
+              "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin"},
              [&](const std::string& key, const YAML::Node& v) {
                if (key == "hostname") {
                  if (auto s = str(v, "hostname")) {
@@ -365,7 +365,7 @@ class Loader {
     for (const auto& item : v) {
       Backend b;
       bool has_address = false;
-      each_key(item, "a backend", {"address", "weight", "max_connections"},
+      each_key(item, "a backend", {"address", "weight", "max_connections", "max_rate"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "address") {
                    has_address = true;  // a bad value is its own error
@@ -381,6 +381,14 @@ class Loader {
                  } else if (key == "max_connections") {
                    if (auto n = integer(x, "max_connections", 1, 1000000))
                      b.max_connections = int(*n);
+                 } else if (key == "max_rate") {
+                   if (auto s = str(x, "max_rate")) {
+                     auto r = parse_rate(*s);
+                     if (!r || r->per_second <= 0)
+                       error(x, "max_rate: bad rate `" + *s + "` (use e.g. 100/s, 600/m)");
+                     else
+                       b.max_rate = *r;
+                   }
                  }
                });
       if (item.IsMap() && !has_address) error(item, "a backend needs an `address`");
@@ -481,7 +489,8 @@ class Loader {
                                                      {"backend_reply", &t.backend_reply},
                                                      {"backend_data_done", &t.backend_data_done},
                                                      {"transaction", &t.transaction},
-                                                     {"shutdown", &t.shutdown}};
+                                                     {"shutdown", &t.shutdown},
+                                                     {"pool_wait", &t.pool_wait}};
     std::set<std::string> names;
     for (auto& [k, _] : fields) names.insert(k);
     each_key(v, "timeouts", names, [&](const std::string& key, const YAML::Node& x) {

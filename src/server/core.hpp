@@ -19,6 +19,7 @@
 #include "net/asio.hpp"
 #include "route/router.hpp"
 #include "server/connection_limiter.hpp"
+#include "server/metrics.hpp"
 #include "server/rate_limiter.hpp"
 
 namespace smtplb::server {
@@ -38,6 +39,7 @@ struct Shared {
   std::unique_ptr<RateLimiter> connection_rate;  // per client address, untrusted only
   std::unique_ptr<RateLimiter> message_rate;
   std::atomic<std::uint64_t> possible_duplicates{0};
+  std::unique_ptr<Metrics> metrics;
   std::uint32_t id_base = 0;  // random per process, so ids differ across restarts
 };
 

@@ -459,6 +459,10 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
     }
   }
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tx_started_);
+  core_.shared().metrics->count_transaction(
+      listener_.name, pool_ && pool_->cfg ? std::string_view(pool_->cfg->name) : "",
+      tx_ ? std::string_view(tx_->backend_name()) : "", result,
+      static_cast<double>(us.count()) / 1e6);
   log::Record rec("transaction");
   rec.add("s", id_)
       .add("t", tx_id_)

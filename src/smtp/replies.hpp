@@ -67,6 +67,9 @@ inline Reply no_backend() {
 inline Reply backend_deadline() {
   return make_reply(451, "4.4.7", "Relay deadline passed, try again later");
 }
+inline Reply pool_full() {
+  return make_reply(451, "4.4.5", "All backends are at their limits, try again later");
+}
 inline Reply no_capable_backend() {
   return make_reply(451, "4.4.0", "No backend supports what this message needs, try later");
 }

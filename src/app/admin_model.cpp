@@ -1,0 +1,155 @@
+#include "app/admin_model.hpp"
+
+#include <boost/json.hpp>
+
+#include "client/failure.hpp"
+#include "log/log.hpp"
+
+namespace smtplb::app {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string label(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out.push_back('\\');
+    out.push_back(c == '\n' ? ' ' : c);
+  }
+  return out;
+}
+
+// Every Failure value that can be counted, by name.
+constexpr client::Failure kLeftReasons[] = {
+    client::Failure::kConnectRefused,  client::Failure::kConnectTimeout,
+    client::Failure::kBannerRefused,   client::Failure::kEhloRefused,
+    client::Failure::kShuttingDown,    client::Failure::kTransient,
+    client::Failure::kPermanent,       client::Failure::kDropped,
+    client::Failure::kStalled,         client::Failure::kSilentFinalDot,
+    client::Failure::kProtocol,        client::Failure::kNotCapable,
+    client::Failure::kRecipientRefused};
+
+}  // namespace
+
+std::string AdminModel::pools_json() {
+  auto now = balance::BackendState::Clock::now();
+  json::array pools;
+  for (const auto& p : shared_.cfg->pools) {
+    json::array backends;
+    for (const auto& e : shared_.backends.at(p.name)) {
+      const auto& st = *e.state;
+      json::object b;
+      b["address"] = st.name();
+      b["state"] = st.state_name(now);
+      b["reason"] = st.reason();
+      b["weight"] = st.config().weight;
+      b["in_flight"] = st.in_flight.load(std::memory_order_relaxed);
+      b["consecutive_failures"] = st.consecutive_failures();
+      b["health_checks"] = json::object{{"ok", st.checks_ok()}, {"failed", st.checks_failed()}};
+      backends.push_back(std::move(b));
+    }
+    json::object o;
+    o["name"] = p.name;
+    o["algorithm"] = config::to_string(p.algorithm);
+    o["backends"] = std::move(backends);
+    pools.push_back(std::move(o));
+  }
+  return json::serialize(json::object{{"pools", std::move(pools)}});
+}
+
+std::string AdminModel::metrics_text() {
+  auto now = balance::BackendState::Clock::now();
+  std::string out;
+  shared_.metrics->write(out);
+  out +=
+      "# HELP smtplb_possible_duplicates_total Messages replayed after a backend may already "
+      "have taken them (no or a broken reply to the final dot).\n"
+      "# TYPE smtplb_possible_duplicates_total counter\n"
+      "smtplb_possible_duplicates_total " +
+      std::to_string(shared_.possible_duplicates.load(std::memory_order_relaxed)) + "\n";
+  out +=
+      "# HELP smtplb_client_connections Client connections open now.\n"
+      "# TYPE smtplb_client_connections gauge\n"
+      "smtplb_client_connections " +
+      std::to_string(shared_.limiter.total()) + "\n";
+
+  std::string up, state, in_flight, weight, checks, left;
+  for (const auto& p : shared_.cfg->pools) {
+    for (const auto& e : shared_.backends.at(p.name)) {
+      const auto& st = *e.state;
+      std::string lbl = "pool=\"" + label(p.name) + "\",backend=\"" + label(st.name()) + "\"";
+      up += "smtplb_backend_up{" + lbl + "} " + (st.usable(now) ? "1" : "0") + "\n";
+      std::string_view cur = st.state_name(now);
+      for (const char* s : {"up", "down", "drain", "maint"})
+        state += "smtplb_backend_state{" + lbl + ",state=\"" + s + "\"} " + (cur == s ? "1" : "0") +
+                 "\n";
+      in_flight += "smtplb_backend_in_flight{" + lbl + "} " +
+                   std::to_string(st.in_flight.load(std::memory_order_relaxed)) + "\n";
+      weight += "smtplb_backend_weight{" + lbl + "} " + std::to_string(st.config().weight) + "\n";
+      checks += "smtplb_health_checks_total{" + lbl + ",result=\"ok\"} " +
+                std::to_string(st.checks_ok()) + "\n";
+      checks += "smtplb_health_checks_total{" + lbl + ",result=\"failed\"} " +
+                std::to_string(st.checks_failed()) + "\n";
+      for (auto f : kLeftReasons)
+        left += "smtplb_backend_left_total{" + lbl + ",reason=\"" + client::to_string(f) + "\"} " +
+                std::to_string(st.left(static_cast<int>(f))) + "\n";
+    }
+  }
+  out +=
+      "# HELP smtplb_backend_up 1 when the backend takes new transactions.\n"
+      "# TYPE smtplb_backend_up gauge\n" +
+      up;
+  out +=
+      "# HELP smtplb_backend_state The backend's state (up, down, drain, maint).\n"
+      "# TYPE smtplb_backend_state gauge\n" +
+      state;
+  out +=
+      "# HELP smtplb_backend_in_flight Transactions holding a session to the backend.\n"
+      "# TYPE smtplb_backend_in_flight gauge\n" +
+      in_flight;
+  out +=
+      "# HELP smtplb_backend_weight Configured weight.\n"
+      "# TYPE smtplb_backend_weight gauge\n" +
+      weight;
+  out +=
+      "# HELP smtplb_health_checks_total Active health checks by result.\n"
+      "# TYPE smtplb_health_checks_total counter\n" +
+      checks;
+  out +=
+      "# HELP smtplb_backend_left_total Transactions that left the backend (and were "
+      "replayed, or got its final 5xx), by reason.\n"
+      "# TYPE smtplb_backend_left_total counter\n" +
+      left;
+  return out;
+}
+
+admin::ActionResult AdminModel::act(std::string_view pool, std::string_view backend,
+                                    admin::Action a) {
+  auto it = shared_.backends.find(std::string(pool));
+  if (it == shared_.backends.end())
+    return {404, json::serialize(json::object{{"error", "unknown pool"}})};
+  for (auto& e : it->second) {
+    auto& st = *e.state;
+    if (st.name() != backend &&
+        e.endpoint.address().to_string() + ":" + std::to_string(e.endpoint.port()) != backend)
+      continue;
+    balance::AdminState s = a == admin::Action::kDrain   ? balance::AdminState::kDrain
+                            : a == admin::Action::kMaint ? balance::AdminState::kMaint
+                                                         : balance::AdminState::kReady;
+    const char* name = a == admin::Action::kDrain   ? "drain"
+                       : a == admin::Action::kMaint ? "maint"
+                                                    : "ready";
+    st.set_admin(s, s == balance::AdminState::kReady ? "" : std::string("set by the admin API"));
+    log::Record("backend_admin")
+        .add("pool", st.pool())
+        .add("backend", st.name())
+        .add("state", name)
+        .emit(spdlog::level::warn);
+    return {200, json::serialize(
+                     json::object{{"pool", st.pool()}, {"backend", st.name()}, {"state", name}})};
+  }
+  return {404, json::serialize(json::object{{"error", "unknown backend"}})};
+}
+
+}  // namespace smtplb::app

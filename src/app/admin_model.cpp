@@ -47,6 +47,19 @@ std::string AdminModel::pools_json() {
       b["in_flight"] = st.in_flight.load(std::memory_order_relaxed);
       b["consecutive_failures"] = st.consecutive_failures();
       b["health_checks"] = json::object{{"ok", st.checks_ok()}, {"failed", st.checks_failed()}};
+      b["effective_weight"] = st.effective_weight(now) / 100.0;
+      b["sessions"] = st.sessions();
+      if (st.config().agent.port) {
+        json::object a;
+        a["fresh"] = st.agent_fresh(now);
+        a["percent"] = st.agent_percent(now);
+        a["cpu"] = st.agent_cpu();
+        a["mem"] = st.agent_mem();
+        a["queue"] = st.agent_queue();
+        a["replies"] = st.agent_replies();
+        a["ignored"] = st.agent_garbled();
+        b["agent"] = std::move(a);
+      }
       backends.push_back(std::move(b));
     }
     json::object o;
@@ -74,7 +87,7 @@ std::string AdminModel::metrics_text() {
       "smtplb_client_connections " +
       std::to_string(shared_.limiter.total()) + "\n";
 
-  std::string up, state, in_flight, weight, checks, left;
+  std::string up, state, in_flight, weight, checks, left, agent_pct, agent_replies;
   for (const auto& p : shared_.cfg->pools) {
     for (const auto& e : shared_.backends.at(p.name)) {
       const auto& st = *e.state;
@@ -91,6 +104,14 @@ std::string AdminModel::metrics_text() {
                 std::to_string(st.checks_ok()) + "\n";
       checks += "smtplb_health_checks_total{" + lbl + ",result=\"failed\"} " +
                 std::to_string(st.checks_failed()) + "\n";
+      if (st.config().agent.port) {
+        agent_pct += "smtplb_backend_agent_percent{" + lbl + "} " +
+                     std::to_string(st.agent_percent(now)) + "\n";
+        agent_replies += "smtplb_agent_replies_total{" + lbl + ",result=\"ok\"} " +
+                         std::to_string(st.agent_replies()) + "\n";
+        agent_replies += "smtplb_agent_replies_total{" + lbl + ",result=\"ignored\"} " +
+                         std::to_string(st.agent_garbled()) + "\n";
+      }
       for (auto f : kLeftReasons)
         left += "smtplb_backend_left_total{" + lbl + ",reason=\"" + client::to_string(f) + "\"} " +
                 std::to_string(st.left(static_cast<int>(f))) + "\n";
@@ -116,6 +137,14 @@ std::string AdminModel::metrics_text() {
       "# HELP smtplb_health_checks_total Active health checks by result.\n"
       "# TYPE smtplb_health_checks_total counter\n" +
       checks;
+  out +=
+      "# HELP smtplb_backend_agent_percent The agent's last percentage (100 without one).\n"
+      "# TYPE smtplb_backend_agent_percent gauge\n" +
+      agent_pct;
+  out +=
+      "# HELP smtplb_agent_replies_total Agent replies applied (ok) or ignored.\n"
+      "# TYPE smtplb_agent_replies_total counter\n" +
+      agent_replies;
   out +=
       "# HELP smtplb_backend_left_total Transactions that left the backend (and were "
       "replayed, or got its final 5xx), by reason.\n"

@@ -68,7 +68,7 @@ int run(std::shared_ptr<const config::Config> cfg) {
         spdlog::critical("pool {}: cannot resolve backend {}: {}", p.name, b.name, err);
         return 1;
       }
-      list.push_back({std::make_unique<balance::BackendState>(p.name, b), *ep});
+      list.push_back({std::make_unique<balance::BackendState>(p.name, b, p.slow_start), *ep});
     }
   }
 
@@ -89,9 +89,13 @@ int run(std::shared_ptr<const config::Config> cfg) {
   // Active health checks run on the first core; they cost timers, not threads.
   std::vector<client::HealthChecker::Target> targets;
   for (const auto& p : cfg->pools) {
-    if (!p.health_check_configured) continue;
-    for (auto& entry : shared.backends.at(p.name))
-      targets.push_back({entry.state.get(), entry.endpoint, &p.health_check});
+    for (auto& entry : shared.backends.at(p.name)) {
+      const auto& agent = entry.state->config().agent;
+      if (!p.health_check_configured && agent.port == 0) continue;
+      targets.push_back({entry.state.get(), entry.endpoint,
+                         p.health_check_configured ? &p.health_check : nullptr,
+                         agent.port ? &agent : nullptr});
+    }
   }
   client::HealthChecker health(cores.front()->io(), *cfg, std::move(targets));
   health.start();

@@ -5,7 +5,9 @@
 namespace smtplb::balance {
 
 const char* BackendState::state_name(Clock::time_point now) const {
-  switch (admin()) {
+  AdminState a = admin();
+  if (a == AdminState::kReady) a = agent_admin(now);
+  switch (a) {
     case AdminState::kDrain:
       return "drain";
     case AdminState::kMaint:
@@ -31,8 +33,54 @@ bool BackendState::record_success() {
       down_until_.load(std::memory_order_relaxed) == 0)
     return false;
   failures_.store(0, std::memory_order_relaxed);
-  down_until_.store(0, std::memory_order_relaxed);
+  if (down_until_.exchange(0, std::memory_order_relaxed) != 0)
+    up_since_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   return true;
+}
+
+int BackendState::effective_weight(Clock::time_point now) const {
+  int w = cfg_.weight;
+  if (agent_fresh(now)) {
+    int aw = agent_weight_.load(std::memory_order_relaxed);
+    if (aw >= 0) w = aw;
+    w *= agent_percent_.load(std::memory_order_relaxed);
+  } else {
+    w *= 100;
+  }
+  Clock::rep since = up_since_.load(std::memory_order_relaxed);
+  if (slow_start_.count() > 0 && since != 0 && w > 0) {
+    auto up_for = now - Clock::time_point(Clock::duration(since));
+    if (up_for < slow_start_) {
+      double share = std::chrono::duration<double>(up_for) / slow_start_;
+      w = std::max(1, static_cast<int>(w * std::max(0.1, share)));
+    }
+  }
+  return w;
+}
+
+bool BackendState::apply_agent(const AgentFigures& f, Clock::time_point now,
+                               Clock::duration valid_for) {
+  bool was = usable(now);
+  agent_percent_.store(f.percent, std::memory_order_relaxed);
+  agent_weight_.store(f.weight, std::memory_order_relaxed);
+  agent_maxconn_.store(f.maxconn, std::memory_order_relaxed);
+  agent_admin_.store(static_cast<int>(f.admin), std::memory_order_relaxed);
+  agent_down_.store(f.down, std::memory_order_relaxed);
+  agent_cpu_.store(f.cpu, std::memory_order_relaxed);
+  agent_mem_.store(f.mem, std::memory_order_relaxed);
+  agent_queue_.store(f.queue, std::memory_order_relaxed);
+  agent_expires_.store((now + valid_for).time_since_epoch().count(), std::memory_order_relaxed);
+  agent_ok_.fetch_add(1, std::memory_order_relaxed);
+  bool is = usable(now);
+  if (!was && is) up_since_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+  return was != is;
+}
+
+double BackendState::agent_room(Clock::time_point now) const {
+  if (!agent_fresh(now)) return 1.0;
+  int busiest = std::max(agent_cpu(), agent_mem());
+  if (busiest < 0) return 1.0;
+  return std::max(0.05, (100.0 - busiest) / 100.0);
 }
 
 bool BackendState::record_check(bool ok, const std::string& reason, int rise, int fall) {
@@ -49,6 +97,7 @@ bool BackendState::record_check(bool ok, const std::string& reason, int rise, in
   }
   if (down && ok && check_streak_ >= rise) {
     check_down_.store(false, std::memory_order_relaxed);
+    up_since_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     record_success();  // an ejected backend comes back through a good check
     set_reason("");
     return true;

@@ -16,6 +16,7 @@
 //    pool is never ejected on passive evidence alone.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -36,8 +37,9 @@ class BackendState {
   static constexpr std::chrono::milliseconds kFirstBackoff{1000};
   static constexpr std::chrono::milliseconds kMaxBackoff{60000};
 
-  BackendState(std::string pool, config::Backend cfg)
-      : pool_(std::move(pool)), cfg_(std::move(cfg)) {}
+  BackendState(std::string pool, config::Backend cfg,
+               std::chrono::milliseconds slow_start = std::chrono::milliseconds(0))
+      : pool_(std::move(pool)), cfg_(std::move(cfg)), slow_start_(slow_start) {}
 
   const config::Backend& config() const { return cfg_; }
   const std::string& name() const { return cfg_.name; }
@@ -45,13 +47,55 @@ class BackendState {
 
   // May take a new transaction now.
   bool usable(Clock::time_point now) const {
-    return admin() == AdminState::kReady && !check_down() && !ejected(now);
+    return admin() == AdminState::kReady && agent_admin(now) == AdminState::kReady &&
+           !check_down() && !agent_down(now) && !ejected(now);
   }
   // Not usable, but worth trying when nothing usable is left (down by
-  // checks or ejection); drain and maint are the operator's word: never.
+  // checks, agent or ejection); drain and maint, the operator's or the
+  // agent's word, never.
   bool last_resort(Clock::time_point now) const {
-    return admin() == AdminState::kReady && !usable(now);
+    return admin() == AdminState::kReady && agent_admin(now) == AdminState::kReady && !usable(now);
   }
+
+  // The weight the algorithms use, in hundredths: the configured weight
+  // (or the agent's weight:N), scaled by the agent's percentage (as
+  // HAProxy does) and, during slow_start after coming back up, by the
+  // share of that time gone by (at least 10%).
+  int effective_weight(Clock::time_point now) const;
+
+  // Agent checks (one checker per backend, one thread).  A reply stays in
+  // force for `valid_for`; then the backend is as if it had no agent.
+  struct AgentFigures {
+    int percent = 100;
+    int weight = -1;   // -1: the configured one
+    int maxconn = -1;  // -1: none from the agent
+    AdminState admin = AdminState::kReady;
+    bool down = false;
+    int cpu = -1, mem = -1, queue = -1;  // -1: not sent
+  };
+  // Returns true when the backend's usability changed.
+  bool apply_agent(const AgentFigures& f, Clock::time_point now, Clock::duration valid_for);
+  bool agent_fresh(Clock::time_point now) const {
+    return now.time_since_epoch().count() < agent_expires_.load(std::memory_order_relaxed);
+  }
+  AdminState agent_admin(Clock::time_point now) const {
+    return agent_fresh(now) ? static_cast<AdminState>(agent_admin_.load(std::memory_order_relaxed))
+                            : AdminState::kReady;
+  }
+  bool agent_down(Clock::time_point now) const {
+    return agent_fresh(now) && agent_down_.load(std::memory_order_relaxed);
+  }
+  int agent_percent(Clock::time_point now) const {
+    return agent_fresh(now) ? agent_percent_.load(std::memory_order_relaxed) : 100;
+  }
+  // Room left by the agent's CPU and memory figures, 0.05..1 (1 without them).
+  double agent_room(Clock::time_point now) const;
+  int agent_cpu() const { return agent_cpu_.load(std::memory_order_relaxed); }
+  int agent_mem() const { return agent_mem_.load(std::memory_order_relaxed); }
+  int agent_queue() const { return agent_queue_.load(std::memory_order_relaxed); }
+  std::uint64_t agent_replies() const { return agent_ok_.load(std::memory_order_relaxed); }
+  std::uint64_t agent_garbled() const { return agent_bad_.load(std::memory_order_relaxed); }
+  void count_agent_garbled() { agent_bad_.fetch_add(1, std::memory_order_relaxed); }
   bool ejected(Clock::time_point now) const {
     return now.time_since_epoch().count() < down_until_.load(std::memory_order_relaxed);
   }
@@ -91,6 +135,8 @@ class BackendState {
   // True when a new session may be opened (and it is then counted).
   bool try_open_session() {
     int max = cfg_.max_connections;
+    int agent_max = agent_fresh(Clock::now()) ? agent_maxconn_.load(std::memory_order_relaxed) : -1;
+    if (agent_max >= 0 && (max == 0 || agent_max < max)) max = std::max(agent_max, 1);
     int n = sessions_.load(std::memory_order_relaxed);
     do {
       if (max > 0 && n >= max) return false;
@@ -123,6 +169,13 @@ class BackendState {
   std::atomic<std::uint64_t> checks_ok_{0}, checks_failed_{0};
   std::array<std::atomic<std::uint64_t>, kReasons> left_{};
   std::atomic<int> sessions_{0};
+  std::chrono::milliseconds slow_start_;
+  std::atomic<Clock::rep> up_since_{0};  // when it last came back up (slow start)
+  std::atomic<int> agent_percent_{100}, agent_weight_{-1}, agent_maxconn_{-1}, agent_admin_{0};
+  std::atomic<bool> agent_down_{false};
+  std::atomic<int> agent_cpu_{-1}, agent_mem_{-1}, agent_queue_{-1};
+  std::atomic<Clock::rep> agent_expires_{0};
+  std::atomic<std::uint64_t> agent_ok_{0}, agent_bad_{0};
   std::atomic<Clock::rep> rate_tat_{0};
   mutable std::mutex reason_mu_;
   std::string reason_;

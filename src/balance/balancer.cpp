@@ -5,6 +5,7 @@
 
 #include "balance/hash_sender.hpp"
 #include "balance/least_connections.hpp"
+#include "balance/least_load.hpp"
 #include "balance/random_two.hpp"
 #include "balance/round_robin.hpp"
 #include "balance/weighted_round_robin.hpp"
@@ -22,23 +23,24 @@ std::unique_ptr<Balancer> make_balancer(config::Algorithm a, std::uint64_t seed)
       return std::make_unique<RandomTwo>(seed);
     case config::Algorithm::kHashSender:
       return std::make_unique<HashSender>();
+    case config::Algorithm::kLeastLoad:
+      return std::make_unique<LeastLoad>();
     case config::Algorithm::kRoundRobin:
-    case config::Algorithm::kLeastLoad:  // refused by the loader until agents exist
       break;
   }
   return std::make_unique<RoundRobin>();
 }
 
-double load_score(const BackendState& b) {
-  int w = std::max(1, b.config().weight);
-  return (b.in_flight.load(std::memory_order_relaxed) + 1.0) / w;
+double load_score(const BackendState& b, BackendState::Clock::time_point now) {
+  int w = std::max(1, b.effective_weight(now));
+  return (b.in_flight.load(std::memory_order_relaxed) + 1.0) * 100.0 / w;
 }
 
 std::vector<int> usable_backends(const std::vector<BackendState*>& backends,
                                  BackendState::Clock::time_point now) {
   std::vector<int> out;
   for (std::size_t i = 0; i < backends.size(); ++i)
-    if (backends[i]->config().weight > 0 && backends[i]->usable(now))
+    if (backends[i]->usable(now) && backends[i]->effective_weight(now) > 0)
       out.push_back(static_cast<int>(i));
   return out;
 }

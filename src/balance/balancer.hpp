@@ -32,8 +32,8 @@ class Balancer {
 std::unique_ptr<Balancer> make_balancer(config::Algorithm a, std::uint64_t seed = 0);
 
 // Load of a backend for the load-aware algorithms: transactions in flight
-// per unit of weight, counting the one about to be placed.
-double load_score(const BackendState& b);
+// per unit of effective weight, counting the one about to be placed.
+double load_score(const BackendState& b, BackendState::Clock::time_point now);
 // The usable backends with weight, in index order.
 std::vector<int> usable_backends(const std::vector<BackendState*>& backends,
                                  BackendState::Clock::time_point now);

@@ -43,7 +43,7 @@ std::vector<int> HashSender::order(const std::vector<BackendState*>& backends,
     for (std::size_t n = 0; n < ring_.size() && out.size() + over.size() < usable.size(); ++n) {
       if (it == ring_.end()) it = ring_.begin();
       int b = (it++)->second;
-      if (seen[b] || !is_usable[b] || backends[b]->config().weight == 0) continue;
+      if (seen[b] || !is_usable[b]) continue;
       seen[b] = true;
       if (backends[b]->in_flight.load(std::memory_order_relaxed) + 1 > bound)
         over.push_back(b);

@@ -11,7 +11,7 @@ std::vector<int> LeastConnections::order(const std::vector<BackendState*>& backe
     std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(rotation_++ % out.size()),
                 out.end());
     std::stable_sort(out.begin(), out.end(), [&](int a, int b) {
-      return load_score(*backends[a]) < load_score(*backends[b]);
+      return load_score(*backends[a], now) < load_score(*backends[b], now);
     });
   }
   append_down_backends(backends, now, out);

@@ -16,14 +16,14 @@ std::vector<int> RandomTwo::order(const std::vector<BackendState*>& backends,
     std::size_t j = pick(rng_);
     while (j == i) j = pick(rng_);
     int a = usable[i], b = usable[j];
-    int first = load_score(*backends[b]) < load_score(*backends[a]) ? b : a;
+    int first = load_score(*backends[b], now) < load_score(*backends[a], now) ? b : a;
     out.push_back(first);
     // Replays: the rest, least loaded first.
     std::vector<int> rest;
     for (int k : usable)
       if (k != first) rest.push_back(k);
     std::stable_sort(rest.begin(), rest.end(), [&](int x, int y) {
-      return load_score(*backends[x]) < load_score(*backends[y]);
+      return load_score(*backends[x], now) < load_score(*backends[y], now);
     });
     out.insert(out.end(), rest.begin(), rest.end());
   }

@@ -14,7 +14,7 @@ std::vector<int> RoundRobin::order(const std::vector<BackendState*>& backends,
   bool first = true;
   for (std::size_t k = 0; k < n; ++k) {
     std::size_t i = (start + k) % n;
-    if (!backends[i]->usable(now) || backends[i]->config().weight == 0) continue;
+    if (!backends[i]->usable(now) || backends[i]->effective_weight(now) == 0) continue;
     if (first) {
       next_ = i + 1;
       first = false;

@@ -11,7 +11,7 @@ std::vector<int> WeightedRoundRobin::order(const std::vector<BackendState*>& bac
   std::vector<int> usable;
   long long total = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    int w = backends[i]->config().weight;
+    int w = backends[i]->effective_weight(now);
     if (w > 0 && backends[i]->usable(now)) {
       usable.push_back(static_cast<int>(i));
       total += w;
@@ -22,7 +22,7 @@ std::vector<int> WeightedRoundRobin::order(const std::vector<BackendState*>& bac
   if (!usable.empty()) {
     int best = -1;
     for (int i : usable) {
-      current_[i] += backends[i]->config().weight;
+      current_[i] += backends[i]->effective_weight(now);
       if (best < 0 || current_[i] > current_[best]) best = i;
     }
     current_[best] -= total;
@@ -32,7 +32,7 @@ std::vector<int> WeightedRoundRobin::order(const std::vector<BackendState*>& bac
     for (int i : usable)
       if (i != best) rest.push_back(i);
     std::stable_sort(rest.begin(), rest.end(), [&](int a, int b) {
-      return backends[a]->config().weight > backends[b]->config().weight;
+      return backends[a]->effective_weight(now) > backends[b]->effective_weight(now);
     });
     out.insert(out.end(), rest.begin(), rest.end());
   }

@@ -2,8 +2,10 @@
 
 #include <random>
 
+#include "client/agent_protocol.hpp"
 #include "client/backend_session.hpp"
 #include "log/log.hpp"
+#include "net/timed_socket.hpp"
 
 namespace smtplb::client {
 
@@ -11,8 +13,8 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::Config& cfg,
                              std::vector<Target> targets)
     : io_(io), cfg_(cfg) {
   for (auto& t : targets)
-    entries_.push_back(
-        std::make_unique<Entry>(Entry{t, std::make_unique<asio::steady_timer>(io_)}));
+    entries_.push_back(std::make_unique<Entry>(Entry{t, std::make_unique<asio::steady_timer>(io_),
+                                                     std::make_unique<asio::steady_timer>(io_)}));
 }
 
 HealthChecker::~HealthChecker() {
@@ -21,14 +23,21 @@ HealthChecker::~HealthChecker() {
 
 void HealthChecker::start() {
   std::random_device rd;
-  for (auto& e : entries_)
-    asio::co_spawn(io_, loop(*e, (std::uint64_t{rd()} << 32) | rd()), asio::detached);
+  for (auto& e : entries_) {
+    if (e->target.check)
+      asio::co_spawn(io_, loop(*e, (std::uint64_t{rd()} << 32) | rd()), asio::detached);
+    if (e->target.agent)
+      asio::co_spawn(io_, agent_loop(*e, (std::uint64_t{rd()} << 32) | rd()), asio::detached);
+  }
 }
 
 void HealthChecker::stop() {
   asio::post(io_, [this, stopped = stopped_] {
     if (stopped->exchange(true)) return;
-    for (auto& e : entries_) e->timer->cancel();
+    for (auto& e : entries_) {
+      e->timer->cancel();
+      e->agent_timer->cancel();
+    }
   });
 }
 
@@ -77,6 +86,95 @@ awaitable<void> HealthChecker::loop(Entry& e, std::uint64_t seed) {
           .add("reason", ok ? "health check passed" : why)
           .emit(ok ? spdlog::level::info : spdlog::level::warn);
     }
+  }
+}
+
+awaitable<void> HealthChecker::agent_once(Target t) {
+  auto& st = *t.state;
+  const auto interval = std::chrono::duration_cast<std::chrono::milliseconds>(t.agent->interval);
+  const auto timeout = std::min<std::chrono::milliseconds>(interval, std::chrono::seconds(2));
+  auto ignore = [&](const std::string& why) {
+    st.count_agent_garbled();
+    log::Record("agent_ignored")
+        .add("pool", st.pool())
+        .add("backend", st.name())
+        .add("reason", why)
+        .emit(spdlog::level::warn);
+  };
+  net::TimedSocket sock(io_.get_executor());
+  tcp::endpoint ep(t.endpoint.address(), t.agent->port);
+  if (error_code ec = co_await sock.connect(ep, timeout); ec) {
+    ignore("connect: " + ec.message());
+    co_return;
+  }
+  // The reply is one line, then the agent closes: read to EOF, bounded.
+  std::string reply;
+  std::array<char, 256> buf;
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left <= std::chrono::milliseconds::zero()) {
+      ignore("no complete reply within " + std::to_string(timeout.count()) + "ms");
+      co_return;
+    }
+    auto [ec, n] = co_await sock.read_some(asio::buffer(buf), left);
+    reply.append(buf.data(), n);
+    if (reply.size() > kMaxAgentReply) {
+      ignore("reply over " + std::to_string(kMaxAgentReply) + " octets");
+      co_return;
+    }
+    if (ec == asio::error::eof || reply.find('\n') != std::string::npos) break;
+    if (ec) {
+      ignore(ec == asio::error::timed_out ? "silent" : "read: " + ec.message());
+      co_return;
+    }
+  }
+  sock.close();
+  reply = reply.substr(0, reply.find('\n'));
+  auto parsed = parse_agent_reply(reply);
+  if (!parsed) {
+    ignore("garbled reply \"" + log::escape(reply.substr(0, 80)) + "\"");
+    co_return;
+  }
+  balance::BackendState::AgentFigures f;
+  auto now = Clock::now();
+  // Words the agent did not send keep their neutral value, as in HAProxy.
+  f.percent = parsed->percent.value_or(st.agent_percent(now));
+  f.weight = parsed->weight.value_or(-1);
+  f.maxconn = parsed->maxconn.value_or(-1);
+  f.admin = parsed->admin == AgentReply::Admin::kDrain   ? balance::AdminState::kDrain
+            : parsed->admin == AgentReply::Admin::kMaint ? balance::AdminState::kMaint
+            : parsed->admin == AgentReply::Admin::kReady ? balance::AdminState::kReady
+                                                         : st.agent_admin(now);
+  f.down = parsed->health == AgentReply::Health::kDown ? true
+           : parsed->health == AgentReply::Health::kUp ? false
+                                                       : st.agent_down(now);
+  f.cpu = parsed->cpu.value_or(-1);
+  f.mem = parsed->mem.value_or(-1);
+  f.queue = parsed->queue.value_or(-1);
+  if (st.apply_agent(f, now, t.agent->interval * 3)) {
+    log::Record("backend_agent")
+        .add("pool", st.pool())
+        .add("backend", st.name())
+        .add("state", st.state_name(now))
+        .add("reply", reply)
+        .emit(st.usable(now) ? spdlog::level::info : spdlog::level::warn);
+  }
+}
+
+awaitable<void> HealthChecker::agent_loop(Entry& e, std::uint64_t seed) {
+  auto stopped = stopped_;
+  std::mt19937_64 rng(seed);
+  const auto interval = e.target.agent->interval;
+  std::uniform_real_distribution<double> first(0.0, 0.1), jitter(0.9, 1.0);
+  double factor = first(rng);
+  while (!stopped->load()) {
+    e.agent_timer->expires_after(
+        std::chrono::duration_cast<std::chrono::milliseconds>(interval * factor));
+    co_await e.agent_timer->async_wait(use_nothrow);
+    if (stopped->load()) co_return;
+    factor = jitter(rng);
+    co_await agent_once(e.target);
   }
 }
 

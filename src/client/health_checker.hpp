@@ -8,6 +8,13 @@
 // `rise` successes bring it up, each change logged once with its reason.
 // The checks run as coroutines on one core's io_context: a slow or silent
 // backend costs a timer, never a thread.
+//
+// Agent checks (`agent: {port, interval}` on a backend) run the same way:
+// every interval smtplb connects to the agent port, reads its one-line
+// HAProxy agent-check reply (client/agent_protocol.hpp) and applies it for
+// three intervals.  A garbled, oversized or silent reply is logged and
+// counted and changes nothing: the last good one stays until it expires,
+// and then the backend is as if it had no agent.
 #pragma once
 
 #include <atomic>
@@ -25,7 +32,8 @@ class HealthChecker {
   struct Target {
     balance::BackendState* state;
     tcp::endpoint endpoint;
-    const config::HealthCheck* check;
+    const config::HealthCheck* check;  // null: no SMTP checks
+    const config::Agent* agent;        // null: no agent checks
   };
 
   HealthChecker(asio::io_context& io, const config::Config& cfg, std::vector<Target> targets);
@@ -38,8 +46,11 @@ class HealthChecker {
   struct Entry {
     Target target;
     std::unique_ptr<asio::steady_timer> timer;
+    std::unique_ptr<asio::steady_timer> agent_timer;
   };
   awaitable<void> loop(Entry& e, std::uint64_t seed);
+  awaitable<void> agent_loop(Entry& e, std::uint64_t seed);
+  awaitable<void> agent_once(Target t);
   awaitable<std::pair<bool, std::string>> check_once(Target t);  // by value: outlives stop()
 
   asio::io_context& io_;

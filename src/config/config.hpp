@@ -47,18 +47,25 @@ struct HealthCheck {
   std::vector<std::string> expect;
 };
 
+struct Agent {
+  std::uint16_t port = 0;  // 0: no agent
+  Duration interval = 2s;
+};
+
 struct Backend {
   Endpoint address;
   std::string name;  // address as written in the config, the backend's key
   int weight = 1;
   int max_connections = 0;  // 0: unlimited
   Rate max_rate;            // new transactions per second; 0: unlimited
+  Agent agent;              // HAProxy-compatible agent check
 };
 
 struct Pool {
   std::string name;
   Algorithm algorithm = Algorithm::kRoundRobin;
   int retries = 2;  // further backends a transaction may be replayed on
+  Duration slow_start{0};  // a backend back up gets its share gradually over this
   std::vector<Backend> backends;
   HealthCheck health_check;
   bool health_check_configured = false;  // active checks run only when asked for

@@ -315,7 +315,8 @@ class Loader {
     for (const auto& item : v) {
       Pool p;
       bool has_backends = false;
-      each_key(item, "a pool", {"name", "algorithm", "retries", "backends", "health_check"},
+      each_key(item, "a pool",
+               {"name", "algorithm", "retries", "backends", "health_check", "slow_start"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "name") {
                    if (auto s = str(x, "pool name")) {
@@ -335,15 +336,13 @@ class Loader {
                      auto it = names.find(*s);
                      if (it == names.end())
                        error(x, "algorithm: unknown algorithm `" + *s + "`");
-                     else if (it->second == Algorithm::kLeastLoad)
-                       error(x, "algorithm: `" + *s +
-                                    "` needs backend agents, which this build does not have "
-                                    "yet (use least_connections or random_two)");
                      else
                        p.algorithm = it->second;
                    }
                  } else if (key == "retries") {
                    if (auto n = integer(x, "retries", 0, 100)) p.retries = int(*n);
+                 } else if (key == "slow_start") {
+                   if (auto d = duration(x, "slow_start")) p.slow_start = *d;
                  } else if (key == "backends") {
                    has_backends = true;
                    load_backends(x, p);
@@ -365,7 +364,8 @@ class Loader {
     for (const auto& item : v) {
       Backend b;
       bool has_address = false;
-      each_key(item, "a backend", {"address", "weight", "max_connections", "max_rate"},
+      each_key(item, "a backend",
+               {"address", "weight", "max_connections", "max_rate", "agent"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "address") {
                    has_address = true;  // a bad value is its own error
@@ -381,6 +381,19 @@ class Loader {
                  } else if (key == "max_connections") {
                    if (auto n = integer(x, "max_connections", 1, 1000000))
                      b.max_connections = int(*n);
+                 } else if (key == "agent") {
+                   bool has_port = false;
+                   each_key(x, "agent", {"port", "interval"},
+                            [&](const std::string& k2, const YAML::Node& y) {
+                              if (k2 == "port") {
+                                has_port = true;
+                                if (auto n = integer(y, "agent.port", 1, 65535))
+                                  b.agent.port = static_cast<std::uint16_t>(*n);
+                              } else if (auto d = duration(y, "agent.interval")) {
+                                b.agent.interval = *d;
+                              }
+                            });
+                   if (x.IsMap() && !has_port) error(x, "agent needs a `port`");
                  } else if (key == "max_rate") {
                    if (auto s = str(x, "max_rate")) {
                      auto r = parse_rate(*s);

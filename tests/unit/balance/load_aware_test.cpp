@@ -187,3 +187,61 @@ TEST(InFlight, CountsWhileHeld) {
 
 }  // namespace
 }  // namespace smtplb::balance
+
+namespace smtplb::balance {
+namespace {
+
+BackendState::AgentFigures agent(int pct, bool down = false) {
+  BackendState::AgentFigures f;
+  f.percent = pct;
+  f.down = down;
+  return f;
+}
+
+TEST(EffectiveWeight, AgentPercentScalesAndExpires) {
+  config::Backend cfg;
+  cfg.name = "a";
+  cfg.weight = 4;
+  BackendState s("p", cfg);
+  auto t0 = Clock::now();
+  EXPECT_EQ(s.effective_weight(t0), 400);
+  s.apply_agent(agent(25), t0, std::chrono::seconds(1));
+  EXPECT_EQ(s.effective_weight(t0), 100);
+  // Three intervals without a good reply: as if there were no agent.
+  EXPECT_EQ(s.effective_weight(t0 + std::chrono::seconds(2)), 400);
+}
+
+TEST(EffectiveWeight, SlowStartRampsAfterComingBackUp) {
+  config::Backend cfg;
+  cfg.name = "a";
+  BackendState s("p", cfg, std::chrono::seconds(10));
+  auto t0 = Clock::now();
+  EXPECT_TRUE(s.apply_agent(agent(100, /*down=*/true), t0, std::chrono::hours(1)));
+  EXPECT_FALSE(s.usable(t0));
+  EXPECT_TRUE(s.apply_agent(agent(100), t0, std::chrono::hours(1)));  // back up at t0
+  EXPECT_EQ(s.effective_weight(t0), 10);                              // the 10% floor
+  EXPECT_EQ(s.effective_weight(t0 + std::chrono::seconds(5)), 50);
+  EXPECT_EQ(s.effective_weight(t0 + std::chrono::seconds(10)), 100);
+}
+
+TEST(LeastLoad, AgentRoomWins) {
+  config::Backend ca, cb;
+  ca.name = "a";
+  cb.name = "b";
+  BackendState a("p", ca), b("p", cb);
+  std::vector<BackendState*> states{&a, &b};
+  auto now = Clock::now();
+  BackendState::AgentFigures busy = agent(100), idle = agent(100);
+  busy.cpu = 90;
+  idle.cpu = 10;
+  a.apply_agent(busy, now, std::chrono::hours(1));
+  b.apply_agent(idle, now, std::chrono::hours(1));
+  auto bal = make_balancer(config::Algorithm::kLeastLoad);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(states[bal->order(states, now).front()]->name(), "b");
+  // Enough transactions on b outweigh a's load: 90% busy is a tenth of the room.
+  b.in_flight = 20;
+  EXPECT_EQ(states[bal->order(states, now).front()]->name(), "a");
+}
+
+}  // namespace
+}  // namespace smtplb::balance

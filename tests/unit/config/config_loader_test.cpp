@@ -148,13 +148,32 @@ TEST(ConfigLoader, ReservedKeysAreRefusedByName) {
   EXPECT_TRUE(any_contains(errs, "key `tls` in a listener is reserved")) << errs[0];
 }
 
-TEST(ConfigLoader, AlgorithmsOfLaterWorkAreRefusedClearly) {
+TEST(ConfigLoader, UnknownAlgorithmIsNamed) {
   std::string text = kValid;
   text.replace(text.find("weighted_round_robin"), std::string("weighted_round_robin").size(),
-               "least_load");
+               "fastest");
   auto errs = errors_of(text);
   ASSERT_EQ(errs.size(), 1u);
-  EXPECT_TRUE(any_contains(errs, "`least_load` needs backend agents")) << errs[0];
+  EXPECT_TRUE(any_contains(errs, "unknown algorithm `fastest`")) << errs[0];
+}
+
+TEST(ConfigLoader, AgentAndSlowStartKeys) {
+  std::string text = kValid;
+  text.replace(text.find("        weight: 3\n"), 0,
+               "        agent: {port: 9777, interval: 500ms}\n        max_rate: 10/s\n");
+  text.replace(text.find("    retries: 3\n"), 0, "    slow_start: 30s\n");
+  auto r = load_config_text(text, "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  const auto& b = r.config->pools[0].backends[0];
+  EXPECT_EQ(b.agent.port, 9777);
+  EXPECT_EQ(b.agent.interval.count(), 500);
+  EXPECT_DOUBLE_EQ(b.max_rate.per_second, 10.0);
+  EXPECT_EQ(r.config->pools[0].slow_start.count(), 30000);
+  std::string bad = kValid;
+  bad.replace(bad.find("        weight: 3\n"), 0, "        agent: {interval: 1s}\n");
+  auto errs = errors_of(bad);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "agent needs a `port`")) << errs[0];
 }
 
 TEST(ConfigLoader, YamlSyntaxErrorHasAPosition) {

@@ -128,7 +128,10 @@ awaitable<void> Core::sweep_loop() {
     auto now = Clock::now();
     for (auto& [name, pool] : pools_) {
       for (auto& b : pool->backends) {
-        for (auto& s : shutting_down_ ? b->idle.drain_all() : b->idle.expired(now)) {
+        // A drained backend's idle sessions go at once: it takes nothing new.
+        bool drop_all = shutting_down_ || b->state->admin() != balance::AdminState::kReady ||
+                        b->state->agent_admin(now) != balance::AdminState::kReady;
+        for (auto& s : drop_all ? b->idle.drain_all() : b->idle.expired(now)) {
           asio::co_spawn(
               io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
         }

@@ -8,6 +8,7 @@
 // balancers: no locks.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,13 @@ std::unique_ptr<Balancer> make_balancer(config::Algorithm a, std::uint64_t seed 
 // Load of a backend for the load-aware algorithms: transactions in flight
 // per unit of effective weight, counting the one about to be placed.
 double load_score(const BackendState& b, BackendState::Clock::time_point now);
+// The usable backends ordered by `score` (lower first), ties in turn
+// (`rotation` advances per call), then the down ones as a last resort.
+template <class Score>
+std::vector<int> order_by_score(const std::vector<BackendState*>& backends,
+                                BackendState::Clock::time_point now, std::size_t& rotation,
+                                Score score);
+
 // The usable backends with weight, in index order.
 std::vector<int> usable_backends(const std::vector<BackendState*>& backends,
                                  BackendState::Clock::time_point now);
@@ -41,5 +49,20 @@ std::vector<int> usable_backends(const std::vector<BackendState*>& backends,
 // Appends the down (not drained) backends, soonest back up first.
 void append_down_backends(const std::vector<BackendState*>& backends,
                           BackendState::Clock::time_point now, std::vector<int>& order);
+
+template <class Score>
+std::vector<int> order_by_score(const std::vector<BackendState*>& backends,
+                                BackendState::Clock::time_point now, std::size_t& rotation,
+                                Score score) {
+  std::vector<int> out = usable_backends(backends, now);
+  if (!out.empty()) {
+    std::rotate(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(rotation++ % out.size()),
+                out.end());
+    std::stable_sort(out.begin(), out.end(),
+                     [&](int a, int b) { return score(*backends[a]) < score(*backends[b]); });
+  }
+  append_down_backends(backends, now, out);
+  return out;
+}
 
 }  // namespace smtplb::balance

@@ -1,11 +1,13 @@
 // main.cpp: the command line (DESIGN.md "CLI").
 //   smtplb run -c FILE [--log-format text|json] [--log-level LEVEL]
 //   smtplb check -c FILE
+//   smtplb status -c FILE     (the admin API's pools and backends, as a table)
 //   smtplb version
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "app/runtime.hpp"
+#include "app/status.hpp"
 #include "config/config.hpp"
 #include "log/log.hpp"
 
@@ -26,6 +28,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   auto* check = app.add_subcommand("check", "validate a configuration file");
   check->add_option("-c,--config", config_path, "configuration file")->required();
+  auto* status = app.add_subcommand(
+      "status", "print the backends' states, asked of the running smtplb's admin API");
+  status->add_option("-c,--config", config_path, "configuration file")->required();
   app.add_subcommand("version", "print the version");
 
   CLI11_PARSE(app, argc, argv);
@@ -44,6 +49,8 @@ int main(int argc, char** argv) {
     std::cout << "configuration OK\n";
     return 0;
   }
+  if (app.got_subcommand("status"))
+    return smtplb::app::status(*loaded.config, std::cout, std::cerr);
   smtplb::log::init(log_format == "json" ? smtplb::log::Format::kJson : smtplb::log::Format::kText,
                     spdlog::level::from_str(log_level));
   return smtplb::app::run(loaded.config);

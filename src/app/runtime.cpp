@@ -77,15 +77,6 @@ int run(std::shared_ptr<const config::Config> cfg) {
                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<server::Core>> cores;
   for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
-  for (auto& c : cores) {
-    try {
-      c->listen();
-    } catch (const boost::system::system_error& e) {
-      spdlog::critical("cannot listen: {}", e.what());
-      return 1;
-    }
-  }
-
   // Active health checks run on the first core; they cost timers, not threads.
   std::vector<client::HealthChecker::Target> targets;
   for (const auto& p : cfg->pools) {
@@ -123,7 +114,18 @@ int run(std::shared_ptr<const config::Config> cfg) {
       admin_server->start();
     } catch (const boost::system::system_error& e) {
       spdlog::critical("cannot listen for the admin API on {}: {}", cfg->admin->listen.str(),
-                       e.what());
+                       e.code().message());
+      return 1;
+    }
+  }
+
+  // SMTP listeners open last: a start-up that fails (admin port taken)
+  // must not have accepted mail first.
+  for (auto& c : cores) {
+    try {
+      c->listen();
+    } catch (const std::exception& e) {
+      spdlog::critical("cannot listen for SMTP: {}", e.what());
       return 1;
     }
   }

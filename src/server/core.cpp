@@ -1,6 +1,7 @@
 #include "server/core.hpp"
 
 #include <cstdio>
+#include <stdexcept>
 
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
@@ -53,12 +54,16 @@ void Core::listen() {
     auto addr = asio::ip::make_address(l.listen.host);
     tcp::endpoint ep(addr, l.listen.port);
     auto acc = std::make_unique<tcp::acceptor>(io_);
-    acc->open(ep.protocol());
-    acc->set_option(tcp::acceptor::reuse_address(true));
+    error_code ec;
+    acc->open(ep.protocol(), ec);
+    if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
     // Every core binds the same address; the kernel spreads connections.
-    acc->set_option(reuse_port(true));
-    acc->bind(ep);
-    acc->listen(asio::socket_base::max_listen_connections);
+    if (!ec) acc->set_option(reuse_port(true), ec);
+    if (!ec) acc->bind(ep, ec);
+    if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      throw std::runtime_error("listener " + l.name + " on " + l.listen.str() + ": " +
+                               ec.message());
     asio::co_spawn(io_, accept_loop(*acc, l), asio::detached);
     acceptors_.push_back(std::move(acc));
   }

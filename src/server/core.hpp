@@ -49,7 +49,8 @@ class Core {
   ~Core();
 
   asio::io_context& io() { return io_; }
-  // Opens this core's acceptors; throws on a bind error (start-up only).
+  // Opens this core's acceptors; throws std::runtime_error naming the
+  // listener on a bind error (start-up only).
   void listen();
   void run() { io_.run(); }
 

@@ -1,6 +1,7 @@
 #include "app/admin_model.hpp"
 
 #include <boost/json.hpp>
+#include <cstdio>
 
 #include "client/failure.hpp"
 #include "log/log.hpp"
@@ -48,6 +49,9 @@ std::string AdminModel::pools_json() {
       b["consecutive_failures"] = st.consecutive_failures();
       b["health_checks"] = json::object{{"ok", st.checks_ok()}, {"failed", st.checks_failed()}};
       b["effective_weight"] = st.effective_weight(now) / 100.0;
+      if (auto t = st.last_check(); t.time_since_epoch().count() != 0)
+        b["last_check_unix_ms"] =
+            std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
       b["sessions"] = st.sessions();
       if (st.config().agent.port) {
         json::object a;
@@ -87,7 +91,7 @@ std::string AdminModel::metrics_text() {
       "smtplb_client_connections " +
       std::to_string(shared_.limiter.total()) + "\n";
 
-  std::string up, state, in_flight, weight, checks, left, agent_pct, agent_replies;
+  std::string up, state, in_flight, weight, checks, left, agent_pct, agent_replies, reply_hist;
   for (const auto& p : shared_.cfg->pools) {
     for (const auto& e : shared_.backends.at(p.name)) {
       const auto& st = *e.state;
@@ -104,6 +108,23 @@ std::string AdminModel::metrics_text() {
                 std::to_string(st.checks_ok()) + "\n";
       checks += "smtplb_health_checks_total{" + lbl + ",result=\"failed\"} " +
                 std::to_string(st.checks_failed()) + "\n";
+      {
+        std::uint64_t cum = 0;
+        char le[32];
+        for (std::size_t i = 0; i < balance::BackendState::kReplyBuckets.size(); ++i) {
+          cum += st.reply_bucket(i);
+          std::snprintf(le, sizeof le, "%g", balance::BackendState::kReplyBuckets[i]);
+          reply_hist += "smtplb_backend_reply_seconds_bucket{" + lbl + ",le=\"" + le + "\"} " +
+                        std::to_string(cum) + "\n";
+        }
+        cum += st.reply_bucket(balance::BackendState::kReplyBuckets.size());
+        reply_hist += "smtplb_backend_reply_seconds_bucket{" + lbl + ",le=\"+Inf\"} " +
+                      std::to_string(cum) + "\n";
+        std::snprintf(le, sizeof le, "%.6f", static_cast<double>(st.reply_us_sum()) / 1e6);
+        reply_hist += "smtplb_backend_reply_seconds_sum{" + lbl + "} " + le + "\n";
+        reply_hist +=
+            "smtplb_backend_reply_seconds_count{" + lbl + "} " + std::to_string(cum) + "\n";
+      }
       if (st.config().agent.port) {
         agent_pct += "smtplb_backend_agent_percent{" + lbl + "} " +
                      std::to_string(st.agent_percent(now)) + "\n";
@@ -137,6 +158,10 @@ std::string AdminModel::metrics_text() {
       "# HELP smtplb_health_checks_total Active health checks by result.\n"
       "# TYPE smtplb_health_checks_total counter\n" +
       checks;
+  out +=
+      "# HELP smtplb_backend_reply_seconds Time a backend took to answer a command.\n"
+      "# TYPE smtplb_backend_reply_seconds histogram\n" +
+      reply_hist;
   out +=
       "# HELP smtplb_backend_agent_percent The agent's last percentage (100 without one).\n"
       "# TYPE smtplb_backend_agent_percent gauge\n" +

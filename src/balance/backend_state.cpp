@@ -85,6 +85,8 @@ double BackendState::agent_room(Clock::time_point now) const {
 
 bool BackendState::record_check(bool ok, const std::string& reason, int rise, int fall) {
   (ok ? checks_ok_ : checks_failed_).fetch_add(1, std::memory_order_relaxed);
+  last_check_.store(std::chrono::system_clock::now().time_since_epoch().count(),
+                    std::memory_order_relaxed);
   if (ok)
     check_streak_ = check_streak_ > 0 ? check_streak_ + 1 : 1;
   else

@@ -149,6 +149,26 @@ class BackendState {
   // (one atomic "theoretical arrival time"), so no lock across cores.
   bool try_rate(Clock::time_point now);
 
+  // Backend reply times (every command's reply, the final dot's included),
+  // for the histogram /metrics exports.
+  static constexpr std::array<double, 10> kReplyBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                           0.025,  0.05,  0.1,    0.5,   2};
+  void observe_reply(double seconds) {
+    std::size_t b = 0;
+    while (b < kReplyBuckets.size() && seconds > kReplyBuckets[b]) ++b;
+    reply_buckets_[b].fetch_add(1, std::memory_order_relaxed);
+    reply_us_sum_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+  }
+  std::uint64_t reply_bucket(std::size_t b) const {
+    return reply_buckets_[b].load(std::memory_order_relaxed);
+  }
+  std::uint64_t reply_us_sum() const { return reply_us_sum_.load(std::memory_order_relaxed); }
+  // When the last active check and agent reply came (0: never), for the API.
+  std::chrono::system_clock::time_point last_check() const {
+    return std::chrono::system_clock::time_point(
+        std::chrono::system_clock::duration(last_check_.load(std::memory_order_relaxed)));
+  }
+
   // Transactions that left this backend, by reason (client::Failure's
   // values; the admin model names them).
   static constexpr int kReasons = 16;
@@ -169,6 +189,9 @@ class BackendState {
   std::atomic<std::uint64_t> checks_ok_{0}, checks_failed_{0};
   std::array<std::atomic<std::uint64_t>, kReasons> left_{};
   std::atomic<int> sessions_{0};
+  std::array<std::atomic<std::uint64_t>, kReplyBuckets.size() + 1> reply_buckets_{};
+  std::atomic<std::uint64_t> reply_us_sum_{0};
+  std::atomic<std::chrono::system_clock::rep> last_check_{0};
   std::chrono::milliseconds slow_start_;
   std::atomic<Clock::rep> up_since_{0};  // when it last came back up (slow start)
   std::atomic<int> agent_percent_{100}, agent_weight_{-1}, agent_maxconn_{-1}, agent_admin_{0};

@@ -143,6 +143,8 @@ awaitable<CommandResult> BackendSession::read_reply(Duration d) {
       }
       if (st == smtp::ReplyParser::Status::kDone) {
         r.reply = parser_.take();
+        backend_.observe_reply(
+            std::chrono::duration<double>(Clock::now() - (deadline - d)).count());
         co_return r;
       }
       continue;

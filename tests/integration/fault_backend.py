@@ -209,7 +209,11 @@ class Backend:
     # ---- listening ----------------------------------------------------
 
     def bind(self):
-        s = socket.socket(socket.AF_INET6 if ":" in self.args.host else socket.AF_INET)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted
+        # connections only then, and without it Nagle holds the second of
+        # two pipelined replies for a delayed ACK (40 ms a transaction).
+        s = socket.socket(socket.AF_INET6 if ":" in self.args.host else socket.AF_INET,
+                          socket.SOCK_STREAM, socket.IPPROTO_TCP)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((self.args.host, self.port))
         self.port = s.getsockname()[1]

@@ -93,9 +93,6 @@ inline Reply bad_line_ending() {
 inline Reply syntax(std::string_view what) {
   return make_reply(501, "5.5.4", std::string("Syntax error: ") + std::string(what));
 }
-inline Reply not_implemented() {
-  return make_reply(502, "5.5.1", "Command not implemented");
-}
 inline Reply bad_sequence(std::string_view what) {
   return make_reply(503, "5.5.1", std::string("Bad sequence of commands: ") + std::string(what));
 }

@@ -19,14 +19,14 @@ TEST(AgentParseDuration, Cases) {
       {"1s", milliseconds(1000)},
       {"2m", milliseconds(120'000)},
       {"1h", milliseconds(3'600'000)},
-      {"0s", milliseconds(0)},  // parsed; the CLI refuses it
-      {"1", std::nullopt},      // a unit is required
-      {"1.5s", std::nullopt},
+      {"0s", milliseconds(0)},       // parsed; the CLI refuses it
+      {"1", std::nullopt},           // a unit is required
+      {"1.5s", milliseconds(1500)},  // the configuration file's syntax
       {"s", std::nullopt},
       {"-1s", std::nullopt},
-      {"1 s", std::nullopt},
-      {"1d", std::nullopt},
-      {"1000000000s", std::nullopt},  // ten digits: refused, cannot overflow
+      {"1 s", milliseconds(1000)},
+      {"1d", milliseconds(86'400'000)},
+      {"1000000000000s", std::nullopt},  // absurd: refused, cannot overflow
       {"", std::nullopt},
   };
   for (const auto& c : cases) EXPECT_EQ(parse_duration(c.in), c.want) << c.in;

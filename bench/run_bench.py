@@ -36,13 +36,15 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import (BenchError, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
+                      system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -54,20 +56,7 @@ RECIPIENT = "bench-rcpt@example.com"
 HELO = "bench.example.com"
 
 
-class BenchError(Exception):
-    pass
-
-
 # ---------------------------------------------------------------- helpers
-
-
-def parse_size(text: str) -> int:
-    """'1KB' -> 1024 (binary multiples, as smtplb's config), '500' -> 500."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 1KB, 100KB, 1MB)")
-    mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2).upper()]
-    return int(m.group(1)) * mult
 
 
 def size_label(n: int) -> str:
@@ -75,35 +64,6 @@ def size_label(n: int) -> str:
         if n >= mult and n % mult == 0:
             return f"{n // mult}{unit}"
     return f"{n}B"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with status {proc.returncode} before listening")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of the whole process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read().decode()
-    # comm may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_status_kb(pid: int, key: str) -> int | None:
@@ -115,17 +75,6 @@ def proc_status_kb(pid: int, key: str) -> int | None:
     except OSError:
         pass
     return None
-
-
-def system_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs from /proc/stat."""
-    with open("/proc/stat") as f:
-        parts = f.readline().split()
-    vals = [int(x) for x in parts[1:]]
-    # user nice system idle iowait irq softirq steal guest guest_nice
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    total = sum(vals[:8])
-    return float(total - idle), float(total)
 
 
 def children_cpu() -> float:
@@ -457,10 +406,6 @@ def measure(runner: Runner, args, setup: str, size: int) -> dict:
 
 
 # ---------------------------------------------------------------- report
-
-
-def fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
 
 
 def ratio(a, b):

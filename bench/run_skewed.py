@@ -55,6 +55,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchlib import (BenchError, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
+                      system_cpu, wait_listening)
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 FAULT_BACKEND = REPO / "tests" / "integration" / "fault_backend.py"
@@ -67,54 +70,7 @@ RECIPIENT = "bench-rcpt@example.com"
 HELO = "bench.example.com"
 
 
-class BenchError(Exception):
-    pass
-
-
 # ---------------------------------------------------------------- helpers
-
-
-def parse_size(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+)\s*([KM]?)B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 1KB, 100KB)")
-    return int(m.group(1)) * {"": 1, "K": 1024, "M": 1024**2}[m.group(2).upper()]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with status {proc.returncode} before listening")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"{what} did not listen on {HOST}:{port} within {timeout}s")
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of the whole process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read().decode()
-    fields = data[data.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def system_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of all CPUs from /proc/stat."""
-    with open("/proc/stat") as f:
-        vals = [int(x) for x in f.readline().split()[1:]]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    total = sum(vals[:8])
-    return float(total - idle), float(total)
 
 
 def self_cpu() -> float:
@@ -206,7 +162,6 @@ def exec_backend_nodelay(argv: list[str]) -> None:
     socket.socket.accept = accept
     sys.argv = argv
     runpy.run_path(argv[0], run_name="__main__")
-
 
 
 class Backend:
@@ -591,10 +546,6 @@ def measure(runner: Runner, args, backends: dict[str, Backend], setup: str, rnd:
 
 
 # ---------------------------------------------------------------- report
-
-
-def fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
 
 
 def aggregate(rows: list[dict], setup: str) -> dict | None:

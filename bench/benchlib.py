@@ -3,11 +3,16 @@ free loopback ports, waiting for a listener, CPU and memory of a process,
 size arguments, number formatting.  Python 3 standard library only."""
 
 import argparse
+import sys
+import shlex
+import signal
 import os
 import re
 import socket
 import subprocess
 import time
+
+from pathlib import Path
 
 HOST = "127.0.0.1"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -68,3 +73,51 @@ def system_cpu() -> tuple[float, float]:
 
 def fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
+
+
+class Runner:
+    """Starts and stops processes; remembers every command it ran."""
+
+    def __init__(self, workdir: Path, verbose: bool) -> None:
+        self.workdir = workdir
+        self.verbose = verbose
+        self.commands: list[str] = []
+        self.procs: list[subprocess.Popen] = []
+
+    def note(self, argv: list[str], redirect: str = "") -> str:
+        cmd = shlex.join(argv) + redirect
+        if cmd not in self.commands:
+            self.commands.append(cmd)
+        if self.verbose:
+            print(f"  $ {cmd}", file=sys.stderr)
+        return cmd
+
+    def start(self, argv: list[str], name: str) -> tuple[subprocess.Popen, Path, Path]:
+        out = self.workdir / f"{name}.out"
+        err = self.workdir / f"{name}.err"
+        self.note(argv, f" >{out.name} 2>{err.name} &")
+        p = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=open(out, "wb"),
+            stderr=open(err, "wb"),
+            cwd=self.workdir,
+        )
+        self.procs.append(p)
+        return p, out, err
+
+    def stop(self, p: subprocess.Popen, grace: float = 5.0) -> int | None:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+        return p.returncode
+
+    def stop_all(self) -> None:
+        for p in list(self.procs):
+            self.stop(p, grace=2.0)

@@ -33,7 +33,6 @@ import os
 import platform
 import re
 import resource
-import shlex
 import shutil
 import signal
 import statistics
@@ -43,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
+from benchlib import (BenchError, Runner, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
                       system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
@@ -80,54 +79,6 @@ def proc_status_kb(pid: int, key: str) -> int | None:
 def children_cpu() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
-
-
-class Runner:
-    """Starts and stops processes; remembers every command it ran."""
-
-    def __init__(self, workdir: Path, verbose: bool) -> None:
-        self.workdir = workdir
-        self.verbose = verbose
-        self.commands: list[str] = []
-        self.procs: list[subprocess.Popen] = []
-
-    def note(self, argv: list[str], redirect: str = "") -> str:
-        cmd = shlex.join(argv) + redirect
-        if cmd not in self.commands:
-            self.commands.append(cmd)
-        if self.verbose:
-            print(f"  $ {cmd}", file=sys.stderr)
-        return cmd
-
-    def start(self, argv: list[str], name: str) -> tuple[subprocess.Popen, Path, Path]:
-        out = self.workdir / f"{name}.out"
-        err = self.workdir / f"{name}.err"
-        self.note(argv, f" >{out.name} 2>{err.name} &")
-        p = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=open(out, "wb"),
-            stderr=open(err, "wb"),
-            cwd=self.workdir,
-        )
-        self.procs.append(p)
-        return p, out, err
-
-    def stop(self, p: subprocess.Popen, grace: float = 5.0) -> int | None:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-        return p.returncode
-
-    def stop_all(self) -> None:
-        for p in list(self.procs):
-            self.stop(p, grace=2.0)
 
 
 # ---------------------------------------------------------------- workload

@@ -55,7 +55,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
+from benchlib import (BenchError, Runner, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
                       system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
@@ -91,47 +91,6 @@ def percentile(sorted_vals: list[float], q: float) -> float | None:
         return None
     k = max(1, math.ceil(q / 100.0 * len(sorted_vals)))
     return sorted_vals[min(k, len(sorted_vals)) - 1]
-
-
-class Runner:
-    """Starts and stops processes; remembers every command it ran."""
-
-    def __init__(self, workdir: Path, verbose: bool) -> None:
-        self.workdir = workdir
-        self.verbose = verbose
-        self.commands: list[str] = []
-        self.procs: list[subprocess.Popen] = []
-
-    def note(self, cmd: str) -> None:
-        if cmd not in self.commands:
-            self.commands.append(cmd)
-        if self.verbose:
-            print(f"  $ {cmd}", file=sys.stderr)
-
-    def start(self, argv: list[str], name: str) -> tuple[subprocess.Popen, Path]:
-        out = self.workdir / f"{name}.out"
-        err = self.workdir / f"{name}.err"
-        self.note(shlex.join(argv) + f" >{out.name} 2>{err.name} &")
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=open(out, "wb"),
-                             stderr=open(err, "wb"), cwd=self.workdir)
-        self.procs.append(p)
-        return p, err
-
-    def stop(self, p: subprocess.Popen, grace: float = 5.0) -> int | None:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-        return p.returncode
-
-    def stop_all(self) -> None:
-        for p in list(self.procs):
-            self.stop(p, grace=2.0)
 
 
 # ---------------------------------------------------------------- backends
@@ -177,7 +136,7 @@ class Backend:
         argv += [str(FAULT_BACKEND), "--port", "0", "--store", str(self.store), "--name", name]
         if delay:
             argv += ["--delay-eod", f"{delay:g}"]
-        self.proc, self.err = runner.start(argv, f"backend-{name}")
+        self.proc, _out, self.err = runner.start(argv, f"backend-{name}")
         ready = self.store / "ready.json"
         deadline = time.monotonic() + 10.0
         while not ready.is_file():
@@ -417,7 +376,7 @@ def measure(runner: Runner, args, backends: dict[str, Backend], setup: str, rnd:
             argv = [args.smtplb, "run", "-c", cfg.name]
             if args.smtplb_log_level:
                 argv += ["--log-level", args.smtplb_log_level]
-            proc, log = runner.start(argv, f"{tag}-smtplb")
+            proc, _out, log = runner.start(argv, f"{tag}-smtplb")
             wait_listening(port, proc, "smtplb")
             res["config"] = cfg.read_text()
             res["config_file"] = cfg.name

@@ -255,6 +255,10 @@ Response AdminServer::State::handle(const Connection& c, const Request& req) {
         res = make_response(200, req, kPrometheusText, model.metrics_text());
       } else if (std::holds_alternative<ServePools>(d)) {
         res = make_response(200, req, kJson, model.pools_json());
+      } else if (std::holds_alternative<RunReload>(d)) {
+        ActionResult r = model.reload();
+        res = make_response(r.status, req, kJson, r.body.empty() ? std::string("{}") : r.body);
+        level = r.status == 200 ? spdlog::level::info : spdlog::level::warn;
       } else {
         return act(c, req, std::get<RunAction>(d));
       }

@@ -28,6 +28,9 @@ class Model {
   virtual std::string pools_json() = 0;    // GET /api/pools body (application/json)
   virtual std::string metrics_text() = 0;  // GET /metrics body (Prometheus text 0.0.4)
   virtual ActionResult act(std::string_view pool, std::string_view backend, Action a) = 0;
+  // POST /api/reload: 200 with the new generation, or 422 with the errors
+  // `smtplb check` would print (the running configuration stays).
+  virtual ActionResult reload() = 0;
 };
 
 }  // namespace smtplb::admin

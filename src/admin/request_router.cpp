@@ -150,6 +150,12 @@ Decision route_path(const RequestHead& req, std::string_view path, const RouterC
   const bool get = req.method == "GET" || req.method == "HEAD";
   if (path == "/metrics") return get ? Decision{ServeMetrics{}} : method_not_allowed(kGetAllow);
   if (path == "/api/pools") return get ? Decision{ServePools{}} : method_not_allowed(kGetAllow);
+  if (path == "/api/reload") {
+    if (req.method != "POST") return method_not_allowed(kPostAllow);
+    if (req.origin && !origin_is_ours(*req.origin, cfg.listen))
+      return reject(403, "cross-origin request refused");
+    return RunReload{};
+  }
 
   // api / pools / {pool} / backends / {address} / {verb}
   constexpr std::size_t kActionSegments = 6;

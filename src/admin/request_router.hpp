@@ -5,6 +5,7 @@
 //   GET  /metrics                                   Prometheus text
 //   GET  /api/pools                                 pools and backends, JSON
 //   POST /api/pools/{pool}/backends/{address}/drain|ready|maint
+//   POST /api/reload                                load the configuration again
 // HEAD is served wherever GET is.  The query string never affects routing.
 // {pool} and {address} may be percent-encoded (`127.0.0.1%3A2525`,
 // `%5B%3A%3A1%5D%3A25`); they are decoded after the path is split on '/',
@@ -54,6 +55,7 @@ struct RequestHead {
 
 struct ServeMetrics {};
 struct ServePools {};
+struct RunReload {};
 struct RunAction {
   std::string pool;     // percent-decoded
   std::string backend;  // percent-decoded, `host:port` as configured
@@ -65,7 +67,7 @@ struct Reject {
   std::string allow;              // 405: the Allow header's value
   bool bearer_challenge = false;  // 401: send `WWW-Authenticate: Bearer`
 };
-using Decision = std::variant<ServeMetrics, ServePools, RunAction, Reject>;
+using Decision = std::variant<ServeMetrics, ServePools, RunAction, RunReload, Reject>;
 
 Decision route_request(const RequestHead& req, const RouterConfig& cfg);
 

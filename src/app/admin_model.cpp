@@ -35,10 +35,11 @@ constexpr client::Failure kLeftReasons[] = {
 
 std::string AdminModel::pools_json() {
   auto now = balance::BackendState::Clock::now();
+  const auto& gen = *shared_.generation;
   json::array pools;
-  for (const auto& p : shared_.cfg->pools) {
+  for (const auto& p : gen.cfg->pools) {
     json::array backends;
-    for (const auto& e : shared_.backends.at(p.name)) {
+    for (const auto& e : *gen.pool_backends(p.name)) {
       const auto& st = *e.state;
       json::object b;
       b["address"] = st.name();
@@ -62,6 +63,12 @@ std::string AdminModel::pools_json() {
         a["queue"] = st.agent_queue();
         a["replies"] = st.agent_replies();
         a["ignored"] = st.agent_garbled();
+        auto [text, at] = st.agent_reply();
+        if (at.time_since_epoch().count() != 0) {
+          a["last_reply"] = text;
+          a["last_reply_unix_ms"] =
+              std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
+        }
         b["agent"] = std::move(a);
       }
       backends.push_back(std::move(b));
@@ -72,7 +79,7 @@ std::string AdminModel::pools_json() {
     o["backends"] = std::move(backends);
     pools.push_back(std::move(o));
   }
-  return json::serialize(json::object{{"pools", std::move(pools)}});
+  return json::serialize(json::object{{"generation", gen.number}, {"pools", std::move(pools)}});
 }
 
 std::string AdminModel::metrics_text() {
@@ -91,9 +98,24 @@ std::string AdminModel::metrics_text() {
       "smtplb_client_connections " +
       std::to_string(shared_.limiter.total()) + "\n";
 
+  const auto& gen = *shared_.generation;
+  out +=
+      "# HELP smtplb_config_generation The configuration generation in force (1 at start, one "
+      "more per reload).\n"
+      "# TYPE smtplb_config_generation gauge\n"
+      "smtplb_config_generation " +
+      std::to_string(gen.number) + "\n";
+  out +=
+      "# HELP smtplb_reloads_total Configuration reloads by result.\n"
+      "# TYPE smtplb_reloads_total counter\n"
+      "smtplb_reloads_total{result=\"ok\"} " +
+      std::to_string(shared_.reloads_ok.load(std::memory_order_relaxed)) +
+      "\nsmtplb_reloads_total{result=\"refused\"} " +
+      std::to_string(shared_.reloads_refused.load(std::memory_order_relaxed)) + "\n";
+
   std::string up, state, in_flight, weight, checks, left, agent_pct, agent_replies, reply_hist;
-  for (const auto& p : shared_.cfg->pools) {
-    for (const auto& e : shared_.backends.at(p.name)) {
+  for (const auto& p : gen.cfg->pools) {
+    for (const auto& e : *gen.pool_backends(p.name)) {
       const auto& st = *e.state;
       std::string lbl = "pool=\"" + label(p.name) + "\",backend=\"" + label(st.name()) + "\"";
       up += "smtplb_backend_up{" + lbl + "} " + (st.usable(now) ? "1" : "0") + "\n";
@@ -180,10 +202,9 @@ std::string AdminModel::metrics_text() {
 
 admin::ActionResult AdminModel::act(std::string_view pool, std::string_view backend,
                                     admin::Action a) {
-  auto it = shared_.backends.find(std::string(pool));
-  if (it == shared_.backends.end())
-    return {404, json::serialize(json::object{{"error", "unknown pool"}})};
-  for (auto& e : it->second) {
+  const auto* entries = shared_.generation->pool_backends(pool);
+  if (!entries) return {404, json::serialize(json::object{{"error", "unknown pool"}})};
+  for (const auto& e : *entries) {
     auto& st = *e.state;
     if (st.name() != backend &&
         e.endpoint.address().to_string() + ":" + std::to_string(e.endpoint.port()) != backend)
@@ -204,6 +225,10 @@ admin::ActionResult AdminModel::act(std::string_view pool, std::string_view back
                      json::object{{"pool", st.pool()}, {"backend", st.name()}, {"state", name}})};
   }
   return {404, json::serialize(json::object{{"error", "unknown backend"}})};
+}
+
+admin::ActionResult AdminModel::reload() {
+  return reload_();
 }
 
 }  // namespace smtplb::app

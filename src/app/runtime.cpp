@@ -1,7 +1,5 @@
 #include "app/runtime.hpp"
 
-#include <netdb.h>
-
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -9,7 +7,8 @@
 
 #include "admin/admin_server.hpp"
 #include "app/admin_model.hpp"
-#include "client/health_checker.hpp"
+#include "app/generation_builder.hpp"
+#include "app/reloader.hpp"
 #include "log/log.hpp"
 #include "server/core.hpp"
 
@@ -20,56 +19,20 @@ namespace {
 // After the forced close, how long the cores get to write their 421s.
 constexpr std::chrono::seconds kForcedCloseGrace{2};
 
-// Backend addresses are resolved once, at start-up (a host name in
-// `address:` is looked up with the system resolver; DNS-driven pools with
-// re-resolution are the `mx:` capability).
-std::optional<tcp::endpoint> resolve(const config::Endpoint& e, std::string& err) {
-  error_code ec;
-  auto addr = asio::ip::make_address(e.host, ec);
-  if (!ec) return tcp::endpoint(addr, e.port);
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(e.host.c_str(), nullptr, &hints, &res);
-  if (rc != 0 || !res) {
-    err = gai_strerror(rc);
-    return std::nullopt;
-  }
-  tcp::endpoint ep;
-  if (res->ai_family == AF_INET) {
-    auto* sa = reinterpret_cast<sockaddr_in*>(res->ai_addr);
-    ep = tcp::endpoint(asio::ip::address_v4(ntohl(sa->sin_addr.s_addr)), e.port);
-  } else {
-    auto* sa = reinterpret_cast<sockaddr_in6*>(res->ai_addr);
-    asio::ip::address_v6::bytes_type b;
-    std::memcpy(b.data(), &sa->sin6_addr, 16);
-    ep = tcp::endpoint(asio::ip::address_v6(b), e.port);
-  }
-  freeaddrinfo(res);
-  return ep;
-}
-
 }  // namespace
 
 int run(std::shared_ptr<const config::Config> cfg) {
   server::Shared shared;
-  shared.cfg = cfg;
   shared.id_base = std::random_device{}();
-  shared.metrics = std::make_unique<server::Metrics>(*cfg);
-  shared.connection_rate =
-      std::make_unique<server::RateLimiter>(cfg->limits.max_connection_rate_per_ip);
-  shared.message_rate = std::make_unique<server::RateLimiter>(cfg->limits.max_message_rate_per_ip);
-  for (const auto& p : cfg->pools) {
-    auto& list = shared.backends[p.name];
-    for (const auto& b : p.backends) {
-      std::string err;
-      auto ep = resolve(b.address, err);
-      if (!ep) {
-        spdlog::critical("pool {}: cannot resolve backend {}: {}", p.name, b.name, err);
-        return 1;
-      }
-      list.push_back({std::make_unique<balance::BackendState>(p.name, b, p.slow_start), *ep});
+  {
+    std::vector<std::string> errors;
+    shared.generation = build_generation(cfg, nullptr, *shared.metrics, errors);
+    if (!shared.generation) {
+      for (const auto& e : errors) spdlog::critical("{}", e);
+      return 1;
     }
+    shared.shutdown_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(cfg->timeouts.shutdown).count();
   }
 
   int workers = cfg->workers > 0
@@ -77,22 +40,13 @@ int run(std::shared_ptr<const config::Config> cfg) {
                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<server::Core>> cores;
   for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
-  // Active health checks run on the first core; they cost timers, not threads.
-  std::vector<client::HealthChecker::Target> targets;
-  for (const auto& p : cfg->pools) {
-    for (auto& entry : shared.backends.at(p.name)) {
-      const auto& agent = entry.state->config().agent;
-      if (!p.health_check_configured && agent.port == 0) continue;
-      targets.push_back({entry.state.get(), entry.endpoint,
-                         p.health_check_configured ? &p.health_check : nullptr,
-                         agent.port ? &agent : nullptr});
-    }
-  }
-  client::HealthChecker health(cores.front()->io(), *cfg, std::move(targets));
-  health.start();
-
-  // The admin API also runs on the first core: it reads shared state only.
-  AdminModel admin_model(shared);
+  // Active health checks, reloads and the admin API run on the first core;
+  // checks cost timers, not threads.
+  std::vector<server::Core*> core_list;
+  for (auto& c : cores) core_list.push_back(c.get());
+  Reloader reloader(shared, core_list);
+  reloader.start();
+  AdminModel admin_model(shared, [&reloader] { return reloader.reload("api"); });
   std::unique_ptr<admin::AdminServer> admin_server;
   if (cfg->admin) {
     std::string token;
@@ -137,19 +91,17 @@ int run(std::shared_ptr<const config::Config> cfg) {
   std::function<void(error_code, int)> on_signal = [&](error_code ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
-      log::Record("reload_ignored")
-          .add("reason", "configuration reload is not supported by this build; restart to apply")
-          .emit(spdlog::level::warn);
+      if (!stopping) asio::post(cores.front()->io(), [&reloader] { reloader.reload("SIGHUP"); });
     } else if (!stopping) {
       stopping = true;
       log::Record("shutdown")
           .add("signal", sig == SIGTERM ? "TERM" : "INT")
-          .add("deadline_ms", static_cast<long long>(cfg->timeouts.shutdown.count()))
+          .add("deadline_ms", static_cast<long long>(shared.shutdown_ms.load()))
           .emit();
-      health.stop();
+      asio::post(cores.front()->io(), [&reloader] { reloader.stop(); });
       if (admin_server) asio::post(cores.front()->io(), [&] { admin_server->stop(); });
       for (auto& c : cores) c->begin_shutdown();
-      force_timer.expires_after(cfg->timeouts.shutdown);
+      force_timer.expires_after(std::chrono::milliseconds(shared.shutdown_ms.load()));
       force_timer.async_wait([&](error_code e) {
         if (e) return;
         for (auto& c : cores) c->force_close();

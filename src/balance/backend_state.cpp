@@ -134,6 +134,17 @@ std::string BackendState::reason() const {
   return reason_;
 }
 
+void BackendState::set_agent_reply(std::string reply) {
+  std::lock_guard lock(reason_mu_);
+  agent_reply_ = std::move(reply);
+  agent_reply_at_ = std::chrono::system_clock::now();
+}
+
+std::pair<std::string, std::chrono::system_clock::time_point> BackendState::agent_reply() const {
+  std::lock_guard lock(reason_mu_);
+  return {agent_reply_, agent_reply_at_};
+}
+
 void BackendState::set_reason(const std::string& r) {
   std::lock_guard lock(reason_mu_);
   reason_ = r;

@@ -96,6 +96,9 @@ class BackendState {
   std::uint64_t agent_replies() const { return agent_ok_.load(std::memory_order_relaxed); }
   std::uint64_t agent_garbled() const { return agent_bad_.load(std::memory_order_relaxed); }
   void count_agent_garbled() { agent_bad_.fetch_add(1, std::memory_order_relaxed); }
+  // The last reply applied, as the agent sent it, and when (for the API).
+  void set_agent_reply(std::string reply);
+  std::pair<std::string, std::chrono::system_clock::time_point> agent_reply() const;
   bool ejected(Clock::time_point now) const {
     return now.time_since_epoch().count() < down_until_.load(std::memory_order_relaxed);
   }
@@ -200,8 +203,10 @@ class BackendState {
   std::atomic<Clock::rep> agent_expires_{0};
   std::atomic<std::uint64_t> agent_ok_{0}, agent_bad_{0};
   std::atomic<Clock::rep> rate_tat_{0};
-  mutable std::mutex reason_mu_;
+  mutable std::mutex reason_mu_;  // for reason_ and the agent's last reply
   std::string reason_;
+  std::string agent_reply_;
+  std::chrono::system_clock::time_point agent_reply_at_{};
 };
 
 // Counts a transaction on a backend for the time it holds a session.

@@ -63,6 +63,7 @@ awaitable<std::pair<bool, std::string>> HealthChecker::check_once(Target t) {
 
 awaitable<void> HealthChecker::loop(Entry& e, std::uint64_t seed) {
   auto stopped = stopped_;
+  Running running(running_);
   std::mt19937_64 rng(seed);
   const auto interval = e.target.check->interval;
   // The first check comes early (but not all at once); later ones every
@@ -152,6 +153,8 @@ awaitable<void> HealthChecker::agent_once(Target t) {
   f.cpu = parsed->cpu.value_or(-1);
   f.mem = parsed->mem.value_or(-1);
   f.queue = parsed->queue.value_or(-1);
+  if (!reply.empty() && reply.back() == '\r') reply.pop_back();
+  st.set_agent_reply(reply);
   if (st.apply_agent(f, now, t.agent->interval * 3)) {
     log::Record("backend_agent")
         .add("pool", st.pool())
@@ -164,6 +167,7 @@ awaitable<void> HealthChecker::agent_once(Target t) {
 
 awaitable<void> HealthChecker::agent_loop(Entry& e, std::uint64_t seed) {
   auto stopped = stopped_;
+  Running running(running_);
   std::mt19937_64 rng(seed);
   const auto interval = e.target.agent->interval;
   std::uniform_real_distribution<double> first(0.0, 0.1), jitter(0.9, 1.0);

@@ -39,14 +39,27 @@ class HealthChecker {
   HealthChecker(asio::io_context& io, const config::Config& cfg, std::vector<Target> targets);
   ~HealthChecker();
   void start();
-  // Thread-safe: ends every check loop (shutdown).
+  // Thread-safe: ends every check loop (shutdown, reload).
   void stop();
+  // After stop(): every loop has returned, so the checker may be destroyed
+  // (called on the checker's io_context).
+  bool finished() const { return *running_ == 0; }
 
  private:
   struct Entry {
     Target target;
     std::unique_ptr<asio::steady_timer> timer;
     std::unique_ptr<asio::steady_timer> agent_timer;
+  };
+  // Counts a loop as running for its lifetime (one thread: no atomics).
+  // Shared, because a loop's frame may be destroyed after the checker (at
+  // exit the io_context destroys the frames still suspended in it).
+  struct Running {
+    explicit Running(std::shared_ptr<int> n) : n_(std::move(n)) { ++*n_; }
+    ~Running() { --*n_; }
+    Running(const Running&) = delete;
+    Running& operator=(const Running&) = delete;
+    std::shared_ptr<int> n_;
   };
   awaitable<void> loop(Entry& e, std::uint64_t seed);
   awaitable<void> agent_loop(Entry& e, std::uint64_t seed);
@@ -57,6 +70,7 @@ class HealthChecker {
   const config::Config& cfg_;
   std::vector<std::unique_ptr<Entry>> entries_;
   std::shared_ptr<std::atomic<bool>> stopped_ = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<int> running_ = std::make_shared<int>(0);
 };
 
 }  // namespace smtplb::client

@@ -50,6 +50,7 @@ struct HealthCheck {
 struct Agent {
   std::uint16_t port = 0;  // 0: no agent
   Duration interval = 2s;
+  bool operator==(const Agent&) const = default;
 };
 
 struct Backend {
@@ -59,12 +60,14 @@ struct Backend {
   int max_connections = 0;  // 0: unlimited
   Rate max_rate;            // new transactions per second; 0: unlimited
   Agent agent;              // HAProxy-compatible agent check
+  // A reload keeps a backend's state only when none of this changed.
+  bool operator==(const Backend&) const = default;
 };
 
 struct Pool {
   std::string name;
   Algorithm algorithm = Algorithm::kRoundRobin;
-  int retries = 2;  // further backends a transaction may be replayed on
+  int retries = 2;         // further backends a transaction may be replayed on
   Duration slow_start{0};  // a backend back up gets its share gradually over this
   std::vector<Backend> backends;
   HealthCheck health_check;
@@ -138,6 +141,7 @@ struct Config {
   std::optional<Admin> admin;           // the admin HTTP API, when configured
 
   const Pool* find_pool(std::string_view name) const;
+  const Listener* find_listener(std::string_view name) const;
 };
 
 struct ConfigError {

@@ -48,6 +48,12 @@ const Pool* Config::find_pool(std::string_view name) const {
   return nullptr;
 }
 
+const Listener* Config::find_listener(std::string_view name) const {
+  for (const auto& l : listeners)
+    if (l.name == name) return &l;
+  return nullptr;
+}
+
 std::string ConfigError::str() const {
   std::ostringstream o;
   o << file << ":" << line << ":" << column << ": " << message;
@@ -364,8 +370,7 @@ class Loader {
     for (const auto& item : v) {
       Backend b;
       bool has_address = false;
-      each_key(item, "a backend",
-               {"address", "weight", "max_connections", "max_rate", "agent"},
+      each_key(item, "a backend", {"address", "weight", "max_connections", "max_rate", "agent"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "address") {
                    has_address = true;  // a bad value is its own error

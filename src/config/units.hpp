@@ -23,6 +23,7 @@ std::optional<std::uint64_t> parse_size(std::string_view s);
 struct Rate {
   double per_second = 0;
   double burst = 0;  // the N of "N/unit": that many may come at once
+  bool operator==(const Rate&) const = default;
 };
 std::optional<Rate> parse_rate(std::string_view s);
 
@@ -30,6 +31,7 @@ struct Endpoint {
   std::string host;  // literal IPv4/IPv6 address or a host name
   std::uint16_t port = 0;
   std::string str() const;
+  bool operator==(const Endpoint&) const = default;
 };
 std::optional<Endpoint> parse_endpoint(std::string_view s);
 

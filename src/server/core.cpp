@@ -21,25 +21,59 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 
 }  // namespace
 
-Core::Core(int index, Shared& shared) : index_(index), shared_(shared), router_(*shared.cfg) {
-  for (const auto& p : shared_.cfg->pools) {
-    auto rt = std::make_unique<client::PoolRuntime>();
-    rt->cfg = &p;
-    rt->balancer = balance::make_balancer(p.algorithm);
-    for (auto& entry : shared_.backends.at(p.name)) {
-      rt->states.push_back(entry.state.get());
-      rt->backends.push_back(std::make_unique<client::BackendRuntime>(client::BackendRuntime{
-          entry.state.get(), entry.endpoint, client::ConnectionPool(shared_.cfg->backend_pool)}));
-    }
-    pools_.emplace(p.name, std::move(rt));
-  }
+client::PoolRuntime* CoreView::pool(std::string_view name) const {
+  auto it = pools.find(name);
+  return it == pools.end() ? nullptr : it->second.get();
 }
+
+Core::Core(int index, Shared& shared)
+    : index_(index), shared_(shared), view_(build_view(shared.generation)) {}
 
 Core::~Core() = default;
 
-client::PoolRuntime* Core::pool(std::string_view name) {
-  auto it = pools_.find(name);
-  return it == pools_.end() ? nullptr : it->second.get();
+std::shared_ptr<CoreView> Core::build_view(std::shared_ptr<const Generation> gen) const {
+  auto view = std::make_shared<CoreView>(gen);
+  for (const auto& p : gen->cfg->pools) {
+    auto rt = std::make_shared<client::PoolRuntime>();
+    rt->cfg = &p;
+    rt->balancer = balance::make_balancer(p.algorithm);
+    const client::PoolRuntime* before = view_ ? view_->pool(p.name) : nullptr;
+    for (const auto& entry : *gen->pool_backends(p.name)) {
+      std::shared_ptr<client::BackendRuntime> b;
+      // A backend that stays keeps its runtime, idle sessions included.
+      if (before) {
+        for (const auto& old : before->backends)
+          if (old->state == entry.state.get() && old->endpoint == entry.endpoint) b = old;
+      }
+      if (!b)
+        b = std::make_shared<client::BackendRuntime>(client::BackendRuntime{
+            entry.state.get(), entry.endpoint, client::ConnectionPool(gen->cfg->backend_pool),
+            entry.state, gen->cfg});
+      rt->states.push_back(b->state);
+      rt->backends.push_back(std::move(b));
+    }
+    view->pools.emplace(p.name, std::move(rt));
+  }
+  return view;
+}
+
+void Core::adopt(std::shared_ptr<const Generation> gen) {
+  asio::post(io_, [this, gen = std::move(gen)] {
+    auto next = build_view(gen);
+    // Runtimes the new view does not share are retired: their idle
+    // sessions go now, the ones in use when they come back.
+    for (const auto& [name, pool] : view_->pools) {
+      for (const auto& b : pool->backends) {
+        bool kept = false;
+        if (auto* np = next->pool(name))
+          for (const auto& nb : np->backends) kept = kept || nb == b;
+        if (kept) continue;
+        quit_idle(*b, true, Clock::now());
+        retired_.push_back(b);
+      }
+    }
+    view_ = std::move(next);
+  });
 }
 
 std::string Core::next_session_id() {
@@ -50,7 +84,7 @@ std::string Core::next_session_id() {
 }
 
 void Core::listen() {
-  for (const auto& l : shared_.cfg->listeners) {
+  for (const auto& l : view_->cfg().listeners) {
     auto addr = asio::ip::make_address(l.listen.host);
     tcp::endpoint ep(addr, l.listen.port);
     auto acc = std::make_unique<tcp::acceptor>(io_);
@@ -64,7 +98,7 @@ void Core::listen() {
     if (ec)
       throw std::runtime_error("listener " + l.name + " on " + l.listen.str() + ": " +
                                ec.message());
-    asio::co_spawn(io_, accept_loop(*acc, l), asio::detached);
+    asio::co_spawn(io_, accept_loop(*acc, l.name), asio::detached);
     acceptors_.push_back(std::move(acc));
   }
   asio::co_spawn(io_, sweep_loop(), asio::detached);
@@ -76,15 +110,14 @@ awaitable<void> Core::refuse(tcp::socket sock) {
   s.close();
 }
 
-awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listener& l) {
-  const auto& cfg = *shared_.cfg;
+awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener) {
   for (;;) {
     auto [ec, sock] = co_await acceptor.async_accept(use_nothrow);
     if (shutting_down_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       log::Record("accept_error")
-          .add("listener", l.name)
+          .add("listener", listener)
           .add("error", ec.message())
           .emit(spdlog::level::warn);
       asio::steady_timer t(io_, kAcceptBackoff);
@@ -103,16 +136,22 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listene
       auto b = ep.address().to_v6().to_bytes();
       std::copy(b.begin(), b.end(), ip.begin());
     }
+    // The connection begins with the generation of the moment (a reload
+    // never adds, removes or moves a listener, so this one is in it).
+    std::shared_ptr<CoreView> view = view_;
+    const config::Config& cfg = view->cfg();
+    const config::Listener* l = cfg.find_listener(listener);
+    if (!l) continue;
     const bool trusted = is_trusted(cfg, ip);
     const char* refusal = nullptr;
-    if (!trusted && !shared_.connection_rate->allow(ip, Clock::now()))
+    if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now()))
       refusal = "connection rate";
     else if (!shared_.limiter.acquire(ip, trusted, cfg.limits.max_connections,
                                       cfg.limits.max_connections_per_ip))
       refusal = "connection limit";
     if (refusal) {
       log::Record("connection_refused")
-          .add("listener", l.name)
+          .add("listener", l->name)
           .add("client", ep.address().to_string())
           .add("reason", refusal)
           .emit(spdlog::level::warn);
@@ -120,10 +159,17 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, const config::Listene
       continue;
     }
     auto slot = std::make_unique<ConnectionSlot>(shared_.limiter, ip);
-    auto session = std::make_unique<FrontendSession>(*this, l, std::move(sock), std::move(slot));
+    auto session = std::make_unique<FrontendSession>(*this, std::move(view), *l, std::move(sock),
+                                                     std::move(slot));
     asio::co_spawn(
         io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); }, asio::detached);
   }
+}
+
+void Core::quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now) {
+  for (auto& s : all ? b.idle.drain_all() : b.idle.expired(now))
+    asio::co_spawn(
+        io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
 }
 
 awaitable<void> Core::sweep_loop() {
@@ -131,17 +177,19 @@ awaitable<void> Core::sweep_loop() {
     sweep_timer_.expires_after(kSweepInterval);
     co_await sweep_timer_.async_wait(use_nothrow);
     auto now = Clock::now();
-    for (auto& [name, pool] : pools_) {
+    for (auto& [name, pool] : view_->pools) {
       for (auto& b : pool->backends) {
         // A drained backend's idle sessions go at once: it takes nothing new.
         bool drop_all = shutting_down_ || b->state->admin() != balance::AdminState::kReady ||
                         b->state->agent_admin(now) != balance::AdminState::kReady;
-        for (auto& s : drop_all ? b->idle.drain_all() : b->idle.expired(now)) {
-          asio::co_spawn(
-              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
-        }
+        quit_idle(*b, drop_all, now);
       }
     }
+    std::erase_if(retired_, [&](const std::weak_ptr<client::BackendRuntime>& w) {
+      auto b = w.lock();
+      if (b) quit_idle(*b, true, now);
+      return !b;
+    });
   }
 }
 
@@ -153,11 +201,11 @@ void Core::begin_shutdown() {
       a->close(ec);
     }
     sweep_timer_.cancel();
-    for (auto& [name, pool] : pools_)
-      for (auto& b : pool->backends)
-        for (auto& s : b->idle.drain_all())
-          asio::co_spawn(
-              io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
+    auto now = Clock::now();
+    for (auto& [name, pool] : view_->pools)
+      for (auto& b : pool->backends) quit_idle(*b, true, now);
+    for (auto& w : retired_)
+      if (auto b = w.lock()) quit_idle(*b, true, now);
     for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
       s->on_shutdown();
   });

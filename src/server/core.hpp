@@ -2,8 +2,9 @@
 //
 // A Core has its own io_context, acceptors (SO_REUSEPORT, so the kernel
 // spreads connections over the cores), sessions, balancers and pooled
-// backend sessions.  What the cores share is read-only (the Config) or
-// atomic (backend health, connection counts): no lock on the message path.
+// backend sessions.  What the cores share is read-only (the configuration
+// generation) or atomic (backend health, connection counts): no lock on the
+// message path.
 #pragma once
 
 #include <atomic>
@@ -19,6 +20,7 @@
 #include "net/asio.hpp"
 #include "route/router.hpp"
 #include "server/connection_limiter.hpp"
+#include "server/generation.hpp"
 #include "server/metrics.hpp"
 #include "server/rate_limiter.hpp"
 
@@ -26,21 +28,31 @@ namespace smtplb::server {
 
 class FrontendSession;
 
-// What all cores share, built once at start-up.
+// What all cores share.  `generation` is replaced on reload by the first
+// core (which also runs the admin API and the health checks, its only
+// readers); the other cores get their copy through Core::adopt.
 struct Shared {
-  std::shared_ptr<const config::Config> cfg;
-  // One state per configured backend, per pool, with its resolved address.
-  struct BackendEntry {
-    std::unique_ptr<balance::BackendState> state;
-    tcp::endpoint endpoint;
-  };
-  std::map<std::string, std::vector<BackendEntry>> backends;  // by pool name
+  std::shared_ptr<const Generation> generation;
+  std::shared_ptr<Metrics> metrics = std::make_shared<Metrics>();
   ConnectionLimiter limiter;
-  std::unique_ptr<RateLimiter> connection_rate;  // per client address, untrusted only
-  std::unique_ptr<RateLimiter> message_rate;
   std::atomic<std::uint64_t> possible_duplicates{0};
-  std::unique_ptr<Metrics> metrics;
+  std::atomic<std::uint64_t> reloads_ok{0}, reloads_refused{0};
+  // timeouts.shutdown of the generation in force, for the signal thread.
+  std::atomic<std::int64_t> shutdown_ms{0};
   std::uint32_t id_base = 0;  // random per process, so ids differ across restarts
+};
+
+// A generation as one core uses it: its router and its pools (balancer
+// state and idle backend sessions are per core).  A session holds the view
+// its transaction began with.
+struct CoreView {
+  std::shared_ptr<const Generation> gen;
+  route::Router router;
+  std::map<std::string, std::shared_ptr<client::PoolRuntime>, std::less<>> pools;
+
+  explicit CoreView(std::shared_ptr<const Generation> g) : gen(std::move(g)), router(*gen->cfg) {}
+  const config::Config& cfg() const { return *gen->cfg; }
+  client::PoolRuntime* pool(std::string_view name) const;
 };
 
 class Core {
@@ -60,10 +72,13 @@ class Core {
   // Deadline passed: every session gets 421 and is closed.  Thread-safe.
   void force_close();
 
-  const config::Config& cfg() const { return *shared_.cfg; }
   Shared& shared() { return shared_; }
-  client::PoolRuntime* pool(std::string_view name);
-  const route::Router& router() const { return router_; }
+  // The generation new transactions use (this core's thread only).
+  const std::shared_ptr<CoreView>& view() const { return view_; }
+  // Reload: new transactions use `gen` from now on; backends that stay
+  // keep their idle sessions, the others' are closed politely as they come
+  // free.  Thread-safe (posts to the core).
+  void adopt(std::shared_ptr<const Generation> gen);
   bool shutting_down() const { return shutting_down_; }
   int index() const { return index_; }
   std::string next_session_id();
@@ -73,9 +88,11 @@ class Core {
   void remove(FrontendSession* s) { sessions_.erase(s); }
 
  private:
-  awaitable<void> accept_loop(tcp::acceptor& acceptor, const config::Listener& l);
+  awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string listener);
   awaitable<void> sweep_loop();
   awaitable<void> refuse(tcp::socket sock);
+  std::shared_ptr<CoreView> build_view(std::shared_ptr<const Generation> gen) const;
+  void quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now);
 
   int index_;
   Shared& shared_;
@@ -86,8 +103,10 @@ class Core {
   // before the io_context.
   std::set<FrontendSession*> sessions_;
   asio::io_context io_{1};
-  route::Router router_;
-  std::map<std::string, std::unique_ptr<client::PoolRuntime>, std::less<>> pools_;
+  std::shared_ptr<CoreView> view_;
+  // Backends a reload removed whose runtimes sessions of older views may
+  // still hold: the sweeper QUITs what they give back until they are gone.
+  std::vector<std::weak_ptr<client::BackendRuntime>> retired_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;

@@ -52,12 +52,13 @@ bool is_own_error(const smtp::Reply& r) {
 
 }  // namespace
 
-FrontendSession::FrontendSession(Core& core, const config::Listener& listener, tcp::socket sock,
+FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
+                                 const config::Listener& listener, tcp::socket sock,
                                  std::unique_ptr<ConnectionSlot> slot)
     : core_(core),
-      cfg_(core.cfg()),
-      listener_(listener),
-      cfg_hold_(core.shared().cfg),
+      view_(std::move(view)),
+      cfg_(&view_->cfg()),
+      listener_(&listener),
       sock_(std::move(sock)),
       slot_(std::move(slot)),
       id_(core.next_session_id()) {
@@ -68,7 +69,7 @@ FrontendSession::FrontendSession(Core& core, const config::Listener& listener, t
     client_port_ = ep.port();
     ip_ = ip_bytes(ep);
   }
-  trusted_ = is_trusted(cfg_, ip_);
+  trusted_ = is_trusted(*cfg_, ip_);
   core_.add(this);
 }
 
@@ -88,13 +89,13 @@ void FrontendSession::force_close() {
 
 FrontendSession::Duration FrontendSession::read_bound(Duration per_read) const {
   auto left =
-      std::chrono::duration_cast<Duration>(started_ + cfg_.timeouts.client_session - Clock::now());
+      std::chrono::duration_cast<Duration>(started_ + cfg_->timeouts.client_session - Clock::now());
   return std::max(Duration(1), std::min(per_read, left));
 }
 
 awaitable<bool> FrontendSession::flush() {
   if (out_.empty()) co_return true;
-  error_code ec = co_await sock_.write_all(out_, cfg_.timeouts.client_command);
+  error_code ec = co_await sock_.write_all(out_, cfg_->timeouts.client_command);
   out_.clear();
   co_return !ec;
 }
@@ -114,7 +115,7 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
     if (!co_await flush()) co_return ReadResult::kClosed;
     if (forced_ || (core_.shutting_down() && !envelope_)) co_return ReadResult::kShutdown;
     idle_wait_ = !envelope_;
-    if (!line_deadline) line_deadline = Clock::now() + cfg_.timeouts.client_command;
+    if (!line_deadline) line_deadline = Clock::now() + cfg_->timeouts.client_command;
     auto left = std::chrono::duration_cast<Duration>(*line_deadline - Clock::now());
     if (left <= Duration::zero()) co_return ReadResult::kTimeout;
     auto [ec, n] = co_await sock_.read_some(asio::buffer(rbuf_), read_bound(left));
@@ -129,12 +130,12 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
 awaitable<void> FrontendSession::run() {
   log::Record("connect")
       .add("s", id_)
-      .add("listener", listener_.name)
+      .add("listener", listener_->name)
       .add("client", client_ip_)
       .add("port", client_port_)
       .add("trusted", trusted_ ? "yes" : "no")
       .emit(spdlog::level::debug);
-  queue(replies::banner(cfg_.hostname));
+  queue(replies::banner(cfg_->hostname));
   std::string line;
   for (;;) {
     ReadResult rr = co_await read_line(line);
@@ -144,7 +145,7 @@ awaitable<void> FrontendSession::run() {
       break;
     }
     if (rr == ReadResult::kShutdown) {
-      queue(replies::shutting_down(cfg_.hostname));
+      queue(replies::shutting_down(cfg_->hostname));
       break;
     }
     smtp::Reply reply;
@@ -165,7 +166,7 @@ awaitable<void> FrontendSession::run() {
         reply = co_await dispatch(*parsed.command);
       }
     }
-    if (is_own_error(reply) && ++errors_ >= cfg_.limits.max_errors) {
+    if (is_own_error(reply) && ++errors_ >= cfg_->limits.max_errors) {
       queue(reply);
       queue(replies::too_many_errors());
       break;
@@ -188,8 +189,8 @@ awaitable<void> FrontendSession::run() {
 smtp::Reply FrontendSession::ehlo_reply() const {
   smtp::Reply r;
   r.code = 250;
-  r.lines = {cfg_.hostname, "PIPELINING", "SIZE " + std::to_string(cfg_.limits.max_message_size),
-             "8BITMIME",    "SMTPUTF8",   "ENHANCEDSTATUSCODES"};
+  r.lines = {cfg_->hostname, "PIPELINING", "SIZE " + std::to_string(cfg_->limits.max_message_size),
+             "8BITMIME",     "SMTPUTF8",   "ENHANCEDSTATUSCODES"};
   return r;
 }
 
@@ -220,7 +221,7 @@ awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd) {
     case Verb::kVrfy:
       co_return replies::vrfy();
     case Verb::kQuit:
-      co_return replies::closing(cfg_.hostname);
+      co_return replies::closing(cfg_->hostname);
     case Verb::kStartTls:
       co_return smtp::make_reply(454, "4.7.0", "TLS not available");
     case Verb::kAuth:
@@ -244,17 +245,32 @@ smtp::Reply FrontendSession::on_helo(const smtp::Command& cmd) {
     return ehlo_reply();
   }
   greeting_ = Greeting::kHelo;
-  return smtp::make_reply(250, "", cfg_.hostname);
+  return smtp::make_reply(250, "", cfg_->hostname);
+}
+
+void FrontendSession::adopt_current_view() {
+  // A new transaction uses the configuration of the moment: a reload after
+  // this session began takes effect here.  Nothing of the previous
+  // transaction (tx_, pool_) points into the old view any more.
+  const auto& current = core_.view();
+  if (current == view_ || tx_) return;
+  const config::Listener* l = current->cfg().find_listener(listener_->name);
+  if (!l) return;  // cannot happen: a reload keeps every listener
+  view_ = current;
+  cfg_ = &view_->cfg();
+  listener_ = l;
+  trusted_ = is_trusted(*cfg_, ip_);
 }
 
 smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (greeting_ == Greeting::kNone) return replies::bad_sequence("send EHLO first");
   if (envelope_) return replies::bad_sequence("nested MAIL command");
-  if (listener_.role == config::Role::kSubmission && !trusted_) return replies::auth_required();
-  if (cmd.mail.size && *cmd.mail.size > cfg_.limits.max_message_size)
-    return replies::message_too_big();
   if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii()) return replies::utf8_needs_smtputf8();
-  if (!trusted_ && !core_.shared().message_rate->allow(ip_, Clock::now()))
+  adopt_current_view();
+  if (listener_->role == config::Role::kSubmission && !trusted_) return replies::auth_required();
+  if (cmd.mail.size && *cmd.mail.size > cfg_->limits.max_message_size)
+    return replies::message_too_big();
+  if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now()))
     return replies::message_rate_exceeded();
   client::Envelope env;
   env.sender = cmd.path;
@@ -275,8 +291,8 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (!envelope_) co_return replies::bad_sequence("need MAIL before RCPT");
   // max_recipients counts accepted recipients (RFC 5321 4.5.3.1.8); refused
   // ones are bounded too, so a client cannot probe addresses without end.
-  if (static_cast<int>(accepted_.size()) >= cfg_.limits.max_recipients ||
-      rcpt_attempts_ >= cfg_.limits.max_recipients + kMaxRefusedRecipients)
+  if (static_cast<int>(accepted_.size()) >= cfg_->limits.max_recipients ||
+      rcpt_attempts_ >= cfg_->limits.max_recipients + kMaxRefusedRecipients)
     co_return replies::too_many_recipients();
   ++rcpt_attempts_;
   const smtp::Mailbox& rcpt = cmd.path.mailbox;
@@ -284,7 +300,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
     refused_.push_back(rcpt.str());
     co_return replies::utf8_needs_smtputf8();
   }
-  if (check_recipient(cfg_, listener_.role, trusted_, rcpt) == Verdict::kRelayDenied) {
+  if (check_recipient(*cfg_, listener_->role, trusted_, rcpt) == Verdict::kRelayDenied) {
     refused_.push_back(rcpt.str());
     log::Record("relay_denied")
         .add("s", id_)
@@ -294,10 +310,10 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
         .emit();
     co_return replies::relay_denied();
   }
-  std::string domain = routing_domain(cfg_, rcpt);
+  std::string domain = routing_domain(*cfg_, rcpt);
   std::string sender_domain = smtp::ascii_lower(envelope_->sender.mailbox.domain);
-  const config::Route* route = core_.router().match({listener_.name, domain, sender_domain, ip_});
-  client::PoolRuntime* pool = route ? core_.pool(route->pool) : nullptr;
+  const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
+  client::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool) {
     refused_.push_back(rcpt.str());
     co_return smtp::make_reply(550, "5.7.1", "No route for this recipient");
@@ -305,7 +321,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (pool_ && pool != pool_) co_return replies::other_pool();
   if (!tx_) {
     pool_ = pool;
-    tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), cfg_, *pool,
+    tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
                                                      *envelope_);
   }
   smtp::Reply r = co_await tx_->rcpt(cmd.path);
@@ -337,7 +353,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   ReceivedInfo ri;
   ri.helo = helo_name_;
   ri.client_ip = client_ip_;
-  ri.hostname = cfg_.hostname;
+  ri.hostname = cfg_->hostname;
   ri.protocol = protocol_name();
   ri.id = tx_id_;
   if (accepted_.size() == 1) ri.recipient = accepted_.front();
@@ -346,12 +362,12 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
 
   enum class Refusal { kNone, kTooBig, kBareLineEnding, kLongLine };
   Refusal refusal = Refusal::kNone;
-  const bool normalize = cfg_.limits.bare_line_endings == config::BareLineEndings::kNormalize;
+  const bool normalize = cfg_->limits.bare_line_endings == config::BareLineEndings::kNormalize;
   smtp::DataDecoder decoder;
   smtp::DataEncoder encoder;
   std::string content, wire;
   std::string dbuf(kDataReadSize, '\0');
-  const auto data_deadline = Clock::now() + cfg_.timeouts.client_data_total;
+  const auto data_deadline = Clock::now() + cfg_->timeouts.client_data_total;
 
   // Bytes the client pipelined behind DATA are the start of the message.
   std::string chunk(reader_.pending());
@@ -361,7 +377,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       auto res = decoder.feed(chunk, content);
       if (res.done) reader_.append(std::string_view(chunk).substr(res.consumed));
       if (refusal == Refusal::kNone) {
-        if (decoder.content_size() > cfg_.limits.max_message_size)
+        if (decoder.content_size() > cfg_->limits.max_message_size)
           refusal = Refusal::kTooBig;
         else if (decoder.saw_bare_line_ending() && !normalize)
           refusal = Refusal::kBareLineEnding;
@@ -382,12 +398,12 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       tx_->abort();
       log_transaction(smtp::Reply{}, "shutdown");
       close = true;
-      co_return replies::shutting_down(cfg_.hostname);
+      co_return replies::shutting_down(cfg_->hostname);
     }
     auto left = std::chrono::duration_cast<Duration>(data_deadline - Clock::now());
     auto [ec, n] = co_await sock_.read_some(
         asio::buffer(dbuf),
-        read_bound(std::max(Duration(1), std::min(cfg_.timeouts.client_data, left))));
+        read_bound(std::max(Duration(1), std::min(cfg_->timeouts.client_data, left))));
     if (ec) {
       // Client gone or too slow in mid-DATA: nothing is delivered.
       tx_->abort();
@@ -395,7 +411,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
                       ec == asio::error::timed_out ? "client_timeout" : "client_gone");
       close = true;
       if (ec == asio::error::timed_out) co_return replies::timeout();
-      if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_.hostname);
+      if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_->hostname);
       co_return smtp::Reply{};
     }
     chunk.assign(dbuf.data(), n);
@@ -460,13 +476,14 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
   }
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tx_started_);
   core_.shared().metrics->count_transaction(
-      listener_.name, pool_ && pool_->cfg ? std::string_view(pool_->cfg->name) : "",
+      *view_->gen->metrics, listener_->name,
+      pool_ && pool_->cfg ? std::string_view(pool_->cfg->name) : "",
       tx_ ? std::string_view(tx_->backend_name()) : "", result,
       static_cast<double>(us.count()) / 1e6);
   log::Record rec("transaction");
   rec.add("s", id_)
       .add("t", tx_id_)
-      .add("listener", listener_.name)
+      .add("listener", listener_->name)
       .add("client", client_ip_)
       .add("helo", helo_name_)
       .add("from", envelope_ ? envelope_->sender.str() : "")

@@ -27,8 +27,8 @@ namespace smtplb::server {
 
 class FrontendSession {
  public:
-  FrontendSession(Core& core, const config::Listener& listener, tcp::socket sock,
-                  std::unique_ptr<ConnectionSlot> slot);
+  FrontendSession(Core& core, std::shared_ptr<CoreView> view, const config::Listener& listener,
+                  tcp::socket sock, std::unique_ptr<ConnectionSlot> slot);
   ~FrontendSession();
 
   awaitable<void> run();
@@ -50,6 +50,7 @@ class FrontendSession {
 
   awaitable<smtp::Reply> dispatch(const smtp::Command& cmd);
   smtp::Reply on_helo(const smtp::Command& cmd);
+  void adopt_current_view();
   smtp::Reply on_mail(const smtp::Command& cmd);
   awaitable<smtp::Reply> on_rcpt(const smtp::Command& cmd);
   // DATA: the whole phase, through the reply after the final dot.  Sets
@@ -61,9 +62,11 @@ class FrontendSession {
   void log_transaction(const smtp::Reply& final_reply, const char* result);
 
   Core& core_;
-  const config::Config& cfg_;  // the snapshot this session began with
-  const config::Listener& listener_;
-  std::shared_ptr<const config::Config> cfg_hold_;
+  // The configuration generation of the current transaction (or of the
+  // connection, before the first MAIL); cfg_ and listener_ point into it.
+  std::shared_ptr<CoreView> view_;
+  const config::Config* cfg_;
+  const config::Listener* listener_;
   net::TimedSocket sock_;
   std::unique_ptr<ConnectionSlot> slot_;
   std::string id_;

@@ -32,27 +32,39 @@ std::string label(std::string_view v) {
 
 }  // namespace
 
-Metrics::Metrics(const config::Config& cfg) {
+std::shared_ptr<const Metrics::Table> Metrics::table_for(const config::Config& cfg) {
+  auto table = std::make_shared<Table>();
+  std::lock_guard lock(mutex_);
+  auto add = [&](const std::string& l, const std::string& p, const std::string& b) {
+    for (const auto& r : kResults) {
+      std::string key = key_of(l, p, b, r);
+      auto it = by_key_.find(key);
+      if (it == by_key_.end()) {
+        Slot& slot = slots_.emplace_back();
+        slot.listener = l;
+        slot.pool = p;
+        slot.backend = b;
+        slot.result = std::string(r);
+        it = by_key_.emplace(key, &slot).first;
+      }
+      table->index_.emplace(std::move(key), &it->second->count);
+    }
+  };
   for (const auto& l : cfg.listeners) {
-    for (const auto& r : kResults) keys_.push_back({l.name, "", "", std::string(r)});
+    add(l.name, "", "");
     for (const auto& p : cfg.pools) {
-      for (const auto& r : kResults) keys_.push_back({l.name, p.name, "", std::string(r)});
-      for (const auto& b : p.backends)
-        for (const auto& r : kResults) keys_.push_back({l.name, p.name, b.name, std::string(r)});
+      add(l.name, p.name, "");
+      for (const auto& b : p.backends) add(l.name, p.name, b.name);
     }
   }
-  counts_ = std::make_unique<std::atomic<std::uint64_t>[]>(keys_.size());
-  for (std::size_t i = 0; i < keys_.size(); ++i) {
-    counts_[i].store(0, std::memory_order_relaxed);
-    const Key& k = keys_[i];
-    index_.emplace(key_of(k.listener, k.pool, k.backend, k.result), i);
-  }
+  return table;
 }
 
-void Metrics::count_transaction(std::string_view listener, std::string_view pool,
-                                std::string_view backend, std::string_view result, double seconds) {
-  auto it = index_.find(key_of(listener, pool, backend, result));
-  if (it != index_.end()) counts_[it->second].fetch_add(1, std::memory_order_relaxed);
+void Metrics::count_transaction(const Table& table, std::string_view listener,
+                                std::string_view pool, std::string_view backend,
+                                std::string_view result, double seconds) {
+  auto it = table.index_.find(key_of(listener, pool, backend, result));
+  if (it != table.index_.end()) it->second->fetch_add(1, std::memory_order_relaxed);
   std::size_t b = 0;
   while (b < kDurationBuckets.size() && seconds > kDurationBuckets[b]) ++b;
   buckets_[b].fetch_add(1, std::memory_order_relaxed);
@@ -64,12 +76,14 @@ void Metrics::write(std::string& out) const {
   out +=
       "# HELP smtplb_transactions_total Transactions by listener, pool, backend that took the "
       "final answer, and result.\n# TYPE smtplb_transactions_total counter\n";
-  for (std::size_t i = 0; i < keys_.size(); ++i) {
-    std::uint64_t n = counts_[i].load(std::memory_order_relaxed);
-    const Key& k = keys_[i];
-    out += "smtplb_transactions_total{listener=\"" + label(k.listener) + "\",pool=\"" +
-           label(k.pool) + "\",backend=\"" + label(k.backend) + "\",result=\"" + k.result + "\"} " +
-           std::to_string(n) + "\n";
+  {
+    std::lock_guard lock(mutex_);
+    for (const Slot& k : slots_) {
+      std::uint64_t n = k.count.load(std::memory_order_relaxed);
+      out += "smtplb_transactions_total{listener=\"" + label(k.listener) + "\",pool=\"" +
+             label(k.pool) + "\",backend=\"" + label(k.backend) + "\",result=\"" + k.result +
+             "\"} " + std::to_string(n) + "\n";
+    }
   }
   out +=
       "# HELP smtplb_transaction_duration_seconds Time from MAIL to the final reply.\n"

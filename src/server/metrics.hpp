@@ -1,15 +1,17 @@
 // metrics.hpp: the counters /metrics exports, shared by every core.
 //
-// Every label combination is known at start-up (listeners, pools, their
-// backends, a fixed list of results), so the table is built once and never
-// changes: counting a transaction is one hash lookup and one relaxed atomic
-// add, no lock.
+// Every label combination a configuration can produce is known when it is
+// loaded (listeners, pools, their backends, a fixed list of results), so
+// each configuration generation gets a fixed table: counting a transaction
+// is one hash lookup and one relaxed atomic add, no lock.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -29,23 +31,36 @@ inline constexpr std::array<double, 12> kDurationBuckets = {0.001, 0.0025, 0.005
 
 class Metrics {
  public:
-  explicit Metrics(const config::Config& cfg);
+  // The counters one configuration's label sets map to.  Immutable once
+  // built, so counting is one hash lookup and one relaxed add, no lock.
+  class Table {
+    friend class Metrics;
+    std::unordered_map<std::string, std::atomic<std::uint64_t>*> index_;  // "l\0p\0b\0r"
+  };
+
+  // The table for `cfg`: label sets seen before keep their counters (a
+  // reload never resets a counter), new ones start at zero.  Thread-safe;
+  // called at start-up and on reload only.
+  std::shared_ptr<const Table> table_for(const config::Config& cfg);
 
   // `backend` empty when no backend took part.
-  void count_transaction(std::string_view listener, std::string_view pool, std::string_view backend,
-                         std::string_view result, double seconds);
+  void count_transaction(const Table& table, std::string_view listener, std::string_view pool,
+                         std::string_view backend, std::string_view result, double seconds);
 
   // The Prometheus text exposition of these counters (without the backend
   // gauges, which the admin model adds).
   void write(std::string& out) const;
 
  private:
-  struct Key {
+  struct Slot {
     std::string listener, pool, backend, result;
+    std::atomic<std::uint64_t> count{0};
   };
-  std::unordered_map<std::string, std::size_t> index_;  // "l\0p\0b\0r" -> slot
-  std::vector<Key> keys_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> counts_;
+  // Slots are only ever added (under the lock), and a deque keeps their
+  // addresses, so the tables of older generations stay valid.
+  mutable std::mutex mutex_;
+  std::deque<Slot> slots_;
+  std::unordered_map<std::string, Slot*> by_key_;
   std::array<std::atomic<std::uint64_t>, kDurationBuckets.size() + 1> buckets_{};
   std::atomic<std::uint64_t> duration_us_sum_{0};
   std::atomic<std::uint64_t> duration_count_{0};

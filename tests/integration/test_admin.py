@@ -261,7 +261,8 @@ class Api(AdminCase):
                         r.headers)
         self.assertEqual(r.headers.get("cache-control"), "no-store")
         doc = r.json()
-        self.assertEqual(list(doc), ["pools"])
+        self.assertEqual(list(doc), ["generation", "pools"])
+        self.assertEqual(doc["generation"], 1)
         self.assertEqual(len(doc["pools"]), 1)
         pool = doc["pools"][0]
         self.assertEqual(pool["name"], "main")

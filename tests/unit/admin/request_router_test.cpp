@@ -31,7 +31,7 @@ RouterConfig listener(std::string host, std::string token = "") {
 
 // What a case expects, printable so a failure says which way it went.
 struct Want {
-  enum Kind { kMetrics, kPools, kAction, kReject } kind;
+  enum Kind { kMetrics, kPools, kAction, kReload, kReject } kind;
   int status = 200;
   std::string pool{}, backend{};
   Action action = Action::kDrain;
@@ -44,6 +44,9 @@ Want metrics() {
 }
 Want pools() {
   return {Want::kPools};
+}
+Want reload() {
+  return {Want::kReload};
 }
 Want act(std::string pool, std::string backend, Action a) {
   return {Want::kAction, 200, std::move(pool), std::move(backend), a};
@@ -65,6 +68,7 @@ Want unauthorized() {
 std::string describe(const Decision& d) {
   if (std::holds_alternative<ServeMetrics>(d)) return "metrics";
   if (std::holds_alternative<ServePools>(d)) return "pools";
+  if (std::holds_alternative<RunReload>(d)) return "reload";
   if (const auto* a = std::get_if<RunAction>(&d))
     return "action(" + a->pool + ", " + a->backend + ", " +
            std::to_string(static_cast<int>(a->action)) + ")";
@@ -81,6 +85,9 @@ void expect_decision(const Decision& d, const Want& w, std::string_view label) {
       break;
     case Want::kPools:
       EXPECT_TRUE(std::holds_alternative<ServePools>(d));
+      break;
+    case Want::kReload:
+      EXPECT_TRUE(std::holds_alternative<RunReload>(d));
       break;
     case Want::kAction: {
       const auto* a = std::get_if<RunAction>(&d);
@@ -145,6 +152,7 @@ TEST(AdminRouter, ServesTheEndpoints) {
       {"query ignored on an action",
        req("POST", "/api/pools/out/backends/10.0.0.21:25/drain?now=1"),
        act("out", "10.0.0.21:25", Action::kDrain)},
+      {"reload", req("POST", "/api/reload"), reload()},
   };
   run(cases, listener("127.0.0.1"));
 }
@@ -239,6 +247,8 @@ TEST(AdminRouter, WrongMethodIsNotAllowedAndChangesNothing) {
       {"PUT /api/pools", req("PUT", "/api/pools"), not_allowed("GET, HEAD")},
       {"DELETE /api/pools", req("DELETE", "/api/pools"), not_allowed("GET, HEAD")},
       {"lower-case get", req("get", "/metrics"), not_allowed("GET, HEAD")},
+      {"GET /api/reload", req("GET", "/api/reload"), not_allowed("POST")},
+      {"HEAD /api/reload", req("HEAD", "/api/reload"), not_allowed("POST")},
       {"method before bad escape", req("GET", "/api/pools/out/backends/a%zz/drain"),
        not_allowed("POST")},
   };
@@ -382,6 +392,11 @@ TEST(AdminRouter, PostFromAForeignOriginIsForbidden) {
       {"suffix", post_from("http://127.0.0.1:8025.evil.example"), refuse(403)},
   };
   run(cases, listener("127.0.0.1"));
+
+  RequestHead foreign_reload = req("POST", "/api/reload");
+  foreign_reload.origin = "http://evil.example";
+  expect_decision(route_request(foreign_reload, listener("127.0.0.1")), refuse(403),
+                  "reload from a foreign page");
 
   const Case v6[] = {
       {"IPv6 page", post_from("http://[::1]:8025", "[::1]:8025"), act("p", "a:25", Action::kDrain)},

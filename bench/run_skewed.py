@@ -7,7 +7,22 @@ run:
 
   fast   no delay
   slow   --delay-eod S (default 0.05 s): waits S seconds before its reply to
-         the final dot, i.e. its end of data is many times slower
+         the final dot, i.e. its end of data is many times slower; and
+         --slow-capacity N (default 2, fault_backend.py --eod-capacity N):
+         at most N messages are in those S seconds at a time, first come
+         first served, so it accepts at most N / S messages a second
+         (2 / 0.05 s = 40 msg/s by default) and queues the rest
+
+Why a capacity: a slower machine has less throughput, not only more latency.
+A real MTA's work per message is serialised on a few CPUs and disks; past
+its rate a queue builds up on it and every message waits for the ones
+ahead.  Round robin hands the slow backend half the load however slow it is,
+far more than its 40 msg/s by default, so there its queue holds nearly every
+client session and its latency is about C * S / N (0.5 s with the
+defaults); an algorithm that watches the load sends it less.  With
+--slow-capacity 0 every session waits S on its own (unlimited capacity,
+the behaviour before the option): the slow backend is then slow but never
+overloaded, and only its fixed S shows in the latencies.
 
 Then, for each algorithm (round_robin, least_connections, least_load,
 random_two; the order rotates from one --repeat round to the next) a fresh
@@ -29,7 +44,8 @@ backends per message and the machine's busy % are reported too.
 
 Python 3 standard library only.  See bench/README.md ("Skewed backends").
 
-  bench/run_skewed.py                               # defaults: 2000 messages, 20 sessions, 0.05 s
+  bench/run_skewed.py                               # defaults: 2000 messages, 20 sessions, 0.05 s, capacity 2 (~2 min)
+  bench/run_skewed.py --slow-capacity 0             # slow but unlimited (no queue on it)
   bench/run_skewed.py --messages 5000 --repeat 3 --out skewed.json
   bench/run_skewed.py --delay-eod 0.02 --per-connection 10 --direct fast
 """
@@ -124,9 +140,11 @@ def exec_backend_nodelay(argv: list[str]) -> None:
 
 
 class Backend:
-    def __init__(self, runner: Runner, args, name: str, delay: float) -> None:
+    def __init__(self, runner: Runner, args, name: str, delay: float,
+                 capacity: int = 0) -> None:
         self.name = name
         self.delay = delay
+        self.capacity = capacity
         self.store = runner.workdir / f"store-{name}"
         self.store.mkdir()
         self.msgs = self.store / "msgs"
@@ -136,6 +154,9 @@ class Backend:
         argv += [str(FAULT_BACKEND), "--port", "0", "--store", str(self.store), "--name", name]
         if delay:
             argv += ["--delay-eod", f"{delay:g}"]
+            if capacity:
+                # N messages in their delay at a time, FIFO: N / delay msg/s.
+                argv += ["--eod-capacity", str(capacity)]
         self.proc, _out, self.err = runner.start(argv, f"backend-{name}")
         ready = self.store / "ready.json"
         deadline = time.monotonic() + 10.0
@@ -566,12 +587,14 @@ def render(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def build_table(summary: list[dict], rr_p99: float | None) -> str:
-    """Two tables: what the client saw, then where the time and CPU went."""
+def build_table(summary: list[dict], rr_p99: float | None, slow_rate: float | None) -> str:
+    """Two tables: what the client saw, then where the time and CPU went.
+    slow_rate: the slow backend's capacity in msg/s (None: unlimited)."""
     head1 = ["setup", "ok", "fail", "msg/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
              "p99/rr", "fast %", "slow %", "lost", "dup"]
-    head2 = ["setup", "fast p50", "fast p99", "slow p50", "slow p99", "lb us/msg",
-             "backends us/msg", "client us/msg", "client % core", "busy %", "other %"]
+    head2 = ["setup", "fast p50", "fast p99", "slow p50", "slow p99", "slow msg/s", "slow cap %",
+             "lb us/msg", "backends us/msg", "client us/msg", "client % core", "busy %",
+             "other %"]
     t1, t2 = [head1], [head2]
     for r in summary:
         if "error" in r:
@@ -590,10 +613,16 @@ def build_table(summary: list[dict], rr_p99: float | None) -> str:
             str(r["missing_total"]), str(r["duplicates_total"]),
         ])
         by = r["latency_ms_by_backend"]
+        # The rate the slow backend stored at, and how much of its capacity
+        # that is: near 100 % it is saturated and its queue sets the latency.
+        slow_mps = r["stored"].get("slow", 0) / r["wall_s"] if r["wall_s"] > 0 else None
         t2.append([
             name,
             fmt(by["fast"]["p50"], ".1f"), fmt(by["fast"]["p99"], ".1f"),
             fmt(by["slow"]["p50"], ".1f"), fmt(by["slow"]["p99"], ".1f"),
+            fmt(slow_mps, ".0f"),
+            fmt(100.0 * slow_mps / slow_rate if slow_mps is not None and slow_rate else None,
+                ".0f"),
             fmt(r["smtplb_cpu_us_per_msg"], ".0f"), fmt(r["backends_cpu_us_per_msg"], ".0f"),
             fmt(r["client_cpu_us_per_msg"], ".0f"), fmt(r["client_cpu_pct_of_one_core"], ".0f"),
             fmt(r["machine_busy_pct"], ".0f"), fmt(r["other_cpu_pct"], ".0f"),
@@ -616,6 +645,11 @@ def main() -> int:
     ap.add_argument("--delay-eod", type=float, default=0.05,
                     help="seconds the slow backend waits before its end-of-data reply "
                          "(default %(default)s)")
+    ap.add_argument("--slow-capacity", type=int, default=2, metavar="N",
+                    help="messages the slow backend processes at a time, each taking "
+                         "--delay-eod (fault_backend.py --eod-capacity): N / delay msg/s at "
+                         "most, the rest queue; 0: unlimited, every session waits on its own "
+                         "(default %(default)s)")
     ap.add_argument("--backend-nagle", action="store_true",
                     help="run fault_backend.py without the TCP_NODELAY shim (adds ~40 ms to "
                          "every transaction through smtplb, see the source)")
@@ -635,8 +669,9 @@ def main() -> int:
                     help="smtplb --log-level (default info; the log goes to a file)")
     ap.add_argument("--io-timeout", type=float, default=30.0,
                     help="seconds the client waits for one reply (default %(default)s)")
-    ap.add_argument("--run-timeout", type=float, default=120.0,
-                    help="seconds one load run may take (default %(default)s)")
+    ap.add_argument("--run-timeout", type=float, default=None,
+                    help="seconds one load run may take (default 120, plus twice the time "
+                         "the slow backend alone needs for the run at its capacity)")
     ap.add_argument("--budget", type=float, default=600.0,
                     help="seconds for the whole run; what is left is skipped and reported as "
                          "failed (default %(default)s)")
@@ -658,8 +693,15 @@ def main() -> int:
             ap.error(f"--direct takes fast, slow or none, not {d!r}")
     if min(args.messages, args.concurrency, args.per_connection, args.repeat) < 1:
         ap.error("--messages, --concurrency, --per-connection and --repeat must be positive")
-    if args.delay_eod < 0 or args.warmup < 0:
-        ap.error("--delay-eod and --warmup must not be negative")
+    if args.delay_eod < 0 or args.warmup < 0 or args.slow_capacity < 0:
+        ap.error("--delay-eod, --slow-capacity and --warmup must not be negative")
+    # The slow backend's throughput bound (None: unlimited).
+    slow_rate = (args.slow_capacity / args.delay_eod
+                 if args.slow_capacity and args.delay_eod else None)
+    if args.run_timeout is None:
+        # direct-slow runs at the slow backend's rate, however fast the rest:
+        # leave it room (2000 messages at 40 msg/s are 50 s).
+        args.run_timeout = 120.0 + (2.0 * args.messages / slow_rate if slow_rate else 0.0)
     if algorithms and not (os.path.isfile(args.smtplb) and os.access(args.smtplb, os.X_OK)):
         print(f"run_skewed: smtplb not found at {args.smtplb} (build it: cmake --build build "
               f"--target smtplb)", file=sys.stderr)
@@ -698,7 +740,7 @@ def main() -> int:
         plan += [(rnd, "direct-" + d) for d in direct] + [(rnd, a) for a in order]
     try:
         backends["fast"] = Backend(runner, args, "fast", 0.0)
-        backends["slow"] = Backend(runner, args, "slow", args.delay_eod)
+        backends["slow"] = Backend(runner, args, "slow", args.delay_eod, args.slow_capacity)
         for rnd, setup in plan:
             if time.monotonic() - started > args.budget:
                 rows.append({"setup": setup, "round": rnd,
@@ -732,17 +774,30 @@ def main() -> int:
         summary.append(a if a is not None else {"setup": s, "error": "no successful run"})
     rr = next((r for r in summary if r["setup"] == "round_robin" and "error" not in r), None)
     rr_p99 = rr["latency_ms"]["p99"] if rr else None
-    table = build_table(summary, rr_p99)
+    table = build_table(summary, rr_p99, slow_rate)
 
+    capacity_text = (f"capacity {args.slow_capacity} at a time = {slow_rate:g} msg/s"
+                     if slow_rate else "capacity unlimited")
     print()
     print(f"smtplb skewed-backend benchmark: {args.messages} messages x {args.repeat} round(s), "
           f"{args.concurrency} sessions, "
           f"{'one message' if args.per_connection == 1 else f'{args.per_connection} messages'} "
           f"per connection, {args.size} octets, warm-up {args.warmup}; backends: fast (no delay), "
-          f"slow (--delay-eod {args.delay_eod:g}), TCP_NODELAY "
+          f"slow (--delay-eod {args.delay_eod:g}, {capacity_text}), TCP_NODELAY "
           f"{'off (--backend-nagle)' if args.backend_nagle else 'on'}; {elapsed:.0f}s total, {os.cpu_count()} CPUs "
           f"shared by all processes")
     print(table)
+    if slow_rate:
+        # Round robin gives the slow backend every other message whatever its
+        # speed: it is overloaded as soon as half the offered load exceeds
+        # its capacity.  direct-fast shows what the rest of the chain can
+        # offer (an upper bound: without smtplb's hop).
+        df = next((r for r in summary if r["setup"] == "direct-fast" and "error" not in r), None)
+        offered = (f"; direct-fast ran {df['msgs_per_s']:.0f} msg/s, half of it is "
+                   f"{df['msgs_per_s'] / 2 / slow_rate:.1f}x that capacity" if df else "")
+        print(f"\nslow backend capacity: {args.slow_capacity} messages at a time x "
+              f"{args.delay_eod:g} s = {slow_rate:g} msg/s; round robin sends it every other "
+              f"message, so it queues once the whole exceeds {2 * slow_rate:g} msg/s{offered}")
     if args.repeat > 1:
         print()
         print("per round (round 0, 1, ...; the algorithm order rotates each round):")
@@ -769,6 +824,9 @@ columns: ok, fail       transactions the client saw accepted (250 after the dot)
          fast %, slow % messages each backend stored during the run (msgs/*.json, after - before)
          lost, dup      accepted but not stored / X-Test-Id stored twice or more
          fast/slow p50, p99  the same latency, of the messages that backend stored (X-Test-Id)
+         slow msg/s     messages the slow backend stored / wall time
+         slow cap %     that / its capacity (--slow-capacity / --delay-eod): ~100 = saturated,
+                        a queue builds up on it
          lb us/msg      CPU (utime+stime) of smtplb per accepted message
          backends us/msg  CPU of both fault_backend.py processes per accepted message
          client us/msg  CPU of this script's load client per message, and its share of one core
@@ -800,7 +858,9 @@ columns: ok, fail       transactions the client saw accepted (250 after the dot)
         "argv": sys.argv,
         "parameters": {"messages": args.messages, "concurrency": args.concurrency,
                        "per_connection": args.per_connection, "size": args.size,
-                       "delay_eod_s": args.delay_eod, "warmup": args.warmup,
+                       "delay_eod_s": args.delay_eod, "slow_capacity": args.slow_capacity,
+                       "slow_capacity_msgs_per_s": slow_rate, "run_timeout_s": args.run_timeout,
+                       "warmup": args.warmup,
                        "repeat": args.repeat, "algorithms": algorithms, "direct": direct,
                        "smtplb_log_level": args.smtplb_log_level,
                        "backend_tcp_nodelay": not args.backend_nagle},

@@ -66,7 +66,8 @@ changes: at every connection, before every command and every 50 ms.
                      step; keep reading (and ignoring) until the peer closes;
                      body: after the 354, stop reading altogether (the peer's
                      writes block once the socket buffers are full)
-  delay_eod          seconds to wait before the end-of-data reply
+  delay_eod          seconds to wait before the end-of-data reply (with
+                     --eod-capacity, see below, a slot held that long)
   eod_extra          a reply line sent, unsolicited, right after the 250 at
                      end of data (counted by fault_limit); with
                      eod_extra_delay, that many seconds after it
@@ -78,12 +79,20 @@ changes: at every connection, before every command and every 50 ms.
   omit_ehlo          EHLO keywords not to advertise, e.g. ["PIPELINING"]
   max_size           the SIZE limit in octets (default 104857600)
 
+Capacity, a flag only (not in the control file): --eod-capacity N lets at
+most N sessions wait out delay_eod at the same time, first come first
+served; the others queue for a slot.  The backend then processes N messages
+at a time, each taking delay_eod, i.e. at most N / delay_eod messages a
+second, the way a real MTA's CPU and disk bound it: past that rate a queue
+builds up and its latency grows with the queue.  0, the default: every
+session waits on its own, no limit (more latency, but no less throughput).
+
 Usage:
   fault_backend.py --store DIR [--port N] [--host 127.0.0.1] [--name NAME]
       [--control FILE] [--refuse] [--banner R] [--ehlo-reply R]
       [--mail-reply R] [--rcpt-reply ADDR=R ...] [--reject-rcpt-pattern RE]
       [--data-reply R] [--eod-reply R] [--drop-at STEP]
-      [--drop-data-after N|eod] [--hang STEP] [--delay-eod S]
+      [--drop-data-after N|eod] [--hang STEP] [--delay-eod S] [--eod-capacity N]
       [--fault-limit N] [--omit-ehlo KEYWORD ...] [--max-size N]
 
 Every wait is bounded: a session idle for --idle-timeout seconds (default
@@ -161,6 +170,36 @@ class Backend:
         self.server = None
         self.bound_sock = None  # bound, not listening, while refusing
         self.stopping = asyncio.Event()
+        # --eod-capacity: the slots for the end-of-data delay.  asyncio's
+        # Semaphore wakes its waiters in arrival order, so the queue is FIFO.
+        self.eod_slots = asyncio.Semaphore(args.eod_capacity) if args.eod_capacity else None
+        self.eod_queued = 0  # sessions waiting for a slot now
+
+    async def eod_delay(self, conn):
+        """Waits delay_eod before an end-of-data reply: on its own, or, with
+        --eod-capacity N, in one of N slots (a backend that processes N
+        messages at a time), queueing first while all N are taken."""
+        delay = float(self.opt("delay_eod") or 0)
+        if not delay:
+            return
+        if self.eod_slots is None:
+            await asyncio.sleep(delay)
+            return
+        t0 = time.monotonic()
+        self.eod_queued += 1
+        try:
+            await self.eod_slots.acquire()
+        finally:
+            self.eod_queued -= 1
+        try:
+            waited = time.monotonic() - t0
+            if waited >= 0.001:
+                # How long the queue held this message before its slot.
+                self.event("eod_queued", conn=conn, waited=round(waited, 6),
+                           still_queued=self.eod_queued)
+            await asyncio.sleep(delay)
+        finally:
+            self.eod_slots.release()
 
     # ---- events and control -------------------------------------------
 
@@ -579,15 +618,12 @@ class Session:
         r = await self.step_fault("eod", "eod_reply")
         if r:
             self.b.event("eod_refused", conn=self.conn, reply=r)
-            if self.b.opt("delay_eod"):
-                await asyncio.sleep(float(self.b.opt("delay_eod")))
+            await self.b.eod_delay(self.conn)
             await self.reply(r)
             self.reset()
             return
-        delay = float(self.b.opt("delay_eod") or 0)
-        if delay:
-            # A real MTA commits what it took even when the client left.
-            await asyncio.sleep(delay)
+        # A real MTA commits what it took even when the client left.
+        await self.b.eod_delay(self.conn)
         if len(content) > int(self.b.opt("max_size")):
             await self.reply("552 5.3.4 Message size exceeds fixed limit")
             self.reset()
@@ -727,6 +763,8 @@ def main():
     p.add_argument("--drop-data-after", dest="drop_data_after")
     p.add_argument("--hang", choices=STEPS)
     p.add_argument("--delay-eod", dest="delay_eod", type=float, default=0.0)
+    p.add_argument("--eod-capacity", dest="eod_capacity", type=int, default=0,
+                   help="end-of-data delays served at once, FIFO (0: unlimited)")
     p.add_argument("--eod-extra", dest="eod_extra")
     p.add_argument("--eod-extra-delay", dest="eod_extra_delay", type=float, default=0.0)
     p.add_argument("--fault-limit", dest="fault_limit", type=int)
@@ -739,6 +777,8 @@ def main():
         p.error("--host must be a loopback address")
     if args.drop_data_after not in (None, "eod") and not args.drop_data_after.isdigit():
         p.error("--drop-data-after takes a number of octets or `eod`")
+    if args.eod_capacity < 0:
+        p.error("--eod-capacity must not be negative")
     asyncio.run(Backend(args).run())
 
 

@@ -54,6 +54,7 @@ std::string AdminModel::pools_json() {
         b["last_check_unix_ms"] =
             std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
       b["sessions"] = st.sessions();
+      b["final_dot_ms"] = st.final_dot_seconds(now) * 1000.0;
       if (st.config().agent.port) {
         json::object a;
         a["fresh"] = st.agent_fresh(now);

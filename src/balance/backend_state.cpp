@@ -1,6 +1,7 @@
 #include "balance/backend_state.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 namespace smtplb::balance {
 
@@ -81,6 +82,21 @@ double BackendState::agent_room(Clock::time_point now) const {
   int busiest = std::max(agent_cpu(), agent_mem());
   if (busiest < 0) return 1.0;
   return std::max(0.05, (100.0 - busiest) / 100.0);
+}
+
+void BackendState::observe_final_dot(double seconds, Clock::time_point now) {
+  double avg = final_dot_seconds(now);
+  double next = avg == 0 ? seconds : avg + (seconds - avg) / kFinalDotSamples;
+  final_dot_avg_.store(next, std::memory_order_relaxed);
+  final_dot_at_.store(now.time_since_epoch().count(), std::memory_order_relaxed);
+}
+
+double BackendState::final_dot_seconds(Clock::time_point now) const {
+  auto at = final_dot_at_.load(std::memory_order_relaxed);
+  if (at == 0) return 0;
+  double idle = std::chrono::duration<double>(now.time_since_epoch() - Clock::duration(at)).count();
+  double decay = std::chrono::duration<double>(kFinalDotIdleDecay).count();
+  return final_dot_avg_.load(std::memory_order_relaxed) * std::exp(-std::max(0.0, idle) / decay);
 }
 
 bool BackendState::record_check(bool ok, const std::string& reason, int rise, int fall) {

@@ -90,6 +90,19 @@ class BackendState {
   }
   // Room left by the agent's CPU and memory figures, 0.05..1 (1 without them).
   double agent_room(Clock::time_point now) const;
+
+  // How long the backend takes to answer the final dot (its own work on
+  // the message, and any queue in front of that work), for least_load: a
+  // moving average over the last ~kFinalDotSamples answers, decaying
+  // towards zero while no answer comes (time constant kFinalDotIdleDecay),
+  // so a backend left alone for being slow is tried again and can show it
+  // has recovered.  Zero before the first answer.  Cores update it without
+  // a lock; two updates racing may lose one sample, which an average of
+  // this kind shrugs off.
+  static constexpr double kFinalDotSamples = 10;
+  static constexpr std::chrono::seconds kFinalDotIdleDecay{5};
+  void observe_final_dot(double seconds, Clock::time_point now);
+  double final_dot_seconds(Clock::time_point now) const;
   int agent_cpu() const { return agent_cpu_.load(std::memory_order_relaxed); }
   int agent_mem() const { return agent_mem_.load(std::memory_order_relaxed); }
   int agent_queue() const { return agent_queue_.load(std::memory_order_relaxed); }
@@ -203,6 +216,8 @@ class BackendState {
   std::atomic<Clock::rep> agent_expires_{0};
   std::atomic<std::uint64_t> agent_ok_{0}, agent_bad_{0};
   std::atomic<Clock::rep> rate_tat_{0};
+  std::atomic<double> final_dot_avg_{0};
+  std::atomic<Clock::rep> final_dot_at_{0};
   mutable std::mutex reason_mu_;  // for reason_ and the agent's last reply
   std::string reason_;
   std::string agent_reply_;

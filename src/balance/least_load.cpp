@@ -5,7 +5,8 @@
 namespace smtplb::balance {
 
 double least_load_score(const BackendState& b, BackendState::Clock::time_point now) {
-  return load_score(b, now) / b.agent_room(now);
+  const double final_dot = std::max(kFinalDotFloor, b.final_dot_seconds(now));
+  return load_score(b, now) / b.agent_room(now) * final_dot;
 }
 
 std::vector<int> LeastLoad::order(const std::vector<BackendState*>& backends,

@@ -377,7 +377,11 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
       }
       // The full backend_data_done, whatever replays took before: the
       // backend is owed that long before it is called silent.
+      const auto dot_sent = Clock::now();
       auto r = co_await session_->read_reply(cfg_.timeouts.backend_data_done);
+      if (r.failure == Failure::kNone)
+        current_->state->observe_final_dot(
+            std::chrono::duration<double>(Clock::now() - dot_sent).count(), Clock::now());
       if (r.failure == Failure::kNone && r.reply.code / 100 != 2 && r.reply.code / 100 != 4 &&
           r.reply.code / 100 != 5)
         r.failure = Failure::kProtocol;  // 1xx/3xx to the final dot: out of step

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <string>
@@ -241,6 +242,48 @@ TEST(LeastLoad, AgentRoomWins) {
   // Enough transactions on b outweigh a's load: 90% busy is a tenth of the room.
   b.in_flight = 20;
   EXPECT_EQ(states[bal->order(states, now).front()]->name(), "a");
+}
+
+TEST(FinalDotTime, AveragesAnswersAndDecaysWhileIdle) {
+  config::Backend c;
+  c.name = "a";
+  BackendState a("p", c);
+  auto t0 = Clock::now();
+  EXPECT_EQ(a.final_dot_seconds(t0), 0.0);
+  a.observe_final_dot(0.010, t0);
+  EXPECT_DOUBLE_EQ(a.final_dot_seconds(t0), 0.010);  // the first answer sets it
+  a.observe_final_dot(0.110, t0);
+  EXPECT_NEAR(a.final_dot_seconds(t0), 0.020, 1e-9);  // one tenth of the way to 0.110
+  // Left alone, it decays: e^-1 after kFinalDotIdleDecay.
+  EXPECT_NEAR(a.final_dot_seconds(t0 + BackendState::kFinalDotIdleDecay), 0.020 / std::exp(1.0),
+              1e-9);
+  for (int i = 0; i < 100; ++i) a.observe_final_dot(0.002, t0);
+  EXPECT_NEAR(a.final_dot_seconds(t0), 0.002, 1e-6);
+}
+
+TEST(LeastLoad, SlowAnswersOutweighFewerTransactions) {
+  Pool p;
+  auto& fast = p.add("fast");
+  auto& slow = p.add("slow");
+  auto now = Clock::now();
+  fast.observe_final_dot(0.002, now);
+  slow.observe_final_dot(0.200, now);  // a queue in front of its work
+  auto bal = make_balancer(config::Algorithm::kLeastLoad);
+  // 19 transactions on the fast one still wait less than 1 on the slow:
+  // 20 x 2 ms < 1 x 200 ms.
+  fast.in_flight = 19;
+  EXPECT_EQ(p.states[bal->order(p.states, now).front()]->name(), "fast");
+  // Left alone, the slow one's figure decays and it is tried again.
+  auto later = now + 3 * BackendState::kFinalDotIdleDecay;  // 200 ms -> ~10 ms
+  EXPECT_EQ(p.states[bal->order(p.states, later).front()]->name(), "slow");
+  // Answers under a millisecond are all equal: in-flight decides.
+  Pool q;
+  auto& x = q.add("x");
+  auto& y = q.add("y");
+  x.observe_final_dot(0.0002, now);
+  y.observe_final_dot(0.0009, now);
+  x.in_flight = 2;
+  EXPECT_EQ(q.states[bal->order(q.states, now).front()]->name(), "y");
 }
 
 }  // namespace

@@ -1,0 +1,85 @@
+// resolver.hpp: MX and address lookups for one core, c-ares driven by the
+// core's io_context.
+//
+// One Resolver per core, used only from that core's thread (no locks, like
+// every per-core object).  c-ares does the protocol: retries, the server
+// list, TCP when an answer is truncated.  It never blocks and starts no
+// thread here: its sockets are watched with asio::posix::stream_descriptor
+// (c-ares owns and closes them; a watch is released, never closed, when
+// c-ares says it is done with a socket) and its retry clock is one
+// steady_timer.
+//
+// Bounds.  c-ares sends each query up to `attempts` times per server, the
+// first with `timeout` and doubling on each round of the server list; on
+// top of that every lookup ends within timeout x attempts (kTimeout), so
+// the configured figures are the longest a transaction waits for the DNS.
+//
+// Lifetime.  Destroying the Resolver ends every lookup in flight with
+// kCancelled.  Their coroutines resume later from the io_context, never
+// inside the destructor, and must not use the resolver again.  A lookup
+// whose coroutine is cancelled (a cancellation slot, as with
+// `co_await (resolve_mx(d) || timer.async_wait(...))`) ends with kCancelled
+// at once; c-ares finishes the query on its own and the answer is dropped.
+// Like any Asio I/O object, the Resolver goes before its io_context.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/units.hpp"
+#include "dns/result.hpp"
+#include "net/asio.hpp"
+
+namespace smtplb::dns {
+
+// The `dns:` key of DESIGN.md (`{ servers: [127.0.0.1:53], timeout: 2s,
+// attempts: 2 }`), with its defaults.
+struct ResolverOptions {
+  std::vector<config::Endpoint> servers;  // IP literals; empty: /etc/resolv.conf
+  std::chrono::milliseconds timeout{2000};
+  int attempts = 2;
+};
+
+class Resolver {
+ public:
+  struct Made {
+    std::unique_ptr<Resolver> resolver;  // null when error is set
+    std::string error;
+  };
+  // At start-up or reload, on the core's executor.  Fails on a server that
+  // is not an IP literal, a timeout or attempts below 1, or when c-ares
+  // cannot start (it reads /etc/resolv.conf when `servers` is empty).
+  static Made make(asio::any_io_executor ex, const ResolverOptions& options);
+
+  ~Resolver();
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+
+  // The MX records of `domain` (ares_query: no search list, no hosts
+  // file).  kNoData is the caller's cue for the implicit MX (plan_mx with
+  // no records).
+  awaitable<MxResult> resolve_mx(std::string domain);
+  // The AAAA and A records of `host`, asked at once and merged by
+  // combine_families().
+  awaitable<AddrResult> resolve_addresses(std::string host);
+
+  struct Counters {
+    std::uint64_t queries = 0;    // sent to c-ares (an address lookup is two)
+    std::uint64_t timeouts = 0;   // ended by the timeout x attempts bound
+    std::uint64_t cancelled = 0;  // ended by a cancellation slot
+  };
+  const Counters& counters() const;
+
+  class Core;  // the c-ares channel and its watches (resolver.cpp)
+
+ private:
+  explicit Resolver(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+  // Shared only so that the Asio handlers c-ares's sockets and timer leave
+  // behind can tell, through a weak_ptr, that it is gone.
+  std::shared_ptr<Core> core_;
+};
+
+}  // namespace smtplb::dns

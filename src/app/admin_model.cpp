@@ -55,6 +55,10 @@ std::string AdminModel::pools_json() {
             std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
       b["sessions"] = st.sessions();
       b["final_dot_ms"] = st.final_dot_seconds(now) * 1000.0;
+      if (st.config().mx_preference >= 0) {
+        b["mx_host"] = st.config().mx_host;
+        b["preference"] = st.config().mx_preference;
+      }
       if (st.config().agent.port) {
         json::object a;
         a["fresh"] = st.agent_fresh(now);
@@ -77,6 +81,8 @@ std::string AdminModel::pools_json() {
     json::object o;
     o["name"] = p.name;
     o["algorithm"] = config::to_string(p.algorithm);
+    if (p.mx == config::MxMode::kDomain) o["mx"] = p.mx_domain;
+    if (p.mx == config::MxMode::kRecipient) o["mx"] = "recipient";
     o["backends"] = std::move(backends);
     pools.push_back(std::move(o));
   }
@@ -106,6 +112,12 @@ std::string AdminModel::metrics_text() {
       "# TYPE smtplb_config_generation gauge\n"
       "smtplb_config_generation " +
       std::to_string(gen.number) + "\n";
+  out +=
+      "# HELP smtplb_mx_refresh_failures_total Failed DNS refreshes of mx: pools (each run "
+      "of failures once).\n"
+      "# TYPE smtplb_mx_refresh_failures_total counter\n"
+      "smtplb_mx_refresh_failures_total " +
+      std::to_string(shared_.mx_refresh_failures.load(std::memory_order_relaxed)) + "\n";
   out +=
       "# HELP smtplb_reloads_total Configuration reloads by result.\n"
       "# TYPE smtplb_reloads_total counter\n"

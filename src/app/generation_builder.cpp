@@ -57,14 +57,20 @@ std::shared_ptr<server::RateLimiter> rate_limiter(const std::shared_ptr<server::
 
 std::shared_ptr<const server::Generation> build_generation(
     std::shared_ptr<const config::Config> cfg, const server::Generation* previous,
-    server::Metrics& metrics, std::vector<std::string>& errors) {
+    server::Metrics& metrics, std::vector<std::string>& errors, const MxBackends* mx) {
   auto gen = std::make_shared<server::Generation>();
   gen->number = previous ? previous->number + 1 : 1;
   gen->cfg = cfg;
   for (const auto& p : cfg->pools) {
     const config::Pool* old_pool = previous ? previous->cfg->find_pool(p.name) : nullptr;
     auto& list = gen->backends[p.name];
-    for (const auto& b : p.backends) {
+    const std::vector<config::Backend>* backends = &p.backends;
+    static const std::vector<config::Backend> kNone;
+    if (p.mx == config::MxMode::kDomain) {
+      auto it = mx ? mx->find(p.name) : MxBackends::const_iterator{};
+      backends = mx && it != mx->end() ? &it->second : &kNone;
+    }
+    for (const auto& b : *backends) {
       std::string err;
       auto ep = resolve(b.address, err);
       if (!ep) {
@@ -72,7 +78,7 @@ std::shared_ptr<const server::Generation> build_generation(
         continue;
       }
       const server::BackendEntry* old = find_backend(previous, p.name, b.name);
-      if (old && old->state->config() == b && old_pool->slow_start == p.slow_start &&
+      if (old && old->state->config() == b && old_pool && old_pool->slow_start == p.slow_start &&
           old->endpoint == *ep) {
         list.push_back({old->state, *ep});
         continue;
@@ -117,6 +123,12 @@ std::vector<std::string> restart_only_changes(const config::Config& running,
                           (!running.admin || (running.admin->listen == next.admin->listen &&
                                               running.admin->token_file == next.admin->token_file));
   if (!admin_same) out.push_back("admin: changed; a restart applies it");
+  const auto& a = running.dns;
+  const auto& b = next.dns;
+  if (a.servers != b.servers || a.timeout != b.timeout || a.attempts != b.attempts ||
+      a.cache_entries != b.cache_entries || a.max_stale != b.max_stale || a.min_ttl != b.min_ttl ||
+      a.max_ttl != b.max_ttl)
+    out.push_back("dns: changed; a restart applies it");
   return out;
 }
 

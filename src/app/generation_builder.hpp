@@ -9,6 +9,7 @@
 // backend someone took out by hand.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,12 +20,17 @@
 
 namespace smtplb::app {
 
+// The backends DNS gave each `mx: DOMAIN` pool, by pool name (MxWatcher).
+using MxBackends = std::map<std::string, std::vector<config::Backend>, std::less<>>;
+
 // Null with `errors` filled when a backend's address does not resolve.
-// Backend host names are looked up with the system resolver here, once per
-// (re)load; pools whose backends come from DNS are the `mx:` capability.
+// Listed backends' host names are looked up with the system resolver here,
+// once per (re)load.  An `mx: DOMAIN` pool gets `mx[pool]` (none yet: an
+// empty pool until the DNS answers); an `mx: recipient` pool has no fixed
+// backends (each core finds them per transaction).
 std::shared_ptr<const server::Generation> build_generation(
     std::shared_ptr<const config::Config> cfg, const server::Generation* previous,
-    server::Metrics& metrics, std::vector<std::string>& errors);
+    server::Metrics& metrics, std::vector<std::string>& errors, const MxBackends* mx = nullptr);
 
 // What a reload cannot change, because it is bound once at start-up
 // (listening sockets, threads, the admin listener): one message per change,

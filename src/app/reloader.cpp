@@ -20,12 +20,53 @@ json::array to_json(const std::vector<std::string>& v) {
 }  // namespace
 
 Reloader::Reloader(server::Shared& shared, std::vector<server::Core*> cores)
-    : shared_(shared), cores_(std::move(cores)) {}
+    : shared_(shared),
+      cores_(std::move(cores)),
+      mx_(
+          cores_.front()->io(), [this] { return cores_.front()->lookup(); },
+          [this] { mx_changed(); }, shared.mx_refresh_failures) {}
 
 Reloader::~Reloader() = default;
 
 void Reloader::start() {
   start_checks();
+  mx_.watch(shared_.generation->cfg);
+}
+
+void Reloader::apply(std::shared_ptr<const server::Generation> next) {
+  shared_.generation = next;
+  shared_.shutdown_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(next->cfg->timeouts.shutdown).count();
+  for (auto* core : cores_) core->adopt(next);
+  // The old checks stop; the new ones start with the states that stayed.
+  if (checks_.checker) {
+    checks_.checker->stop();
+    retired_.push_back(std::move(checks_));
+  }
+  std::erase_if(retired_, [](const Checks& c) { return c.checker->finished(); });
+  start_checks();
+}
+
+void Reloader::mx_changed() {
+  if (stopped_) return;
+  const auto& running = shared_.generation;
+  std::vector<std::string> errors;
+  auto next =
+      build_generation(running->cfg, running.get(), *shared_.metrics, errors, &mx_.backends());
+  if (!next) {
+    for (const auto& e : errors)
+      log::Record("mx_apply_failed").add("error", e).emit(spdlog::level::err);
+    return;
+  }
+  BackendChanges changes = compare_backends(*running, *next);
+  apply(next);
+  log::Record rec("generation");
+  rec.add("trigger", "dns")
+      .add("generation", static_cast<long long>(next->number))
+      .add("kept", changes.kept);
+  if (!changes.added.empty()) rec.add("added", static_cast<long long>(changes.added.size()));
+  if (!changes.removed.empty()) rec.add("removed", static_cast<long long>(changes.removed.size()));
+  rec.emit();
 }
 
 void Reloader::start_checks() {
@@ -48,6 +89,7 @@ void Reloader::start_checks() {
 
 void Reloader::stop() {
   stopped_ = true;
+  mx_.stop();
   if (checks_.checker) checks_.checker->stop();
 }
 
@@ -81,22 +123,18 @@ admin::ActionResult Reloader::reload(std::string_view trigger) {
   for (auto& e : restart_only_changes(*running->cfg, *loaded.config))
     errors.push_back(path + ": " + e);
   if (!errors.empty()) return refuse(errors);
-  auto next = build_generation(loaded.config, running.get(), *shared_.metrics, errors);
-  if (!next) return refuse(errors);
+  // MX pools whose domain stays keep their hosts; new ones start empty
+  // and fill as soon as the DNS answers.
+  mx_.watch(loaded.config);
+  auto next =
+      build_generation(loaded.config, running.get(), *shared_.metrics, errors, &mx_.backends());
+  if (!next) {
+    mx_.watch(running->cfg);
+    return refuse(errors);
+  }
 
   BackendChanges changes = compare_backends(*running, *next);
-  shared_.generation = next;
-  shared_.shutdown_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(next->cfg->timeouts.shutdown).count();
-  for (auto* core : cores_) core->adopt(next);
-
-  // The old checks stop; the new ones start with the states that stayed.
-  if (checks_.checker) {
-    checks_.checker->stop();
-    retired_.push_back(std::move(checks_));
-  }
-  std::erase_if(retired_, [](const Checks& c) { return c.checker->finished(); });
-  start_checks();
+  apply(next);
 
   shared_.reloads_ok.fetch_add(1, std::memory_order_relaxed);
   auto join = [](const std::vector<std::string>& v) {

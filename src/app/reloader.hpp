@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "admin/model.hpp"
+#include "app/mx_watcher.hpp"
 #include "client/health_checker.hpp"
 #include "server/core.hpp"
 
@@ -41,6 +42,11 @@ class Reloader {
 
  private:
   void start_checks();
+  // Every core uses `next` for new transactions; the checks restart on it.
+  void apply(std::shared_ptr<const server::Generation> next);
+  // The DNS changed an `mx: DOMAIN` pool's hosts: the same configuration
+  // with the new hosts becomes the next generation.
+  void mx_changed();
 
   server::Shared& shared_;
   std::vector<server::Core*> cores_;
@@ -53,6 +59,7 @@ class Reloader {
   };
   Checks checks_;
   std::vector<Checks> retired_;
+  MxWatcher mx_;
 };
 
 }  // namespace smtplb::app

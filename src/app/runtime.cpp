@@ -39,7 +39,12 @@ int run(std::shared_ptr<const config::Config> cfg) {
                     ? cfg->workers
                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::unique_ptr<server::Core>> cores;
-  for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
+  try {
+    for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());  // the DNS resolver of an `mx:` pool
+    return 1;
+  }
   // Active health checks, reloads and the admin API run on the first core;
   // checks cost timers, not threads.
   std::vector<server::Core*> core_list;

@@ -55,8 +55,7 @@ RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Confi
       deadline_(Clock::now() + cfg.timeouts.transaction),
       replay_(cfg.limits.replay_memory, cfg.temp_directory) {
   // hash_sender keys on the sender's domain (the null sender hashes as "").
-  candidates_ = pool_.balancer->order(pool_.states, Clock::now(),
-                                      smtp::ascii_lower(env_.sender.mailbox.domain));
+  candidates_ = pool_.order(Clock::now(), smtp::ascii_lower(env_.sender.mailbox.domain));
 }
 
 RelayTransaction::~RelayTransaction() {
@@ -189,7 +188,7 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::
 
 awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     const smtp::Path* pending, std::optional<smtp::Reply>* pending_reply) {
-  const int max_backends = 1 + pool_.cfg->retries;
+  const int max_backends = pool_.max_tries();
   if (mail_refusal_) co_return *mail_refusal_;
   if (cancelled_) co_return smtp::make_reply(421, "4.3.2", "Service shutting down");
   // Backends skipped for max_connections/max_rate come back after a short

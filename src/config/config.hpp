@@ -60,8 +60,18 @@ struct Backend {
   int max_connections = 0;  // 0: unlimited
   Rate max_rate;            // new transactions per second; 0: unlimited
   Agent agent;              // HAProxy-compatible agent check
+  // Found by an `mx:` pool: the exchange and its preference (-1: listed).
+  std::string mx_host;
+  int mx_preference = -1;
   // A reload keeps a backend's state only when none of this changed.
   bool operator==(const Backend&) const = default;
+};
+
+// Where a pool's backends come from.
+enum class MxMode {
+  kNone,       // `backends:` lists them
+  kDomain,     // `mx: DOMAIN`: the MX hosts of that domain, kept current from DNS
+  kRecipient,  // `mx: recipient`: the MX hosts of each transaction's recipient domain
 };
 
 struct Pool {
@@ -72,6 +82,23 @@ struct Pool {
   std::vector<Backend> backends;
   HealthCheck health_check;
   bool health_check_configured = false;  // active checks run only when asked for
+  MxMode mx = MxMode::kNone;
+  std::string mx_domain;    // kDomain: lowercased, without a trailing dot
+  std::uint16_t port = 25;  // of backends found in DNS
+};
+
+// The resolver for `mx:` pools (c-ares, on the cores' event loops).
+struct Dns {
+  std::vector<Endpoint> servers;  // empty: the nameservers of /etc/resolv.conf
+  Duration timeout = 2s;          // per attempt
+  int attempts = 2;
+  int cache_entries = 10000;  // per core, answers and negative answers together
+  // Answers are kept at least this long (a burst shares one lookup even
+  // with TTL 0) and at most max_ttl (a changed MX shows within it).
+  Duration min_ttl = 5s;
+  Duration max_ttl = 1h;
+  // A refresh that fails keeps the last good answer this long past its TTL.
+  Duration max_stale = 1h;
 };
 
 struct Route {
@@ -139,6 +166,7 @@ struct Config {
   std::string temp_directory = "/tmp";  // where replay spill files live (unlinked)
   int workers = 0;                      // 0: one per core
   std::optional<Admin> admin;           // the admin HTTP API, when configured
+  Dns dns;
 
   const Pool* find_pool(std::string_view name) const;
   const Listener* find_listener(std::string_view name) const;

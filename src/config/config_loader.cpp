@@ -64,9 +64,8 @@ namespace {
 
 // Keys that DESIGN.md reserves for later capabilities, with the reason
 // they are refused today.
-const std::set<std::string> kNotYet = {
-    "tls",  "require_tls", "proxy_protocol", "proxy_networks", "auth", "slow_start", "mx",
-    "port", "max_rate",    "agent",          "identity",       "dns",  "spool",      "admin"};
+const std::set<std::string> kNotYet = {"tls",  "require_tls", "proxy_protocol", "proxy_networks",
+                                       "auth", "identity",    "spool"};
 
 class Loader {
  public:
@@ -208,7 +207,7 @@ class Loader {
     std::vector<std::pair<std::string, YAML::Mark>> route_pools;
     each_key(root, "the configuration",
              {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
-              "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin"},
+              "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin", "dns"},
              [&](const std::string& key, const YAML::Node& v) {
                if (key == "hostname") {
                  if (auto s = str(v, "hostname")) {
@@ -236,6 +235,8 @@ class Loader {
                  if (auto s = str(v, "temp_directory")) cfg.temp_directory = *s;
                } else if (key == "admin") {
                  load_admin(v, cfg);
+               } else if (key == "dns") {
+                 load_dns(v, cfg.dns);
                } else if (key == "workers") {
                  if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
                }
@@ -321,46 +322,116 @@ class Loader {
     for (const auto& item : v) {
       Pool p;
       bool has_backends = false;
-      each_key(item, "a pool",
-               {"name", "algorithm", "retries", "backends", "health_check", "slow_start"},
-               [&](const std::string& key, const YAML::Node& x) {
-                 if (key == "name") {
-                   if (auto s = str(x, "pool name")) {
-                     p.name = *s;
-                     if (marks.count(p.name)) error(x, "duplicate pool name `" + p.name + "`");
-                     marks[p.name] = x.Mark();
-                   }
-                 } else if (key == "algorithm") {
-                   if (auto s = str(x, "algorithm")) {
-                     static const std::map<std::string, Algorithm> names = {
-                         {"round_robin", Algorithm::kRoundRobin},
-                         {"weighted_round_robin", Algorithm::kWeightedRoundRobin},
-                         {"least_connections", Algorithm::kLeastConnections},
-                         {"least_load", Algorithm::kLeastLoad},
-                         {"random_two", Algorithm::kRandomTwo},
-                         {"hash_sender", Algorithm::kHashSender}};
-                     auto it = names.find(*s);
-                     if (it == names.end())
-                       error(x, "algorithm: unknown algorithm `" + *s + "`");
-                     else
-                       p.algorithm = it->second;
-                   }
-                 } else if (key == "retries") {
-                   if (auto n = integer(x, "retries", 0, 100)) p.retries = int(*n);
-                 } else if (key == "slow_start") {
-                   if (auto d = duration(x, "slow_start")) p.slow_start = *d;
-                 } else if (key == "backends") {
-                   has_backends = true;
-                   load_backends(x, p);
-                 } else if (key == "health_check") {
-                   p.health_check_configured = true;
-                   load_health_check(x, p.health_check);
-                 }
-               });
+      const YAML::Node* port_node = nullptr;
+      YAML::Node port_copy;
+      each_key(
+          item, "a pool",
+          {"name", "algorithm", "retries", "backends", "health_check", "slow_start", "mx", "port"},
+          [&](const std::string& key, const YAML::Node& x) {
+            if (key == "name") {
+              if (auto s = str(x, "pool name")) {
+                p.name = *s;
+                if (marks.count(p.name)) error(x, "duplicate pool name `" + p.name + "`");
+                marks[p.name] = x.Mark();
+              }
+            } else if (key == "algorithm") {
+              if (auto s = str(x, "algorithm")) {
+                static const std::map<std::string, Algorithm> names = {
+                    {"round_robin", Algorithm::kRoundRobin},
+                    {"weighted_round_robin", Algorithm::kWeightedRoundRobin},
+                    {"least_connections", Algorithm::kLeastConnections},
+                    {"least_load", Algorithm::kLeastLoad},
+                    {"random_two", Algorithm::kRandomTwo},
+                    {"hash_sender", Algorithm::kHashSender}};
+                auto it = names.find(*s);
+                if (it == names.end())
+                  error(x, "algorithm: unknown algorithm `" + *s + "`");
+                else
+                  p.algorithm = it->second;
+              }
+            } else if (key == "retries") {
+              if (auto n = integer(x, "retries", 0, 100)) p.retries = int(*n);
+            } else if (key == "slow_start") {
+              if (auto d = duration(x, "slow_start")) p.slow_start = *d;
+            } else if (key == "backends") {
+              has_backends = true;
+              load_backends(x, p);
+            } else if (key == "health_check") {
+              p.health_check_configured = true;
+              load_health_check(x, p.health_check);
+            } else if (key == "mx") {
+              load_mx(x, p);
+            } else if (key == "port") {
+              port_copy = x;
+              port_node = &port_copy;
+              if (auto n = integer(x, "port", 1, 65535)) p.port = static_cast<std::uint16_t>(*n);
+            }
+          });
       if (item.IsMap() && p.name.empty() && !item["name"]) error(item, "a pool needs a `name`");
-      if (item.IsMap() && !has_backends) error(item, "pool `" + p.name + "` has no `backends`");
+      const bool has_mx = item.IsMap() && item["mx"];
+      if (item.IsMap() && !has_backends && !has_mx)
+        error(item, "pool `" + p.name + "` has no `backends` (nor `mx:`)");
+      if (has_backends && has_mx)
+        error(item["mx"], "pool `" + p.name +
+                              "`: `mx:` and `backends:` exclude each other (an mx pool's "
+                              "backends come from DNS)");
+      if (port_node && !has_mx)
+        error(*port_node, "pool `" + p.name +
+                              "`: `port:` is the port of backends found by "
+                              "`mx:`; listed backends carry their own");
       cfg.pools.push_back(std::move(p));
     }
+  }
+
+  void load_mx(const YAML::Node& x, Pool& p) {
+    auto s = str(x, "mx");
+    if (!s) return;
+    if (*s == "recipient") {
+      p.mx = MxMode::kRecipient;
+      return;
+    }
+    std::string_view d = *s;
+    if (!d.empty() && d.back() == '.') d.remove_suffix(1);  // absolute form
+    if (!smtp::is_valid_domain(d) || d.find('.') == std::string_view::npos || d.front() == '[') {
+      error(x, "mx: `" + *s + "` is not a domain name (or `recipient`)");
+      return;
+    }
+    p.mx = MxMode::kDomain;
+    p.mx_domain = smtp::ascii_lower(d);
+  }
+
+  void load_dns(const YAML::Node& v, Dns& dns) {
+    each_key(v, "dns",
+             {"servers", "timeout", "attempts", "cache_entries", "max_stale", "min_ttl", "max_ttl"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "servers") {
+                 for (auto& [s, node] : strings(x, "dns.servers")) {
+                   // A bare address means port 53.
+                   if (parse_ip(s)) {
+                     dns.servers.push_back(Endpoint{s, 53});
+                   } else if (auto e = parse_endpoint(s); e && parse_ip(e->host)) {
+                     dns.servers.push_back(*e);
+                   } else {
+                     error(node, "dns.servers: `" + s +
+                                     "` is not an IP address (use e.g. 127.0.0.1, "
+                                     "127.0.0.1:5353 or [::1]:53)");
+                   }
+                 }
+               } else if (key == "timeout") {
+                 if (auto d = duration(x, "dns.timeout")) dns.timeout = *d;
+               } else if (key == "attempts") {
+                 if (auto n = integer(x, "dns.attempts", 1, 10)) dns.attempts = int(*n);
+               } else if (key == "cache_entries") {
+                 if (auto n = integer(x, "dns.cache_entries", 16, 10000000))
+                   dns.cache_entries = int(*n);
+               } else if (key == "max_stale") {
+                 if (auto d = duration(x, "dns.max_stale")) dns.max_stale = *d;
+               } else if (key == "min_ttl") {
+                 if (auto d = duration(x, "dns.min_ttl")) dns.min_ttl = *d;
+               } else if (key == "max_ttl") {
+                 if (auto d = duration(x, "dns.max_ttl")) dns.max_ttl = *d;
+               }
+             });
   }
 
   void load_backends(const YAML::Node& v, Pool& p) {

@@ -5,6 +5,7 @@
 
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
+#include "server/own_address.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
 
@@ -27,7 +28,86 @@ client::PoolRuntime* CoreView::pool(std::string_view name) const {
 }
 
 Core::Core(int index, Shared& shared)
-    : index_(index), shared_(shared), view_(build_view(shared.generation)) {}
+    : index_(index), shared_(shared), view_(build_view(shared.generation)) {
+  make_lookup(view_->cfg());
+}
+
+void Core::make_lookup(const config::Config& cfg) {
+  if (lookup_) return;
+  bool mx = false;
+  for (const auto& p : cfg.pools) mx = mx || p.mx != config::MxMode::kNone;
+  if (!mx) return;
+  dns::ResolverOptions o;
+  o.servers = cfg.dns.servers;
+  o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout);
+  o.attempts = cfg.dns.attempts;
+  auto made = dns::Resolver::make(io_.get_executor(), o);
+  if (!made.resolver) throw std::runtime_error("dns: " + made.error);
+  dns::CachePolicy policy;
+  auto secs = [](config::Duration d) {
+    return std::max(std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::seconds>(d));
+  };
+  policy.min_ttl = secs(cfg.dns.min_ttl);
+  policy.max_ttl = std::max(policy.min_ttl, secs(cfg.dns.max_ttl));
+  policy.stale_for = secs(cfg.dns.max_stale);
+  policy.max_entries = static_cast<std::size_t>(cfg.dns.cache_entries);
+  lookup_ = std::make_unique<dns::Lookup>(std::move(made.resolver), policy);
+}
+
+std::shared_ptr<client::PoolRuntime> Core::recipient_pool(const config::Pool& p,
+                                                          const std::string& domain,
+                                                          const dns::MxTarget& t) {
+  const auto now = Clock::now();
+  const std::string key = p.name + '\0' + domain;
+  auto it = recipient_pools_.find(key);
+  if (it != recipient_pools_.end() && it->second.hosts == t.hosts && it->second.pool->cfg == &p) {
+    it->second.used = now;
+    return it->second.pool;
+  }
+  auto rt = std::make_shared<client::PoolRuntime>();
+  rt->cfg = &p;
+  rt->cfg_owner = view_->gen->cfg;
+  rt->balancer = balance::make_balancer(p.algorithm);
+  for (const auto& h : t.hosts) {
+    for (const auto& a : h.addresses) {
+      tcp::endpoint ep(a, p.port);
+      if (is_own_listener(view_->cfg(), ep)) continue;
+      config::Backend b;
+      b.address = config::Endpoint{a.to_string(), p.port};
+      b.name =
+          (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(p.port);
+      b.mx_host = h.name;
+      b.mx_preference = h.preference;
+      bool dup = false;
+      for (const auto& x : rt->backends) dup = dup || x->endpoint == ep;
+      if (dup) continue;
+      auto& slot = recipient_hosts_[p.name + '\0' + b.name];
+      auto runtime = slot.lock();
+      if (!runtime) {
+        auto state = std::make_shared<balance::BackendState>(p.name, b, p.slow_start);
+        runtime = std::make_shared<client::BackendRuntime>(client::BackendRuntime{
+            state.get(), ep, client::ConnectionPool(view_->cfg().backend_pool), state,
+            view_->gen->cfg});
+        slot = runtime;
+      }
+      rt->states.push_back(runtime->state);
+      // The preference is this domain's, not the host's first one.
+      rt->preferences.push_back(h.preference);
+      rt->backends.push_back(std::move(runtime));
+    }
+  }
+  if (rt->backends.empty()) return nullptr;
+  if (recipient_pools_.size() >= kMaxRecipientDomains && it == recipient_pools_.end()) {
+    // Room for one more: the least recently used goes (transactions using
+    // it keep their own reference).
+    auto oldest = recipient_pools_.begin();
+    for (auto i = recipient_pools_.begin(); i != recipient_pools_.end(); ++i)
+      if (i->second.used < oldest->second.used) oldest = i;
+    recipient_pools_.erase(oldest);
+  }
+  recipient_pools_[key] = RecipientPool{rt, t.hosts, now};
+  return rt;
+}
 
 Core::~Core() = default;
 
@@ -50,6 +130,8 @@ std::shared_ptr<CoreView> Core::build_view(std::shared_ptr<const Generation> gen
             entry.state.get(), entry.endpoint, client::ConnectionPool(gen->cfg->backend_pool),
             entry.state, gen->cfg});
       rt->states.push_back(b->state);
+      if (p.mx != config::MxMode::kNone)
+        rt->preferences.push_back(b->state->config().mx_preference);
       rt->backends.push_back(std::move(b));
     }
     view->pools.emplace(p.name, std::move(rt));
@@ -73,6 +155,14 @@ void Core::adopt(std::shared_ptr<const Generation> gen) {
       }
     }
     view_ = std::move(next);
+    // Recipient pools point into the old configuration: built afresh on
+    // demand (their hosts keep their state and sessions).
+    recipient_pools_.clear();
+    try {
+      make_lookup(view_->cfg());
+    } catch (const std::exception& e) {
+      log::Record("dns_unavailable").add("error", e.what()).emit(spdlog::level::err);
+    }
   });
 }
 
@@ -190,6 +280,11 @@ awaitable<void> Core::sweep_loop() {
       if (b) quit_idle(*b, true, now);
       return !b;
     });
+    std::erase_if(recipient_hosts_, [&](const auto& entry) {
+      auto b = entry.second.lock();
+      if (b) quit_idle(*b, b->state->admin() != balance::AdminState::kReady, now);
+      return !b;
+    });
   }
 }
 
@@ -205,6 +300,8 @@ void Core::begin_shutdown() {
     for (auto& [name, pool] : view_->pools)
       for (auto& b : pool->backends) quit_idle(*b, true, now);
     for (auto& w : retired_)
+      if (auto b = w.lock()) quit_idle(*b, true, now);
+    for (auto& [key, w] : recipient_hosts_)
       if (auto b = w.lock()) quit_idle(*b, true, now);
     for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
       s->on_shutdown();

@@ -17,6 +17,7 @@
 #include "balance/backend_state.hpp"
 #include "client/pool_runtime.hpp"
 #include "config/config.hpp"
+#include "dns/lookup.hpp"
 #include "net/asio.hpp"
 #include "route/router.hpp"
 #include "server/connection_limiter.hpp"
@@ -37,6 +38,8 @@ struct Shared {
   ConnectionLimiter limiter;
   std::atomic<std::uint64_t> possible_duplicates{0};
   std::atomic<std::uint64_t> reloads_ok{0}, reloads_refused{0};
+  // `mx: DOMAIN` refreshes that failed (each run of failures once).
+  std::atomic<std::uint64_t> mx_refresh_failures{0};
   // timeouts.shutdown of the generation in force, for the signal thread.
   std::atomic<std::int64_t> shutdown_ms{0};
   std::uint32_t id_base = 0;  // random per process, so ids differ across restarts
@@ -79,6 +82,19 @@ class Core {
   // keep their idle sessions, the others' are closed politely as they come
   // free.  Thread-safe (posts to the core).
   void adopt(std::shared_ptr<const Generation> gen);
+
+  // This core's DNS: resolver and cache (null while no pool has `mx:`).
+  dns::Lookup* lookup() { return lookup_.get(); }
+  // `mx: recipient`: the pool of `domain`'s mail hosts as the DNS gave them
+  // (`t.kind` kHosts), for the pool `p` of the current view.  Kept per
+  // domain (at most kMaxRecipientDomains, least recently used go first)
+  // and rebuilt when the hosts change; a host keeps its backend state and
+  // idle sessions across domains and rebuilds.  Null when no host is left
+  // (every address one of our own listeners).
+  std::shared_ptr<client::PoolRuntime> recipient_pool(const config::Pool& p,
+                                                      const std::string& domain,
+                                                      const dns::MxTarget& t);
+  static constexpr std::size_t kMaxRecipientDomains = 1000;
   bool shutting_down() const { return shutting_down_; }
   int index() const { return index_; }
   std::string next_session_id();
@@ -92,6 +108,7 @@ class Core {
   awaitable<void> sweep_loop();
   awaitable<void> refuse(tcp::socket sock);
   std::shared_ptr<CoreView> build_view(std::shared_ptr<const Generation> gen) const;
+  void make_lookup(const config::Config& cfg);
   void quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now);
 
   int index_;
@@ -107,6 +124,17 @@ class Core {
   // Backends a reload removed whose runtimes sessions of older views may
   // still hold: the sweeper QUITs what they give back until they are gone.
   std::vector<std::weak_ptr<client::BackendRuntime>> retired_;
+  std::unique_ptr<dns::Lookup> lookup_;
+  struct RecipientPool {
+    std::shared_ptr<client::PoolRuntime> pool;
+    std::vector<dns::MxHost> hosts;
+    Clock::time_point used;
+  };
+  std::map<std::string, RecipientPool> recipient_pools_;  // "pool\0domain"
+  // Every recipient-pool host by "pool\0address:port", shared by the
+  // domains it serves; the sweeper closes idle sessions and forgets hosts
+  // no domain uses any more.
+  std::map<std::string, std::weak_ptr<client::BackendRuntime>> recipient_hosts_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;

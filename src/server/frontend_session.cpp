@@ -287,6 +287,56 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   return replies::sender_ok();
 }
 
+awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const config::Pool& p,
+                                                                       const std::string& domain) {
+  dns::Lookup* lookup = core_.lookup();
+  if (!lookup) co_return replies::dns_temporary_failure();
+  dns::MxTarget t = co_await lookup->mx_target(domain);
+  std::optional<smtp::Reply> refusal;
+  switch (t.kind) {
+    case dns::MxTarget::Kind::kHosts:
+      mx_pool_ = core_.recipient_pool(p, domain, t);
+      if (!mx_pool_) refusal = replies::no_mail_host();  // only our own listeners
+      break;
+    case dns::MxTarget::Kind::kNxDomain:
+      refusal = replies::domain_not_found();
+      break;
+    case dns::MxTarget::Kind::kNullMx:
+      refusal = replies::null_mx();
+      break;
+    case dns::MxTarget::Kind::kNoHosts:
+      refusal = replies::no_mail_host();
+      break;
+    case dns::MxTarget::Kind::kTempFail:
+    case dns::MxTarget::Kind::kCancelled:
+      refusal = replies::dns_temporary_failure();
+      break;
+  }
+  if (refusal) {
+    log::Record("mx_lookup")
+        .add("s", id_)
+        .add("t", tx_id_)
+        .add("pool", p.name)
+        .add("domain", domain)
+        .add("result", dns::to_string(t.kind))
+        .add("detail", t.detail)
+        .add("reply", refusal->summary())
+        .emit(spdlog::level::warn);
+    co_return refusal;
+  }
+  mx_domain_ = domain;
+  if (t.stale)
+    log::Record("mx_lookup")
+        .add("s", id_)
+        .add("t", tx_id_)
+        .add("pool", p.name)
+        .add("domain", domain)
+        .add("result", "stale")
+        .add("detail", "DNS refresh failed; using the last good answer")
+        .emit(spdlog::level::warn);
+  co_return std::nullopt;
+}
+
 awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (!envelope_) co_return replies::bad_sequence("need MAIL before RCPT");
   // max_recipients counts accepted recipients (RFC 5321 4.5.3.1.8); refused
@@ -317,6 +367,21 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (!pool) {
     refused_.push_back(rcpt.str());
     co_return smtp::make_reply(550, "5.7.1", "No route for this recipient");
+  }
+  if (pool->cfg->mx == config::MxMode::kRecipient) {
+    if (pool_ && pool_->cfg != pool->cfg) co_return replies::other_pool();
+    if (pool_) {
+      // The transaction's hosts are its first recipient domain's.
+      if (domain != mx_domain_) co_return replies::other_domain();
+      pool = pool_;
+    } else {
+      auto reply = co_await recipient_hosts(*pool->cfg, domain);
+      if (reply) {
+        refused_.push_back(rcpt.str());
+        co_return *reply;
+      }
+      pool = mx_pool_.get();
+    }
   }
   if (pool_ && pool != pool_) co_return replies::other_pool();
   if (!tx_) {
@@ -456,6 +521,8 @@ awaitable<void> FrontendSession::end_transaction() {
   }
   envelope_.reset();
   pool_ = nullptr;
+  mx_pool_.reset();
+  mx_domain_.clear();
   rcpt_attempts_ = 0;
   accepted_.clear();
   refused_.clear();

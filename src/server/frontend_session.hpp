@@ -53,6 +53,10 @@ class FrontendSession {
   void adopt_current_view();
   smtp::Reply on_mail(const smtp::Command& cmd);
   awaitable<smtp::Reply> on_rcpt(const smtp::Command& cmd);
+  // `mx: recipient`: finds `domain`'s mail hosts into mx_pool_, or the
+  // reply that refuses the RCPT (550 5.1.2, 556 5.1.10, 451 4.4.1/4.4.3).
+  awaitable<std::optional<smtp::Reply>> recipient_hosts(const config::Pool& p,
+                                                        const std::string& domain);
   // DATA: the whole phase, through the reply after the final dot.  Sets
   // `close` when the session must end (client gone, timeout).
   awaitable<smtp::Reply> on_data(bool& close);
@@ -88,6 +92,9 @@ class FrontendSession {
   std::string helo_name_;
   std::optional<client::Envelope> envelope_;
   client::PoolRuntime* pool_ = nullptr;
+  // `mx: recipient`: the transaction's hosts and their domain.
+  std::shared_ptr<client::PoolRuntime> mx_pool_;
+  std::string mx_domain_;
   std::unique_ptr<client::RelayTransaction> tx_;
   int rcpt_attempts_ = 0;
   std::vector<std::string> accepted_;

@@ -61,6 +61,22 @@ inline Reply too_many_recipients() {
 inline Reply other_pool() {
   return make_reply(452, "4.5.3", "Recipient routed elsewhere; send it in a new transaction");
 }
+inline Reply other_domain() {
+  return make_reply(452, "4.5.3", "One recipient domain per transaction; send it in a new one");
+}
+inline Reply dns_temporary_failure() {
+  return make_reply(451, "4.4.3",
+                    "Cannot resolve the recipient domain's mail hosts now, try later");
+}
+inline Reply no_mail_host() {
+  return make_reply(451, "4.4.1", "No usable mail host for the recipient domain, try again later");
+}
+inline Reply domain_not_found() {
+  return make_reply(550, "5.1.2", "The recipient domain does not exist");
+}
+inline Reply null_mx() {
+  return make_reply(556, "5.1.10", "The recipient domain accepts no mail (null MX)");
+}
 inline Reply no_backend() {
   return make_reply(451, "4.4.1", "No backend could take the mail, try again later");
 }

@@ -196,3 +196,91 @@ TEST(ConfigLoader, MissingFileIsAnError) {
 
 }  // namespace
 }  // namespace smtplb::config
+
+namespace smtplb::config {
+namespace {
+
+const char* kMxHead = R"(listeners:
+  - name: mx
+    listen: 127.0.0.1:2525
+local_domains: [example.com]
+routes:
+  - pool: p
+pools:
+)";
+
+TEST(ConfigLoaderMx, MxPoolsAndDnsLoad) {
+  auto r = load_config_text(std::string(kMxHead) + R"(  - name: p
+    mx: Example.NET.
+    port: 2525
+  - name: out
+    mx: recipient
+dns: {servers: [127.0.0.1, "127.0.0.1:5353", "[::1]:53"], timeout: 500ms, attempts: 3,
+      cache_entries: 100, max_stale: 10m}
+)",
+                            "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  const Config& c = *r.config;
+  ASSERT_EQ(c.pools.size(), 2u);
+  EXPECT_EQ(c.pools[0].mx, MxMode::kDomain);
+  EXPECT_EQ(c.pools[0].mx_domain, "example.net");
+  EXPECT_EQ(c.pools[0].port, 2525);
+  EXPECT_TRUE(c.pools[0].backends.empty());
+  EXPECT_EQ(c.pools[1].mx, MxMode::kRecipient);
+  EXPECT_EQ(c.pools[1].port, 25);
+  ASSERT_EQ(c.dns.servers.size(), 3u);
+  EXPECT_EQ(c.dns.servers[0].str(), "127.0.0.1:53");
+  EXPECT_EQ(c.dns.servers[1].port, 5353);
+  EXPECT_EQ(c.dns.servers[2].host, "::1");
+  EXPECT_EQ(c.dns.timeout, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.dns.attempts, 3);
+  EXPECT_EQ(c.dns.cache_entries, 100);
+  EXPECT_EQ(c.dns.max_stale, std::chrono::minutes(10));
+}
+
+TEST(ConfigLoaderMx, BadMxPoolsAreNamed) {
+  struct Case {
+    const char* pool;  // the pool's YAML, indented under `pools:`
+    const char* want;
+  };
+  const Case cases[] = {
+      {"  - name: p\n    mx: example.net\n    backends:\n      - address: 127.0.0.1:25\n",
+       "9:9: pool `p`: `mx:` and `backends:` exclude each other"},
+      {"  - name: p\n    mx: not_a..domain\n", "9:9: mx: `not_a..domain` is not a domain name"},
+      {"  - name: p\n    mx: localhost\n", "9:9: mx: `localhost` is not a domain name"},
+      {"  - name: p\n    mx: \"[127.0.0.1]\"\n", "is not a domain name"},
+      {"  - name: p\n    mx: example.net\n    port: 0\n", "10:11: port must be between 1 and"},
+      {"  - name: p\n    port: 25\n    backends:\n      - address: 127.0.0.1:25\n",
+       "9:11: pool `p`: `port:` is the port of backends found by `mx:`"},
+      {"  - name: p\n", "has no `backends` (nor `mx:`)"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.pool);
+    auto errs = errors_of(std::string(kMxHead) + c.pool);
+    ASSERT_FALSE(errs.empty());
+    EXPECT_TRUE(any_contains(errs, c.want)) << errs[0];
+  }
+}
+
+TEST(ConfigLoaderMx, BadDnsSettingsAreNamed) {
+  const std::string pool = "  - name: p\n    mx: example.net\n";
+  struct Case {
+    const char* dns;
+    const char* want;
+  };
+  const Case cases[] = {
+      {"dns: {servers: [ns1.example.net]}\n", "10:17: dns.servers: `ns1.example.net` is not an IP"},
+      {"dns: {timeout: soon}\n", "10:16: dns.timeout: bad duration `soon`"},
+      {"dns: {attempts: 0}\n", "10:17: dns.attempts must be between 1 and 10"},
+      {"dns: {resolver: x}\n", "10:7: unknown key `resolver` in dns"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.dns);
+    auto errs = errors_of(std::string(kMxHead) + pool + c.dns);
+    ASSERT_FALSE(errs.empty());
+    EXPECT_TRUE(any_contains(errs, c.want)) << errs[0];
+  }
+}
+
+}  // namespace
+}  // namespace smtplb::config

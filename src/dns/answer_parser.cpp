@@ -236,7 +236,9 @@ MxResult parse_mx_answer(Bytes m) {
   for (const Rr& rr : msg->answers) {
     if (rr.type != kTypeMx || rr.klass != kClassIn || rr.owner != name) continue;
     if (rr.rdlength < 3) {
+      // A malformed answer says nothing: no record of it may be used.
       out.status = Status::kMalformed;
+      out.records.clear();
       return out;
     }
     auto exchange = read_rdata_name(m, rr.rdata + 2, rr);

@@ -228,6 +228,11 @@ TEST(DnsAnswerParser, MalformedMessagesAreRejected) {
       {"MX rdata too short", with([](Response& r) {
          r.answers = {Response::rr(kQname, kMx, 60, {0, 1})};
        })},
+      // Found by fuzz/mx_answer_fuzz: the good record before the bad one
+      // must not survive in a malformed answer.
+      {"MX rdata too short after a good record", with([](Response& r) {
+         r.answers.push_back(Response::rr(kQname, kMx, 60, {0, 1}));
+       })},
       {"MX exchange overruns its rdata", with([](Response& r) {
          Bytes rdata = mx_rdata(10, wire_name("mx.example.net"));
          rdata.pop_back();
@@ -239,7 +244,9 @@ TEST(DnsAnswerParser, MalformedMessagesAreRejected) {
        })},
   };
   for (const Case& c : cases) {
-    EXPECT_EQ(parse_mx_answer(c.message).status, Status::kMalformed) << c.name;
+    auto r = parse_mx_answer(c.message);
+    EXPECT_EQ(r.status, Status::kMalformed) << c.name;
+    EXPECT_TRUE(r.records.empty()) << c.name;
   }
 }
 
@@ -257,7 +264,7 @@ TEST(DnsAnswerParser, EveryTruncationIsMalformed) {
   }
 }
 
-// A poor man's fuzzer until fuzz/answer_parser_fuzz.cpp exists: random bytes
+// A poor man's fuzzer beside fuzz/mx_answer_fuzz.cpp: random bytes
 // changed in a valid answer must never crash or read out of bounds (the
 // ASan build checks the latter), and a success must hold sane names.
 TEST(DnsAnswerParser, SurvivesRandomCorruption) {

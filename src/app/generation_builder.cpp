@@ -99,7 +99,10 @@ std::shared_ptr<const server::Generation> build_generation(
       rate_limiter(previous ? previous->message_rate : nullptr,
                    previous ? previous->cfg->limits.max_message_rate_per_ip : config::Rate{},
                    limits.max_message_rate_per_ip);
-  gen->metrics = metrics.table_for(*cfg);
+  server::Metrics::BackendNames names;
+  for (const auto& [pool, list] : gen->backends)
+    for (const auto& e : list) names[pool].push_back(e.state->name());
+  gen->metrics = metrics.table_for(*cfg, &names);
   return gen;
 }
 

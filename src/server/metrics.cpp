@@ -32,7 +32,8 @@ std::string label(std::string_view v) {
 
 }  // namespace
 
-std::shared_ptr<const Metrics::Table> Metrics::table_for(const config::Config& cfg) {
+std::shared_ptr<const Metrics::Table> Metrics::table_for(const config::Config& cfg,
+                                                         const BackendNames* backends) {
   auto table = std::make_shared<Table>();
   std::lock_guard lock(mutex_);
   auto add = [&](const std::string& l, const std::string& p, const std::string& b) {
@@ -54,7 +55,12 @@ std::shared_ptr<const Metrics::Table> Metrics::table_for(const config::Config& c
     add(l.name, "", "");
     for (const auto& p : cfg.pools) {
       add(l.name, p.name, "");
-      for (const auto& b : p.backends) add(l.name, p.name, b.name);
+      auto it = backends ? backends->find(p.name) : BackendNames::const_iterator{};
+      if (backends && it != backends->end()) {
+        for (const auto& b : it->second) add(l.name, p.name, b);
+      } else {
+        for (const auto& b : p.backends) add(l.name, p.name, b.name);
+      }
     }
   }
   return table;
@@ -64,6 +70,8 @@ void Metrics::count_transaction(const Table& table, std::string_view listener,
                                 std::string_view pool, std::string_view backend,
                                 std::string_view result, double seconds) {
   auto it = table.index_.find(key_of(listener, pool, backend, result));
+  if (it == table.index_.end() && !backend.empty())
+    it = table.index_.find(key_of(listener, pool, "", result));
   if (it != table.index_.end()) it->second->fetch_add(1, std::memory_order_relaxed);
   std::size_t b = 0;
   while (b < kDurationBuckets.size() && seconds > kDurationBuckets[b]) ++b;

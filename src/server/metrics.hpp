@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,9 +42,16 @@ class Metrics {
   // The table for `cfg`: label sets seen before keep their counters (a
   // reload never resets a counter), new ones start at zero.  Thread-safe;
   // called at start-up and on reload only.
-  std::shared_ptr<const Table> table_for(const config::Config& cfg);
+  // `backends`: each pool's backends by name, when they are not the
+  // configuration's own (an `mx:` pool's come from DNS); missing: the
+  // configured ones.
+  using BackendNames = std::map<std::string, std::vector<std::string>, std::less<>>;
+  std::shared_ptr<const Table> table_for(const config::Config& cfg,
+                                         const BackendNames* backends = nullptr);
 
-  // `backend` empty when no backend took part.
+  // `backend` empty when no backend took part.  A backend the table does
+  // not know (an `mx: recipient` host: any host of any domain, too many
+  // to label) is counted under the pool with an empty backend.
   void count_transaction(const Table& table, std::string_view listener, std::string_view pool,
                          std::string_view backend, std::string_view result, double seconds);
 

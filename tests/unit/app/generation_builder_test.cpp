@@ -155,6 +155,21 @@ TEST(Metrics, CountersSurviveAReloadAndOldTablesStayValid) {
   EXPECT_TRUE(has(
       R"(smtplb_transactions_total{listener="mx",pool="main",backend="127.0.0.1:10027",result="deferred"} 1)"));
   EXPECT_TRUE(has("smtplb_transaction_duration_seconds_count 4"));
+  // A backend no table names (an mx: recipient host) counts under its pool.
+  m.count_transaction(*t2, "mx", "main", "192.0.2.7:25", "delivered", 0.01);
+  out.clear();
+  m.write(out);
+  EXPECT_TRUE(has(
+      R"(smtplb_transactions_total{listener="mx",pool="main",backend="",result="delivered"} 1)"));
+
+  // Backends from DNS get their own series.
+  server::Metrics::BackendNames names{{"main", {"192.0.2.1:25"}}};
+  auto t3 = m.table_for(*load(o), &names);
+  m.count_transaction(*t3, "mx", "main", "192.0.2.1:25", "delivered", 0.01);
+  out.clear();
+  m.write(out);
+  EXPECT_TRUE(has(
+      R"(smtplb_transactions_total{listener="mx",pool="main",backend="192.0.2.1:25",result="delivered"} 1)"));
 }
 
 }  // namespace

@@ -53,7 +53,7 @@ void MxWatcher::watch(std::shared_ptr<const config::Config> cfg) {
       continue;
     }
     auto w = std::shared_ptr<Watch>(
-        new Watch{p.name, p.mx_domain, p.port, cfg, asio::steady_timer(io_), false, {}});
+        new Watch{p.name, p.mx_domain, p.port, cfg, asio::steady_timer(io_), false, {}, {}});
     next.emplace(p.name, w);
     asio::co_spawn(io_, loop(w), asio::detached);
   }
@@ -81,10 +81,14 @@ void MxWatcher::problem(Watch& w, const std::string& what, bool count) {
 
 std::vector<config::Backend> MxWatcher::backends_of(Watch& w, const dns::MxTarget& t) {
   std::vector<config::Backend> out;
+  std::set<std::string> refused;
   for (const auto& h : t.hosts) {
     for (const auto& a : h.addresses) {
       tcp::endpoint ep(a, w.port);
       if (server::is_own_listener(*w.cfg, ep)) {
+        // Once per address while the DNS keeps naming it, not every poll.
+        refused.insert(endpoint_name(a, w.port));
+        if (w.refused.count(endpoint_name(a, w.port))) continue;
         log::Record("mx_host_refused")
             .add("pool", w.pool)
             .add("domain", w.domain)
@@ -104,6 +108,7 @@ std::vector<config::Backend> MxWatcher::backends_of(Watch& w, const dns::MxTarge
       if (!dup) out.push_back(std::move(b));
     }
   }
+  w.refused = std::move(refused);
   return out;
 }
 

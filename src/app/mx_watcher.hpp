@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "app/generation_builder.hpp"
@@ -48,7 +49,8 @@ class MxWatcher {
     std::shared_ptr<const config::Config> cfg;
     asio::steady_timer timer;
     bool stopped = false;
-    std::string last_problem;  // logged once per run of the same problem
+    std::string last_problem;       // logged once per run of the same problem
+    std::set<std::string> refused;  // own-listener addresses, logged once each
   };
   awaitable<void> loop(std::shared_ptr<Watch> w);
   std::vector<config::Backend> backends_of(Watch& w, const dns::MxTarget& t);

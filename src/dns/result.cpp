@@ -18,7 +18,7 @@ const char* to_string(Status s) {
     case Status::kTimeout:
       return "timeout";
     case Status::kRefused:
-      return "refused";
+      return "refused_servfail_or_unreachable";
     case Status::kMalformed:
       return "malformed";
     case Status::kBadName:

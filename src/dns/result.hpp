@@ -16,12 +16,15 @@
 namespace smtplb::dns {
 
 enum class Status {
-  kOk,         // records of the asked type
-  kNxDomain,   // the name does not exist (RCODE 3)
-  kNoData,     // the name exists, with no record of the asked type
-  kServFail,   // the server could not answer (RCODE 2)
-  kTimeout,    // no answer within the resolver's timeout x attempts
-  kRefused,    // refused (RCODE 5) or no server could be reached
+  kOk,        // records of the asked type
+  kNxDomain,  // the name does not exist (RCODE 3)
+  kNoData,    // the name exists, with no record of the asked type
+  kServFail,  // the server could not answer (RCODE 2)
+  kTimeout,   // no answer within the resolver's timeout x attempts
+  // Refused (RCODE 5), or no server could be reached; also what c-ares 1.18
+  // reports when the last server it tried answered SERVFAIL (it folds
+  // those into ARES_ECONNREFUSED), so the logs name all three.
+  kRefused,
   kMalformed,  // an answer we cannot parse, or FORMERR
   kBadName,    // the name cannot be put in a query (too long, empty label)
   kCancelled,  // the wait was cancelled or the resolver destroyed

@@ -369,10 +369,16 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
     co_return smtp::make_reply(550, "5.7.1", "No route for this recipient");
   }
   if (pool->cfg->mx == config::MxMode::kRecipient) {
-    if (pool_ && pool_->cfg != pool->cfg) co_return replies::other_pool();
+    if (pool_ && pool_->cfg != pool->cfg) {
+      refused_.push_back(rcpt.str());
+      co_return replies::other_pool();
+    }
     if (pool_) {
       // The transaction's hosts are its first recipient domain's.
-      if (domain != mx_domain_) co_return replies::other_domain();
+      if (domain != mx_domain_) {
+        refused_.push_back(rcpt.str());
+        co_return replies::other_domain();
+      }
       pool = pool_;
     } else {
       auto reply = co_await recipient_hosts(*pool->cfg, domain);
@@ -383,7 +389,10 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
       pool = mx_pool_.get();
     }
   }
-  if (pool_ && pool != pool_) co_return replies::other_pool();
+  if (pool_ && pool != pool_) {
+    refused_.push_back(rcpt.str());
+    co_return replies::other_pool();
+  }
   if (!tx_) {
     pool_ = pool;
     tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,

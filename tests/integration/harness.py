@@ -757,9 +757,21 @@ class IntegrationCase(unittest.TestCase):
         self.lb = None
         self.addCleanup(self._cleanup)
 
-    def _cleanup(self):
+    def _failed(self):
+        """Whether this test has failed so far.  Python 3.11 reports each
+        failure to the result at once and resets `_outcome.success` while
+        the cleanups run, so the result's lists are the reliable source."""
         outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
+        if outcome is None:
+            return False
+        if not getattr(outcome, "success", True):
+            return True
+        result = getattr(outcome, "result", None)
+        problems = (getattr(result, "failures", []) + getattr(result, "errors", [])) if result else []
+        return any(t is self for t, _ in problems)
+
+    def _cleanup(self):
+        failed = self._failed()
         if failed:
             self._dump_logs()
         for p in reversed(self.procs):

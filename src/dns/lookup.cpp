@@ -20,16 +20,51 @@ const char* to_string(MxTarget::Kind k) {
   return "?";
 }
 
+namespace {
+
+std::string key_of(std::string_view name) {
+  std::string k(name);
+  if (!k.empty() && k.back() == '.') k.pop_back();
+  for (char& c : k)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return k;
+}
+
+}  // namespace
+
+template <class T, class Ask, class Put>
+awaitable<Cached<T>> Lookup::shared_lookup(
+    std::unordered_map<std::string, std::shared_ptr<InFlight<T>>>& in_flight, std::string key,
+    Ask ask, Put put) {
+  if (auto it = in_flight.find(key); it != in_flight.end()) {
+    auto wait = it->second;  // keeps it alive should the asker go first
+    co_await wait->done.async_wait(use_nothrow);
+    if (wait->answer) co_return *wait->answer;
+    T cancelled;
+    cancelled.status = Status::kCancelled;
+    co_return Cached<T>{std::move(cancelled), Freshness::kFresh};
+  }
+  auto mine = std::make_shared<InFlight<T>>(ex_);
+  in_flight.emplace(key, mine);
+  T answer = co_await ask();
+  mine->answer = put(std::move(answer));
+  in_flight.erase(key);
+  mine->done.cancel();
+  co_return *mine->answer;
+}
+
 awaitable<Cached<MxResult>> Lookup::mx(const std::string& domain) {
   if (auto hit = cache_.find_mx(domain, Cache::Clock::now())) co_return *hit;
-  MxResult answer = co_await resolver_->resolve_mx(domain);
-  co_return cache_.put_mx(domain, std::move(answer), Cache::Clock::now());
+  co_return co_await shared_lookup<MxResult>(
+      mx_in_flight_, key_of(domain), [&] { return resolver_->resolve_mx(domain); },
+      [&](MxResult a) { return cache_.put_mx(domain, std::move(a), Cache::Clock::now()); });
 }
 
 awaitable<Cached<AddrResult>> Lookup::addresses(const std::string& host) {
   if (auto hit = cache_.find_addresses(host, Cache::Clock::now())) co_return *hit;
-  AddrResult answer = co_await resolver_->resolve_addresses(host);
-  co_return cache_.put_addresses(host, std::move(answer), Cache::Clock::now());
+  co_return co_await shared_lookup<AddrResult>(
+      addr_in_flight_, key_of(host), [&] { return resolver_->resolve_addresses(host); },
+      [&](AddrResult a) { return cache_.put_addresses(host, std::move(a), Cache::Clock::now()); });
 }
 
 awaitable<MxTarget> Lookup::mx_target(std::string domain) {

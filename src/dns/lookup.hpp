@@ -12,8 +12,10 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dns/cache.hpp"
@@ -49,8 +51,8 @@ const char* to_string(MxTarget::Kind k);
 
 class Lookup {
  public:
-  Lookup(std::unique_ptr<Resolver> resolver, CachePolicy policy)
-      : resolver_(std::move(resolver)), cache_(policy) {}
+  Lookup(asio::any_io_executor ex, std::unique_ptr<Resolver> resolver, CachePolicy policy)
+      : ex_(std::move(ex)), resolver_(std::move(resolver)), cache_(policy) {}
 
   awaitable<MxTarget> mx_target(std::string domain);
 
@@ -61,8 +63,27 @@ class Lookup {
   awaitable<Cached<MxResult>> mx(const std::string& domain);
   awaitable<Cached<AddrResult>> addresses(const std::string& host);
 
+  // A name being looked up already: later askers wait for that answer
+  // instead of sending the same query (a burst of transactions to one
+  // domain on a cold or expired cache costs one query, not one each).
+  template <class T>
+  struct InFlight {
+    explicit InFlight(asio::any_io_executor ex) : done(std::move(ex)) {
+      done.expires_at(asio::steady_timer::time_point::max());
+    }
+    asio::steady_timer done;  // cancelled when the answer is in
+    std::optional<Cached<T>> answer;
+  };
+  template <class T, class Ask, class Put>
+  awaitable<Cached<T>> shared_lookup(
+      std::unordered_map<std::string, std::shared_ptr<InFlight<T>>>& in_flight, std::string key,
+      Ask ask, Put put);
+
+  asio::any_io_executor ex_;
   std::unique_ptr<Resolver> resolver_;
   Cache cache_;
+  std::unordered_map<std::string, std::shared_ptr<InFlight<MxResult>>> mx_in_flight_;
+  std::unordered_map<std::string, std::shared_ptr<InFlight<AddrResult>>> addr_in_flight_;
 };
 
 }  // namespace smtplb::dns

@@ -51,7 +51,7 @@ void Core::make_lookup(const config::Config& cfg) {
   policy.max_ttl = std::max(policy.min_ttl, secs(cfg.dns.max_ttl));
   policy.stale_for = secs(cfg.dns.max_stale);
   policy.max_entries = static_cast<std::size_t>(cfg.dns.cache_entries);
-  lookup_ = std::make_unique<dns::Lookup>(std::move(made.resolver), policy);
+  lookup_ = std::make_unique<dns::Lookup>(io_.get_executor(), std::move(made.resolver), policy);
 }
 
 std::shared_ptr<client::PoolRuntime> Core::recipient_pool(const config::Pool& p,

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "dns/lookup.hpp"
 #include "dns/mx_order.hpp"
 
 namespace smtplb::dns {
@@ -312,6 +313,50 @@ TEST_F(DnsResolver, ManyLookupsAtOnceAllComplete) {
 
 // The rest need no dnsmasq: a UDP socket that is bound (so no ICMP
 // "unreachable" comes back) and never reads.
+// dns::Lookup over the real resolver: the exchanges with their addresses,
+// ordered, and one query for a burst of askers.
+TEST_F(DnsResolver, LookupGivesHostsWithAddressesAndSharesQueriesInFlight) {
+  Lookup lookup(io_.get_executor(), std::move(resolver_), CachePolicy{});
+  std::vector<std::optional<MxTarget>> got(5);
+  for (auto& g : got)
+    asio::co_spawn(
+        io_, [&]() -> awaitable<void> { g = co_await lookup.mx_target("example.test"); },
+        asio::detached);
+  auto until = Clock::now() + 10s;
+  io_.restart();
+  while (std::any_of(got.begin(), got.end(), [](const auto& g) { return !g; }) &&
+         Clock::now() < until)
+    io_.run_one_until(until);
+  for (const auto& g : got) {
+    ASSERT_TRUE(g);
+    ASSERT_EQ(g->kind, MxTarget::Kind::kHosts) << g->detail;
+    // mx1 (preference 10) has addresses; mx2 (20) has none and is left out.
+    ASSERT_EQ(g->hosts.size(), 1u);
+    EXPECT_EQ(g->hosts[0].name, "mx1.example.test");
+    EXPECT_EQ(g->hosts[0].preference, 10);
+    EXPECT_EQ(g->hosts[0].addresses.size(), 2u);
+  }
+  // One MX query, and one A and one AAAA query for each exchange, for all
+  // five askers together.
+  EXPECT_EQ(lookup.resolver_counters().queries, 1u + 2u * 2u);
+  // Then the cache answers.
+  auto again = run(io_, lookup.mx_target("example.test"));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->kind, MxTarget::Kind::kHosts);
+  EXPECT_EQ(lookup.resolver_counters().queries, 5u);
+  auto nx = run(io_, lookup.mx_target("nope.test"));
+  ASSERT_TRUE(nx);
+  EXPECT_EQ(nx->kind, MxTarget::Kind::kNxDomain);
+  auto null_mx = run(io_, lookup.mx_target("nullmx.test"));
+  ASSERT_TRUE(null_mx);
+  EXPECT_EQ(null_mx->kind, MxTarget::Kind::kNullMx);
+  auto implicit = run(io_, lookup.mx_target("nomx.test"));
+  ASSERT_TRUE(implicit);
+  ASSERT_EQ(implicit->kind, MxTarget::Kind::kHosts) << implicit->detail;
+  EXPECT_TRUE(implicit->implicit);
+  EXPECT_EQ(implicit->hosts[0].name, "nomx.test");
+}
+
 class DnsResolverSilentServer : public ::testing::Test {
  protected:
   asio::io_context io_;

@@ -257,9 +257,17 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
 }
 
 void Core::quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now) {
+  // The QUIT may outlive the runtime (a reload removed the backend): it
+  // keeps what the session refers to, the backend's state and its
+  // configuration, until it is done.
   for (auto& s : all ? b.idle.drain_all() : b.idle.expired(now))
     asio::co_spawn(
-        io_, [s = std::move(s)]() -> awaitable<void> { co_await s->quit(); }, asio::detached);
+        io_,
+        [s = std::move(s), state = b.state_owner, cfg = b.cfg_owner]() mutable -> awaitable<void> {
+          co_await s->quit();
+          s.reset();  // before `state` and `cfg`: captures go in no set order
+        },
+        asio::detached);
 }
 
 awaitable<void> Core::sweep_loop() {

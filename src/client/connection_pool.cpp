@@ -22,8 +22,9 @@ std::unique_ptr<BackendSession> ConnectionPool::take(Clock::time_point now) {
 }
 
 void ConnectionPool::give_back(std::unique_ptr<BackendSession> s) {
-  if (!s || !s->is_open() || s->has_unsolicited_input() ||
-      static_cast<int>(idle_.size()) >= cfg_.max_idle) {
+  // Unsolicited input (a 421 while idle) is looked for when the session
+  // is taken again (fresh()), not here: one ioctl per reuse, not two.
+  if (!s || !s->is_open() || static_cast<int>(idle_.size()) >= cfg_.max_idle) {
     if (s) s->close();
     return;
   }

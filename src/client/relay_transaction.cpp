@@ -96,6 +96,7 @@ void RelayTransaction::fail_backend(Failure f, std::string detail) {
   }
   current_ = nullptr;
   streaming_ = false;
+  unsent_.clear();  // in the replay buffer too: the next backend gets it all
   in_flight_.reset();
 }
 
@@ -341,11 +342,25 @@ awaitable<void> RelayTransaction::data_chunk(std::string_view wire) {
     co_return;
   }
   if (session_ && streaming_) {
+    // Small pieces wait in unsent_ (bounded by kCoalesce) for the next
+    // one or the final dot: a small message and its dot go out in one
+    // write, one wake-up of the backend, instead of one per piece.
+    // A client that trickles still keeps the backend busy: what waited a
+    // second goes with the next piece.
+    std::string_view out = wire;
+    const auto now = Clock::now();
+    if (!unsent_.empty() || wire.size() < kCoalesce) {
+      if (unsent_.empty()) unsent_since_ = now;
+      unsent_.append(wire);
+      if (unsent_.size() < kCoalesce && now - unsent_since_ < kCoalesceFor) co_return;
+      out = unsent_;
+    }
     // Not bound by the transaction deadline (the client sets the pace
     // here) but by the DATA phase's.
     auto left = std::chrono::duration_cast<Duration>(data_deadline_ - Clock::now());
     Failure f = co_await session_->send(
-        wire, std::max(Duration(1), std::min(cfg_.timeouts.backend_reply, left)));
+        out, std::max(Duration(1), std::min(cfg_.timeouts.backend_reply, left)));
+    unsent_.clear();
     if (f != Failure::kNone) fail_backend(f, "during data");
   }
 }
@@ -369,7 +384,11 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
   for (;;) {
     if (session_ && streaming_) {
-      Failure f = co_await session_->send(final_dot, bound(cfg_.timeouts.backend_reply));
+      // The data still unsent and the final dot, in one write.  A failed
+      // write did not deliver the dot whole: the replay is no duplicate.
+      unsent_ += final_dot;
+      Failure f = co_await session_->send(unsent_, bound(cfg_.timeouts.backend_reply));
+      unsent_.clear();
       if (f != Failure::kNone) {
         fail_backend(f, "sending the final dot");
         continue;
@@ -450,6 +469,7 @@ void RelayTransaction::abort() {
   }
   current_ = nullptr;
   streaming_ = false;
+  unsent_.clear();
   in_flight_.reset();
 }
 

@@ -112,8 +112,14 @@ class RelayTransaction {
   std::unique_ptr<BackendSession> session_;
   BackendRuntime* current_ = nullptr;
   balance::InFlight in_flight_;  // counts this transaction on current_ while it holds session_
-  bool streaming_ = false;       // session_ has had DATA 354 and every byte so far
-  bool clean_ = true;            // session_ can go back to the pool as it is
+  // Message data read from the client but not yet written to the backend
+  // (data_chunk): at most about kCoalesce octets, for about kCoalesceFor.
+  static constexpr std::size_t kCoalesce = 16 * 1024;
+  static constexpr std::chrono::seconds kCoalesceFor{1};
+  std::string unsent_;
+  Clock::time_point unsent_since_{};
+  bool streaming_ = false;  // session_ has had DATA 354 and every byte so far (written or unsent_)
+  bool clean_ = true;       // session_ can go back to the pool as it is
   std::vector<smtp::Path> accepted_;
   ReplayBuffer replay_;
   std::vector<Attempt> attempts_;

@@ -250,7 +250,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     }
     auto slot = std::make_unique<ConnectionSlot>(shared_.limiter, ip);
     auto session = std::make_unique<FrontendSession>(*this, std::move(view), *l, std::move(sock),
-                                                     std::move(slot));
+                                                     ep, std::move(slot));
     asio::co_spawn(
         io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); }, asio::detached);
   }

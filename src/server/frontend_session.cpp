@@ -54,7 +54,7 @@ bool is_own_error(const smtp::Reply& r) {
 
 FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
                                  const config::Listener& listener, tcp::socket sock,
-                                 std::unique_ptr<ConnectionSlot> slot)
+                                 const tcp::endpoint& peer, std::unique_ptr<ConnectionSlot> slot)
     : core_(core),
       view_(std::move(view)),
       cfg_(&view_->cfg()),
@@ -62,13 +62,9 @@ FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
       sock_(std::move(sock)),
       slot_(std::move(slot)),
       id_(core.next_session_id()) {
-  error_code ec;
-  auto ep = sock_.socket().remote_endpoint(ec);
-  if (!ec) {
-    client_ip_ = ip_string(ep);
-    client_port_ = ep.port();
-    ip_ = ip_bytes(ep);
-  }
+  client_ip_ = ip_string(peer);
+  client_port_ = peer.port();
+  ip_ = ip_bytes(peer);
   trusted_ = is_trusted(*cfg_, ip_);
   core_.add(this);
 }

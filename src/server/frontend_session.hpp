@@ -27,8 +27,10 @@ namespace smtplb::server {
 
 class FrontendSession {
  public:
+  // `peer`: the client's address, as the accept saw it.
   FrontendSession(Core& core, std::shared_ptr<CoreView> view, const config::Listener& listener,
-                  tcp::socket sock, std::unique_ptr<ConnectionSlot> slot);
+                  tcp::socket sock, const tcp::endpoint& peer,
+                  std::unique_ptr<ConnectionSlot> slot);
   ~FrontendSession();
 
   awaitable<void> run();

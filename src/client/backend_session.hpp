@@ -80,6 +80,10 @@ class BackendSession {
   Clock::time_point last_used() const { return last_used_; }
   void touch() { last_used_ = Clock::now(); }
   bool reused = false;  // taken from the pool rather than freshly opened
+  // Taken from the pool and not yet reset: the next pipelined group starts
+  // with RSET (RFC 2920 allows it anywhere in a group), which saves the
+  // round trip of a RSET of its own.
+  bool rset_pending = false;
 
  private:
   bool holds_slot_ = false;

@@ -118,6 +118,10 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
   // are dropped and the backend is left, so a hung backend cannot eat the
   // transaction's deadline one pooled session at a time.
   while (auto s = b.idle.take(Clock::now())) {
+    if (s->caps().pipelining) {
+      s->rset_pending = true;  // sent with MAIL (start_transaction)
+      co_return std::move(s);
+    }
     auto r = co_await s->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
     if (r.failure == Failure::kNone && r.reply.code == 250 && !s->has_unsolicited_input())
       co_return std::move(s);
@@ -141,15 +145,32 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
 
 awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::Reply& mail_reply,
                                                        const smtp::Path* pending,
-                                                       std::optional<smtp::Reply>* pending_reply) {
+                                                       std::optional<smtp::Reply>* pending_reply,
+                                                       bool& stale) {
   const Duration d = bound(cfg_.timeouts.backend_reply);
   std::string mail = mail_line(s.caps());
+  stale = false;
   if (s.caps().pipelining) {
-    // RFC 2920: MAIL and the RCPTs in one write, replies read in order.
-    std::string batch = mail;
+    // RFC 2920: (RSET,) MAIL and the RCPTs in one write, replies read in order.
+    const bool rset = std::exchange(s.rset_pending, false);
+    std::string batch = rset ? "RSET\r\n" + mail : mail;
     for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
     if (pending) batch += "RCPT TO:<" + pending->str() + ">\r\n";
-    if (Failure f = co_await s.send(batch, d); f != Failure::kNone) co_return f;
+    Failure sent = co_await s.send(batch, d);
+    if (rset) {
+      // A pooled session the backend closed meanwhile costs a reconnect,
+      // never the backend's standing; a stall or a 421 is the backend's.
+      // (No co_await inside ?: here: g++ 12 miscompiles it.)
+      CommandResult r{sent, {}};
+      if (sent == Failure::kNone) r = co_await s.read_reply(d);
+      if (r.failure == Failure::kStalled) co_return Failure::kStalled;
+      if (r.failure == Failure::kNone && r.reply.code == 421) co_return Failure::kShuttingDown;
+      if (r.failure != Failure::kNone || r.reply.code != 250) {
+        stale = true;
+        co_return Failure::kDropped;
+      }
+    }
+    if (sent != Failure::kNone) co_return sent;
     auto m = co_await s.read_reply(d);
     if (m.failure != Failure::kNone) co_return m.failure;
     mail_reply = m.reply;
@@ -248,7 +269,17 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     }
     smtp::Reply mail_reply;
     if (pending_reply) pending_reply->reset();
-    Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply);
+    bool stale = false;
+    Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply, stale);
+    if (stale) {
+      // The same backend again, on another pooled session or a new one.
+      session_->close();
+      session_.reset();
+      current_ = nullptr;
+      --backends_tried_;
+      --next_candidate_;
+      continue;
+    }
     if (f == Failure::kNone) {
       in_flight_ = balance::InFlight(*b.state);
       if (b.state->record_success())

@@ -91,9 +91,11 @@ class RelayTransaction {
       const smtp::Path* pending = nullptr, std::optional<smtp::Reply>* pending_reply = nullptr);
   awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why);
   // MAIL and the replayed RCPTs on `s`; kNone when all were accepted.
+  // `stale`: a pooled session failed its RSET (closed meanwhile): not the
+  // backend's fault, try it again on another session.
   awaitable<Failure> start_transaction(BackendSession& s, smtp::Reply& mail_reply,
                                        const smtp::Path* pending,
-                                       std::optional<smtp::Reply>* pending_reply);
+                                       std::optional<smtp::Reply>* pending_reply, bool& stale);
   std::string mail_line(const Capabilities& caps) const;
   // Leaves the current backend for this reason, counting it against the
   // backend when it is ill health.

@@ -1,17 +1,20 @@
-"""benchlib.py: what bench/run_bench.py and bench/run_skewed.py both need:
+"""benchlib.py: what the bench/ scripts (run_bench, run_skewed, run_mx) share:
 free loopback ports, waiting for a listener, CPU and memory of a process,
-size arguments, number formatting.  Python 3 standard library only."""
+size arguments, number formatting, the work directory and the result
+file.  Python 3 standard library only."""
 
 import argparse
-import sys
-import shlex
-import signal
+import json
 import os
 import re
+import shlex
+import shutil
+import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -121,3 +124,74 @@ class Runner:
     def stop_all(self) -> None:
         for p in list(self.procs):
             self.stop(p, grace=2.0)
+
+
+def make_workdir(args, prefix: str) -> tuple[Path, bool]:
+    """The run's work directory and whether to keep it: --workdir DIR is
+    kept, a temporary one only with --keep (or when the run fails)."""
+    if args.workdir:
+        workdir = Path(args.workdir).resolve()
+        workdir.mkdir(parents=True, exist_ok=True)
+        return workdir, True
+    return Path(tempfile.mkdtemp(prefix=prefix)), args.keep
+
+
+def finish(args, doc: dict, workdir: Path, keep: bool, failed: bool) -> int:
+    """Writes the JSON result (--out), keeps or removes the work directory,
+    and gives the exit status: 1 when the run failed, else 0."""
+    if args.out:
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"\nJSON result written to {args.out}")
+    if keep or failed:
+        print(f"work directory kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def print_commands_and_configs(runner: "Runner", results: list, between: str) -> None:
+    """The commands a run ran, then each setup's smtplb configuration once
+    (`between`: what differs between the runs of one setup)."""
+    print()
+    print("commands (ports differ per run; configs are in the work directory):")
+    for c in runner.commands:
+        print(f"  {c}")
+    shown = set()
+    for r in results:
+        if r.get("config") and r["setup"] not in shown:
+            shown.add(r["setup"])
+            print(f"\n{r['setup']} configuration ({Path(r['config_file']).name}; only the ports "
+                  f"differ between {between}):")
+            print("    " + r["config"].rstrip().replace("\n", "\n    "))
+
+
+def run_smtp_source(runner: "Runner", argv: list, messages: int, name: str,
+                    timeout: float) -> dict:
+    """Runs smtp-source (argv, with -c) to completion; returns its wall time
+    and raises BenchError unless it exited 0, quietly, having counted every
+    message."""
+    runner.note(argv)
+    t0 = time.monotonic()
+    try:
+        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=timeout, cwd=runner.workdir)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"{name}: smtp-source did not finish within {timeout:g}s "
+                         f"(limit: --run-timeout); output so far: "
+                         f"{(e.stderr or b'').decode(errors='replace')[-500:]!r}") from None
+    wall = time.monotonic() - t0
+    out = cp.stdout.decode(errors="replace")
+    err = cp.stderr.decode(errors="replace").strip()
+    # With -c smtp-source prints a counter "1\r2\r...N\r\n" and nothing else.
+    counts = [int(x) for x in re.findall(r"\d+", out)]
+    counted = counts[-1] if counts else 0
+    problems = []
+    if cp.returncode != 0:
+        problems.append(f"exit status {cp.returncode}")
+    if err:
+        problems.append(f"stderr: {err[:400]!r}")
+    if counted != messages:
+        problems.append(f"counted {counted} of {messages} messages")
+    if problems:
+        raise BenchError(f"{name}: smtp-source failed: " + "; ".join(problems))
+    return {"wall_s": wall, "counted": counted}

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import platform
 import re
@@ -38,11 +37,11 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, Runner, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
+from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
+                      print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
                       system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
@@ -96,32 +95,8 @@ def smtp_source_argv(args, port: int, sessions: int, messages: int, size: int) -
 def run_source(runner: Runner, args, port: int, sessions: int, messages: int, size: int,
                name: str, timeout: float) -> dict:
     """Runs smtp-source to completion; returns wall time and checks success."""
-    argv = smtp_source_argv(args, port, sessions, messages, size)
-    runner.note(argv)
-    t0 = time.monotonic()
-    try:
-        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=timeout, cwd=runner.workdir)
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"{name}: smtp-source did not finish within {timeout:g}s "
-                         f"(limit: --run-timeout); output so far: "
-                         f"{(e.stderr or b'').decode(errors='replace')[-500:]!r}") from None
-    wall = time.monotonic() - t0
-    out = cp.stdout.decode(errors="replace")
-    err = cp.stderr.decode(errors="replace").strip()
-    # With -c smtp-source prints a counter "1\r2\r...N\r\n" and nothing else.
-    counts = [int(x) for x in re.findall(r"\d+", out)]
-    counted = counts[-1] if counts else 0
-    problems = []
-    if cp.returncode != 0:
-        problems.append(f"exit status {cp.returncode}")
-    if err:
-        problems.append(f"stderr: {err[:400]!r}")
-    if counted != messages:
-        problems.append(f"counted {counted} of {messages} messages")
-    if problems:
-        raise BenchError(f"{name}: smtp-source failed: " + "; ".join(problems))
-    return {"wall_s": wall, "counted": counted}
+    return run_smtp_source(runner, smtp_source_argv(args, port, sessions, messages, size),
+                           messages, name, timeout)
 
 
 def sink_count(out: Path) -> int:
@@ -508,13 +483,7 @@ def main() -> int:
             return 2
     args.smtplb = os.path.abspath(args.smtplb)
 
-    if args.workdir:
-        workdir = Path(args.workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        keep = True
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="smtplb-bench-"))
-        keep = args.keep
+    workdir, keep = make_workdir(args, "smtplb-bench-")
 
     runner = Runner(workdir, args.verbose)
     started = time.monotonic()
@@ -590,18 +559,7 @@ columns: msg/s, MB/s      messages (payload) / wall time of the measured smtp-so
          busy %           all CPUs of the machine during the measured run
          other %          share of that busy time not charged to this run's processes (other
                           work on the host, unattributed kernel time): high = disturbed numbers""")
-    print()
-    print("commands (ports differ per run; configs are in the work directory):")
-    for c in runner.commands:
-        print(f"  {c}")
-
-    shown = set()
-    for r in results:
-        if r.get("config") and r["setup"] not in shown:
-            shown.add(r["setup"])
-            print(f"\n{r['setup']} configuration ({Path(r['config_file']).name}; only the ports "
-                  f"differ between runs):")
-            print("    " + r["config"].rstrip().replace("\n", "\n    "))
+    print_commands_and_configs(runner, results, "runs")
 
     doc = {
         "tool": "smtplb bench/run_bench.py",
@@ -623,14 +581,7 @@ columns: msg/s, MB/s      messages (payload) / wall time of the measured smtp-so
         "commands": runner.commands,
         "workdir": str(workdir) if (keep or failed) else None,
     }
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"\nJSON result written to {args.out}")
-    if keep or failed:
-        print(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return finish(args, doc, workdir, keep, failed)
 
 
 if __name__ == "__main__":

@@ -48,12 +48,12 @@ import statistics
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import (BenchError, Runner, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
+from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
+                      print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
                       system_cpu, wait_listening)
 from run_bench import (check_smtplb_log, children_cpu, proc_status_kb, size_label,  # noqa: E402
                        tool_version, wait_sink_total)
@@ -307,30 +307,7 @@ def run_source(runner: Runner, args, port: int, sessions: int, messages: int,
     if args.reuse:
         argv.append("-d")
     argv.append(f"127.0.0.1:{port}")
-    runner.note(argv)
-    t0 = time.monotonic()
-    try:
-        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=args.run_timeout, cwd=runner.workdir)
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"{name}: smtp-source did not finish within {args.run_timeout:g}s "
-                         f"(--run-timeout); output so far: "
-                         f"{(e.stderr or b'').decode(errors='replace')[-500:]!r}") from None
-    wall = time.monotonic() - t0
-    out = cp.stdout.decode(errors="replace")
-    err = cp.stderr.decode(errors="replace").strip()
-    counts = [int(x) for x in re.findall(r"\d+", out)]  # -c: "1\r2\r...N\r\n"
-    counted = counts[-1] if counts else 0
-    problems = []
-    if cp.returncode != 0:
-        problems.append(f"exit status {cp.returncode}")
-    if err:
-        problems.append(f"stderr: {err[:400]!r}")
-    if counted != messages:
-        problems.append(f"counted {counted} of {messages} messages")
-    if problems:
-        raise BenchError(f"{name}: smtp-source failed: " + "; ".join(problems))
-    return {"wall_s": wall, "counted": counted}
+    return run_smtp_source(runner, argv, messages, name, args.run_timeout)
 
 
 def measure(runner: Runner, args, dns: Dnsmasq, setup: str, rnd: int) -> dict:
@@ -642,13 +619,7 @@ def main() -> int:
             return 2
     args.smtplb = os.path.abspath(args.smtplb)
 
-    if args.workdir:
-        workdir = Path(args.workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        keep = True
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="smtplb-mx-bench-"))
-        keep = args.keep
+    workdir, keep = make_workdir(args, "smtplb-mx-bench-")
 
     runner = Runner(workdir, args.verbose)
     dns = Dnsmasq(runner, args)
@@ -743,17 +714,7 @@ columns: msg/s            messages / wall time of the measured smtp-source run (
          sink A %         share of the messages that the sink on 127.0.0.2 received
          busy %, other %  all CPUs during the measured run; share not charged to this run's
                           processes (high = disturbed by other work on the host)""")
-    print()
-    print("commands (ports differ per run; configs are in the work directory):")
-    for c in runner.commands:
-        print(f"  {c}")
-    shown = set()
-    for r in results:
-        if r.get("config") and r["setup"] not in shown:
-            shown.add(r["setup"])
-            print(f"\n{r['setup']} configuration ({Path(r['config_file']).name}; only the ports "
-                  f"differ between rounds):")
-            print("    " + r["config"].rstrip().replace("\n", "\n    "))
+    print_commands_and_configs(runner, results, "rounds")
 
     doc = {
         "tool": "smtplb bench/run_mx.py",
@@ -776,14 +737,7 @@ columns: msg/s            messages / wall time of the measured smtp-source run (
         "commands": runner.commands,
         "workdir": str(workdir) if (keep or failed) else None,
     }
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"\nJSON result written to {args.out}")
-    if keep or failed:
-        print(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return finish(args, doc, workdir, keep, failed)
 
 
 if __name__ == "__main__":

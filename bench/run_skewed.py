@@ -62,17 +62,15 @@ import platform
 import re
 import resource
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, Runner, fmt, free_port, parse_size, proc_cpu_seconds,  # noqa: E402
-                      system_cpu, wait_listening)
+from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
+                      proc_cpu_seconds, system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -708,13 +706,7 @@ def main() -> int:
         return 2
     args.smtplb = os.path.abspath(args.smtplb)
 
-    if args.workdir:
-        workdir = Path(args.workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        keep = True
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="smtplb-skewed-"))
-        keep = args.keep
+    workdir, keep = make_workdir(args, "smtplb-skewed-")
 
     runner = Runner(workdir, args.verbose)
     started = time.monotonic()
@@ -873,14 +865,7 @@ columns: ok, fail       transactions the client saw accepted (250 after the dot)
         "commands": [shlex.join([sys.executable] + sys.argv)] + runner.commands,
         "workdir": str(workdir) if (keep or failed) else None,
     }
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"\nJSON result written to {args.out}")
-    if keep or failed:
-        print(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    return finish(args, doc, workdir, keep, failed)
 
 
 def _version(binary: str) -> str:

@@ -171,10 +171,8 @@ awaitable<void> FrontendSession::run() {
     if (close || verb == smtp::Verb::kQuit || reply.code == 421) break;
     if (out_.size() > kMaxQueuedReplies && !co_await flush()) break;
   }
-  if (tx_) {
-    tx_->abort();
-    co_await end_transaction();
-  }
+  if (tx_) tx_->abort();
+  if (envelope_) co_await end_transaction();
   if (!out_.empty()) {
     // Bounded: a client that stopped reading does not hold the session.
     co_await sock_.write_all(out_, std::chrono::seconds(5));
@@ -277,6 +275,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   env.needs_smtputf8 = cmd.mail.smtputf8;
   env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
   envelope_ = std::move(env);
+  tx_logged_ = false;
   ++tx_count_;
   tx_id_ = id_ + "." + std::to_string(tx_count_);
   tx_started_ = Clock::now();
@@ -520,6 +519,10 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
 }
 
 awaitable<void> FrontendSession::end_transaction() {
+  // A transaction that ends before its data (every RCPT refused, RSET,
+  // QUIT, the client gone) is logged too, once: an operator looking for a
+  // message must find what became of it.
+  if (envelope_ && !tx_logged_ && rcpt_attempts_ > 0) log_transaction(smtp::Reply{}, "abandoned");
   if (tx_) {
     co_await tx_->release();
     tx_.reset();
@@ -534,6 +537,7 @@ awaitable<void> FrontendSession::end_transaction() {
 }
 
 void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char* result) {
+  tx_logged_ = true;
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
     for (const auto& x : v) s += (s.empty() ? "" : ",") + x;

@@ -102,6 +102,7 @@ class FrontendSession {
   std::vector<std::string> accepted_;
   std::vector<std::string> refused_;
   int tx_count_ = 0;
+  bool tx_logged_ = false;  // this transaction's log line is written
   std::string tx_id_;
   Clock::time_point tx_started_;
 };

@@ -569,6 +569,8 @@ class MxRecipient(MxCase):
         r, _ = self.rcpt_reply("user@null.test")
         self.assertReply(r, 556, "5.1.10", "RCPT for a null-MX domain")
         self.lb.wait_log(r"event=mx_lookup .*domain=null\.test .*result=null_mx ")
+        # The transaction that got nowhere is logged and counted too.
+        self.lb.wait_log(r"event=transaction .*refused=user@null\.test .*result=abandoned")
         self.assertNothingStored()
         self.assertEqual(a.events("connect"), [], "a backend was contacted for a null MX")
         # The same smtplb delivers to a domain that has a mail host.

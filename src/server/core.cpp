@@ -54,9 +54,9 @@ void Core::make_lookup(const config::Config& cfg) {
   lookup_ = std::make_unique<dns::Lookup>(io_.get_executor(), std::move(made.resolver), policy);
 }
 
-std::shared_ptr<client::PoolRuntime> Core::recipient_pool(const config::Pool& p,
-                                                          const std::string& domain,
-                                                          const dns::MxTarget& t) {
+std::shared_ptr<client::PoolRuntime> Core::recipient_pool(
+    const std::shared_ptr<const config::Config>& owner, const config::Pool& p,
+    const std::string& domain, const dns::MxTarget& t) {
   const auto now = Clock::now();
   const std::string key = p.name + '\0' + domain;
   auto it = recipient_pools_.find(key);
@@ -66,12 +66,12 @@ std::shared_ptr<client::PoolRuntime> Core::recipient_pool(const config::Pool& p,
   }
   auto rt = std::make_shared<client::PoolRuntime>();
   rt->cfg = &p;
-  rt->cfg_owner = view_->gen->cfg;
+  rt->cfg_owner = owner;
   rt->balancer = balance::make_balancer(p.algorithm);
   for (const auto& h : t.hosts) {
     for (const auto& a : h.addresses) {
       tcp::endpoint ep(a, p.port);
-      if (is_own_listener(view_->cfg(), ep)) continue;
+      if (is_own_listener(*owner, ep)) continue;
       config::Backend b;
       b.address = config::Endpoint{a.to_string(), p.port};
       b.name =
@@ -97,6 +97,8 @@ std::shared_ptr<client::PoolRuntime> Core::recipient_pool(const config::Pool& p,
     }
   }
   if (rt->backends.empty()) return nullptr;
+  // A transaction that began before a reload: its pool, not the cache's.
+  if (owner != view_->gen->cfg) return rt;
   if (recipient_pools_.size() >= kMaxRecipientDomains && it == recipient_pools_.end()) {
     // Room for one more: the least recently used goes (transactions using
     // it keep their own reference).

@@ -91,9 +91,11 @@ class Core {
   // and rebuilt when the hosts change; a host keeps its backend state and
   // idle sessions across domains and rebuilds.  Null when no host is left
   // (every address one of our own listeners).
-  std::shared_ptr<client::PoolRuntime> recipient_pool(const config::Pool& p,
-                                                      const std::string& domain,
-                                                      const dns::MxTarget& t);
+  // `p` belongs to `owner`, the configuration of the caller's transaction
+  // (kept alive by the pool); only the current one's pools are cached.
+  std::shared_ptr<client::PoolRuntime> recipient_pool(
+      const std::shared_ptr<const config::Config>& owner, const config::Pool& p,
+      const std::string& domain, const dns::MxTarget& t);
   static constexpr std::size_t kMaxRecipientDomains = 1000;
   bool shutting_down() const { return shutting_down_; }
   int index() const { return index_; }

@@ -290,7 +290,7 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
   std::optional<smtp::Reply> refusal;
   switch (t.kind) {
     case dns::MxTarget::Kind::kHosts:
-      mx_pool_ = core_.recipient_pool(p, domain, t);
+      mx_pool_ = core_.recipient_pool(view_->gen->cfg, p, domain, t);
       if (!mx_pool_) refusal = replies::no_mail_host();  // only our own listeners
       break;
     case dns::MxTarget::Kind::kNxDomain:

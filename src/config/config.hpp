@@ -37,6 +37,9 @@ struct Listener {
   std::string name;
   Endpoint listen;
   Role role = Role::kInbound;
+  // The connection starts with a PROXY v1/v2 header from an upstream TCP
+  // balancer in proxy_networks, naming the real client.
+  bool proxy_protocol = false;
 };
 
 struct HealthCheck {
@@ -158,6 +161,7 @@ struct Config {
   std::vector<Listener> listeners;
   std::vector<std::string> local_domains;  // lowercased
   std::vector<Network> trusted_networks;
+  std::vector<Network> proxy_networks;  // may send PROXY headers; empty: nobody
   std::vector<Pool> pools;
   std::vector<Route> routes;
   Limits limits;

@@ -64,8 +64,7 @@ namespace {
 
 // Keys that DESIGN.md reserves for later capabilities, with the reason
 // they are refused today.
-const std::set<std::string> kNotYet = {"tls",  "require_tls", "proxy_protocol", "proxy_networks",
-                                       "auth", "identity",    "spool"};
+const std::set<std::string> kNotYet = {"tls", "require_tls", "auth", "identity", "spool"};
 
 class Loader {
  public:
@@ -207,7 +206,8 @@ class Loader {
     std::vector<std::pair<std::string, YAML::Mark>> route_pools;
     each_key(root, "the configuration",
              {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
-              "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin", "dns"},
+              "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin", "dns",
+              "proxy_networks"},
              [&](const std::string& key, const YAML::Node& v) {
                if (key == "hostname") {
                  if (auto s = str(v, "hostname")) {
@@ -221,6 +221,8 @@ class Loader {
                  cfg.local_domains = domains(v, "local_domains");
                } else if (key == "trusted_networks") {
                  cfg.trusted_networks = networks(v, "trusted_networks");
+               } else if (key == "proxy_networks") {
+                 cfg.proxy_networks = networks(v, "proxy_networks");
                } else if (key == "pools") {
                  load_pools(v, cfg, pool_marks);
                } else if (key == "routes") {
@@ -264,7 +266,7 @@ class Loader {
     for (const auto& item : v) {
       Listener l;
       bool has_name = false, has_listen = false;
-      each_key(item, "a listener", {"name", "listen", "role"},
+      each_key(item, "a listener", {"name", "listen", "role", "proxy_protocol"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "name") {
                    if (auto s = str(x, "listener name")) {
@@ -283,6 +285,11 @@ class Loader {
                      if (!endpoints.insert(e->str()).second)
                        error(x, "listen: `" + e->str() + "` is used by another listener");
                    }
+                 } else if (key == "proxy_protocol") {
+                   bool b = false;
+                   if (!x.IsScalar() || !YAML::convert<bool>::decode(x, b))
+                     error(x, "proxy_protocol must be true or false");
+                   l.proxy_protocol = b;
                  } else if (key == "role") {
                    if (auto s = str(x, "role")) {
                      if (*s == "inbound")

@@ -7,6 +7,7 @@
 #include "server/received.hpp"
 #include "smtp/data_decoder.hpp"
 #include "smtp/data_encoder.hpp"
+#include "smtp/proxy_header.hpp"
 #include "smtp/replies.hpp"
 
 namespace smtplb::server {
@@ -43,6 +44,15 @@ ConnectionLimiter::Ip ip_bytes(const tcp::endpoint& ep) {
     std::copy(b.begin(), b.end(), ip.begin());
   }
   return ip;
+}
+
+// The 128-bit form (IPv4 mapped) as text: "192.0.2.1" or "2001:db8::1".
+std::string ip_text(const std::array<std::uint8_t, 16>& ip) {
+  asio::ip::address_v6::bytes_type b;
+  std::copy(ip.begin(), ip.end(), b.begin());
+  asio::ip::address_v6 a(b);
+  if (a.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, a).to_string();
+  return a.to_string();
 }
 
 bool is_own_error(const smtp::Reply& r) {
@@ -123,7 +133,75 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
   }
 }
 
+awaitable<bool> FrontendSession::read_proxy_header() {
+  // SECURITY.md 5: the header comes first and whole within
+  // kProxyHeaderTimeout, or the connection is closed without a 220.
+  std::string in;
+  const auto deadline = Clock::now() + kProxyHeaderTimeout;
+  auto refuse = [&](std::string_view why) {
+    log::Record("proxy_refused")
+        .add("s", id_)
+        .add("listener", listener_->name)
+        .add("peer", client_ip_)
+        .add("reason", why)
+        .emit(spdlog::level::warn);
+    return false;
+  };
+  for (;;) {
+    auto p = smtp::parse_proxy_header(in);
+    if (p.status == smtp::ProxyParse::Status::kInvalid) co_return refuse(p.error);
+    if (p.status == smtp::ProxyParse::Status::kDone) {
+      const std::string peer = client_ip_;
+      if (!p.header.local) {
+        ip_ = p.header.source.ip;
+        client_port_ = p.header.source.port;
+        client_ip_ = ip_text(ip_);
+      }
+      // Bytes after the header are the client's (a client that talks
+      // before the banner is the protocol layer's business).
+      reader_.append(std::string_view(in).substr(p.consumed));
+      trusted_ = is_trusted(*cfg_, ip_);
+      log::Record("proxy")
+          .add("s", id_)
+          .add("peer", peer)
+          .add("client", client_ip_)
+          .add("port", client_port_)
+          .add("version", p.header.version)
+          .add("local", p.header.local ? "yes" : "no")
+          .emit(spdlog::level::debug);
+      // The per-client limits the accept left to us, now for the client.
+      const auto& limits = cfg_->limits;
+      slot_.reset();
+      if ((!trusted_ && !view_->gen->connection_rate->allow(ip_, Clock::now())) ||
+          !core_.shared().limiter.acquire(ip_, trusted_, limits.max_connections,
+                                          limits.max_connections_per_ip)) {
+        log::Record("connection_refused")
+            .add("listener", listener_->name)
+            .add("client", client_ip_)
+            .add("reason", "connection limit or rate, behind a proxy")
+            .emit(spdlog::level::warn);
+        queue(replies::too_many_connections());
+        co_await flush();
+        co_return false;
+      }
+      slot_ = std::make_unique<ConnectionSlot>(core_.shared().limiter, ip_);
+      co_return true;
+    }
+    auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now());
+    if (left <= Duration::zero()) co_return refuse("no complete PROXY header in time");
+    const std::size_t room = std::min(rbuf_.size(), smtp::kMaxProxyHeader - in.size());
+    auto [ec, n] = co_await sock_.read_some(asio::buffer(rbuf_.data(), room), left);
+    if (ec == asio::error::timed_out) co_return refuse("no complete PROXY header in time");
+    if (ec) co_return refuse("closed before a complete PROXY header");
+    in.append(rbuf_.data(), n);
+  }
+}
+
 awaitable<void> FrontendSession::run() {
+  if (listener_->proxy_protocol && !co_await read_proxy_header()) {
+    sock_.close();
+    co_return;
+  }
   log::Record("connect")
       .add("s", id_)
       .add("listener", listener_->name)

@@ -46,6 +46,10 @@ class FrontendSession {
   using Duration = std::chrono::milliseconds;
 
   awaitable<ReadResult> read_line(std::string& line);
+  // `proxy_protocol` listeners: the PROXY header, then the client's address
+  // and the per-client limits; false: close (logged).
+  awaitable<bool> read_proxy_header();
+  static constexpr std::chrono::seconds kProxyHeaderTimeout{3};
   awaitable<bool> flush();
   void queue(const smtp::Reply& r) { out_ += r.wire(); }
   Duration read_bound(Duration per_read) const;

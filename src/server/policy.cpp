@@ -11,6 +11,11 @@ bool is_trusted(const config::Config& cfg, const std::array<std::uint8_t, 16>& i
                      [&](const config::Network& n) { return n.contains(ip); });
 }
 
+bool is_proxy(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip) {
+  return std::any_of(cfg.proxy_networks.begin(), cfg.proxy_networks.end(),
+                     [&](const config::Network& n) { return n.contains(ip); });
+}
+
 bool is_local_domain(const config::Config& cfg, std::string_view domain_lower) {
   return route::domain_in(domain_lower, cfg.local_domains);
 }

@@ -15,6 +15,8 @@
 namespace smtplb::server {
 
 bool is_trusted(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip);
+// May send a PROXY header (proxy_networks; empty trusts nobody).
+bool is_proxy(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip);
 bool is_local_domain(const config::Config& cfg, std::string_view domain_lower);
 
 // The domain used for routing and policy: lowercased; <postmaster> is

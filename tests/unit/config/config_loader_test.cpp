@@ -284,3 +284,42 @@ TEST(ConfigLoaderMx, BadDnsSettingsAreNamed) {
 
 }  // namespace
 }  // namespace smtplb::config
+
+namespace smtplb::config {
+namespace {
+
+TEST(ConfigLoaderProxy, ProxyProtocolAndNetworksLoad) {
+  auto r = load_config_text(R"(listeners:
+  - name: mx
+    listen: 127.0.0.1:2525
+    proxy_protocol: true
+proxy_networks: [10.0.0.0/8, "::1"]
+local_domains: [example.com]
+pools:
+  - name: p
+    backends: [{address: 127.0.0.1:25}]
+routes:
+  - pool: p
+)",
+                            "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  EXPECT_TRUE(r.config->listeners[0].proxy_protocol);
+  ASSERT_EQ(r.config->proxy_networks.size(), 2u);
+  auto errs = errors_of(R"(listeners:
+  - name: mx
+    listen: 127.0.0.1:2525
+    proxy_protocol: maybe
+proxy_networks: [10.0.0.0/33]
+local_domains: [example.com]
+pools:
+  - name: p
+    backends: [{address: 127.0.0.1:25}]
+routes:
+  - pool: p
+)");
+  EXPECT_TRUE(any_contains(errs, "4:21: proxy_protocol must be true or false"));
+  EXPECT_TRUE(any_contains(errs, "5:18: proxy_networks: bad network `10.0.0.0/33`"));
+}
+
+}  // namespace
+}  // namespace smtplb::config

@@ -1,0 +1,68 @@
+// proxy_header.hpp: the PROXY protocol header a trusted proxy sends before
+// SMTP (HAProxy proxy-protocol.txt: 2.1 text "version 1", 2.2 binary
+// "version 2"), as a value.
+//
+// Pure: the session passes everything read so far and gets kNeedMore, kDone
+// (with the header's length: the bytes after it are the client's SMTP) or
+// kInvalid (close the connection, SECURITY.md 5).  Strict, as the spec asks
+// ("any sequence which does not exactly match the protocol must be
+// discarded"): single spaces, no leading zeros, CR LF within 107 bytes, v2
+// version 2 and command LOCAL or PROXY only.  kNeedMore only while the bytes
+// so far can still begin a valid header, and never once kMaxProxyHeader
+// bytes are in, so a slow or hostile peer cannot make the caller buffer
+// more.  Whether a listener expects a header at all is the caller's
+// decision, never guessed from the bytes (proxy-protocol.txt 2).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace smtplb::smtp {
+
+struct ProxyAddress {
+  // IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), like config::parse_ip, so
+  // one compare against a config::Network serves both families.
+  std::array<std::uint8_t, 16> ip{};
+  bool v4 = true;  // the announced family: v1 TCP4, v2 0x11
+  std::uint16_t port = 0;
+  bool operator==(const ProxyAddress&) const = default;
+};
+
+struct ProxyHeader {
+  // v2 LOCAL (or PROXY over UNSPEC) or v1 "PROXY UNKNOWN": use the real
+  // peer's address.
+  bool local = false;
+  ProxyAddress source, destination;  // when !local
+  int version = 1;                   // 1 or 2
+  bool operator==(const ProxyHeader&) const = default;
+};
+
+struct ProxyParse {
+  enum class Status { kNeedMore, kDone, kInvalid };
+  Status status = Status::kNeedMore;
+  std::size_t consumed = 0;  // kDone: the header's length; bytes after it belong to SMTP
+  ProxyHeader header;        // kDone
+  std::string error;         // kInvalid: why, for the log (fixed text, no peer bytes)
+};
+
+// proxy-protocol.txt 2.1: the longest v1 line, "PROXY UNKNOWN" with two
+// full IPv6 addresses and ports, is 107 bytes including the CR LF.
+inline constexpr std::size_t kMaxProxyV1 = 107;
+// v2: the 16-byte fixed part, then the length it announces.
+inline constexpr std::size_t kProxyV2Fixed = 16;
+// The spec designs both formats to fit the smallest segment every TCP host
+// must take, 536 bytes (576 - 40, proxy-protocol.txt 2), so a header with
+// TLVs (ALPN, authority, SSL, unique id) up to that size is accepted and
+// anything longer is refused rather than buffered: 16 + 520 = 536.
+inline constexpr std::size_t kMaxProxyV2Payload = 520;
+inline constexpr std::size_t kMaxProxyHeader = kProxyV2Fixed + kMaxProxyV2Payload;
+
+// `in` is what has been read so far from the connection.  kNeedMore while a
+// valid header could still follow (never at kMaxProxyHeader bytes or more).
+// Never reads past `in`; allocates nothing but the error text.
+ProxyParse parse_proxy_header(std::string_view in);
+
+}  // namespace smtplb::smtp

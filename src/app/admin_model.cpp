@@ -21,6 +21,19 @@ std::string label(std::string_view v) {
   return out;
 }
 
+// One metric family of plain samples: HELP, TYPE, then `name{labels} value`
+// for each (labels empty: no braces).
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+            std::initializer_list<std::pair<std::string_view, std::uint64_t>> samples) {
+  out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+  out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+  for (const auto& [labels, value] : samples) {
+    out.append(name);
+    if (!labels.empty()) out.append("{").append(labels).append("}");
+    out.append(" ").append(std::to_string(value)).append("\n");
+  }
+}
+
 // Every Failure value that can be counted, by name.
 constexpr client::Failure kLeftReasons[] = {
     client::Failure::kConnectRefused,  client::Failure::kConnectTimeout,
@@ -93,38 +106,23 @@ std::string AdminModel::metrics_text() {
   auto now = balance::BackendState::Clock::now();
   std::string out;
   shared_.metrics->write(out);
-  out +=
-      "# HELP smtplb_possible_duplicates_total Messages replayed after a backend may already "
-      "have taken them (no or a broken reply to the final dot).\n"
-      "# TYPE smtplb_possible_duplicates_total counter\n"
-      "smtplb_possible_duplicates_total " +
-      std::to_string(shared_.possible_duplicates.load(std::memory_order_relaxed)) + "\n";
-  out +=
-      "# HELP smtplb_client_connections Client connections open now.\n"
-      "# TYPE smtplb_client_connections gauge\n"
-      "smtplb_client_connections " +
-      std::to_string(shared_.limiter.total()) + "\n";
-
+  auto load = [](const std::atomic<std::uint64_t>& n) { return n.load(std::memory_order_relaxed); };
+  family(out, "smtplb_possible_duplicates_total", "counter",
+         "Messages replayed after a backend may already have taken them (no or a broken reply "
+         "to the final dot).",
+         {{"", load(shared_.possible_duplicates)}});
+  family(out, "smtplb_client_connections", "gauge", "Client connections open now.",
+         {{"", static_cast<std::uint64_t>(shared_.limiter.total())}});
   const auto& gen = *shared_.generation;
-  out +=
-      "# HELP smtplb_config_generation The configuration generation in force (1 at start, one "
-      "more per reload).\n"
-      "# TYPE smtplb_config_generation gauge\n"
-      "smtplb_config_generation " +
-      std::to_string(gen.number) + "\n";
-  out +=
-      "# HELP smtplb_mx_refresh_failures_total Failed DNS refreshes of mx: pools (each run "
-      "of failures once).\n"
-      "# TYPE smtplb_mx_refresh_failures_total counter\n"
-      "smtplb_mx_refresh_failures_total " +
-      std::to_string(shared_.mx_refresh_failures.load(std::memory_order_relaxed)) + "\n";
-  out +=
-      "# HELP smtplb_reloads_total Configuration reloads by result.\n"
-      "# TYPE smtplb_reloads_total counter\n"
-      "smtplb_reloads_total{result=\"ok\"} " +
-      std::to_string(shared_.reloads_ok.load(std::memory_order_relaxed)) +
-      "\nsmtplb_reloads_total{result=\"refused\"} " +
-      std::to_string(shared_.reloads_refused.load(std::memory_order_relaxed)) + "\n";
+  family(out, "smtplb_config_generation", "gauge",
+         "The configuration generation in force (1 at start, one more per reload).",
+         {{"", gen.number}});
+  family(out, "smtplb_mx_refresh_failures_total", "counter",
+         "Failed DNS refreshes of mx: pools (each run of failures once).",
+         {{"", load(shared_.mx_refresh_failures)}});
+  family(out, "smtplb_reloads_total", "counter", "Configuration reloads by result.",
+         {{"result=\"ok\"", load(shared_.reloads_ok)},
+          {"result=\"refused\"", load(shared_.reloads_refused)}});
 
   std::string up, state, in_flight, weight, checks, left, agent_pct, agent_replies, reply_hist;
   for (const auto& p : gen.cfg->pools) {

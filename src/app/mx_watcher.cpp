@@ -1,7 +1,7 @@
 #include "app/mx_watcher.hpp"
 
 #include "log/log.hpp"
-#include "server/own_address.hpp"
+#include "server/mx_backends.hpp"
 
 namespace smtplb::app {
 
@@ -9,10 +9,6 @@ namespace {
 
 // How often each pool's domain is looked up (in the cache, mostly).
 constexpr std::chrono::seconds kPoll{1};
-
-std::string endpoint_name(const asio::ip::address& a, std::uint16_t port) {
-  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(port);
-}
 
 std::string describe(const std::vector<config::Backend>& list) {
   std::string s;
@@ -80,35 +76,24 @@ void MxWatcher::problem(Watch& w, const std::string& what, bool count) {
 }
 
 std::vector<config::Backend> MxWatcher::backends_of(Watch& w, const dns::MxTarget& t) {
+  std::vector<server::MxBackend> refused;
   std::vector<config::Backend> out;
-  std::set<std::string> refused;
-  for (const auto& h : t.hosts) {
-    for (const auto& a : h.addresses) {
-      tcp::endpoint ep(a, w.port);
-      if (server::is_own_listener(*w.cfg, ep)) {
-        // Once per address while the DNS keeps naming it, not every poll.
-        refused.insert(endpoint_name(a, w.port));
-        if (w.refused.count(endpoint_name(a, w.port))) continue;
-        log::Record("mx_host_refused")
-            .add("pool", w.pool)
-            .add("domain", w.domain)
-            .add("host", h.name)
-            .add("address", endpoint_name(a, w.port))
-            .add("reason", "one of smtplb's own listeners (a mail loop)")
-            .emit(spdlog::level::warn);
-        continue;
-      }
-      config::Backend b;
-      b.address = config::Endpoint{a.to_string(), w.port};
-      b.name = endpoint_name(a, w.port);
-      b.mx_host = h.name;
-      b.mx_preference = h.preference;
-      bool dup = false;
-      for (const auto& x : out) dup = dup || x.name == b.name;
-      if (!dup) out.push_back(std::move(b));
-    }
+  for (auto& m : server::mx_backends(t, w.port, *w.cfg, refused))
+    out.push_back(std::move(m.backend));
+  std::set<std::string> names;
+  for (const auto& r : refused) {
+    names.insert(r.backend.name);
+    // Once per address while the DNS keeps naming it, not every poll.
+    if (w.refused.count(r.backend.name)) continue;
+    log::Record("mx_host_refused")
+        .add("pool", w.pool)
+        .add("domain", w.domain)
+        .add("host", r.backend.mx_host)
+        .add("address", r.backend.name)
+        .add("reason", "one of smtplb's own listeners (a mail loop)")
+        .emit(spdlog::level::warn);
   }
-  w.refused = std::move(refused);
+  w.refused = std::move(names);
   return out;
 }
 

@@ -24,10 +24,19 @@ HealthChecker::~HealthChecker() {
 void HealthChecker::start() {
   std::random_device rd;
   for (auto& e : entries_) {
-    if (e->target.check)
-      asio::co_spawn(io_, loop(*e, (std::uint64_t{rd()} << 32) | rd()), asio::detached);
-    if (e->target.agent)
-      asio::co_spawn(io_, agent_loop(*e, (std::uint64_t{rd()} << 32) | rd()), asio::detached);
+    Entry* entry = e.get();
+    if (entry->target.check)
+      asio::co_spawn(io_,
+                     every(*entry->timer, entry->target.check->interval, 0.05, 0.2,
+                           (std::uint64_t{rd()} << 32) | rd(),
+                           [this, entry] { return check_and_record(*entry); }),
+                     asio::detached);
+    if (entry->target.agent)
+      asio::co_spawn(io_,
+                     every(*entry->agent_timer, entry->target.agent->interval, 0.0, 0.1,
+                           (std::uint64_t{rd()} << 32) | rd(),
+                           [this, entry] { return agent_once(entry->target); }),
+                     asio::detached);
   }
 }
 
@@ -61,32 +70,38 @@ awaitable<std::pair<bool, std::string>> HealthChecker::check_once(Target t) {
   co_return std::pair{true, std::string()};
 }
 
-awaitable<void> HealthChecker::loop(Entry& e, std::uint64_t seed) {
+awaitable<void> HealthChecker::every(asio::steady_timer& timer, config::Duration interval,
+                                     double first_lo, double first_hi, std::uint64_t seed,
+                                     std::function<awaitable<void>()> step) {
   auto stopped = stopped_;
   Running running(running_);
   std::mt19937_64 rng(seed);
-  const auto interval = e.target.check->interval;
-  // The first check comes early (but not all at once); later ones every
-  // interval, up to 10% sooner.
-  std::uniform_real_distribution<double> first(0.05, 0.2), jitter(0.9, 1.0);
+  // The first round comes early (but not all at once); later ones every
+  // interval, up to 10% sooner, so that many backends' checks do not march
+  // in step.
+  std::uniform_real_distribution<double> first(first_lo, first_hi), jitter(0.9, 1.0);
   double factor = first(rng);
   while (!stopped->load()) {
-    e.timer->expires_after(
-        std::chrono::duration_cast<std::chrono::milliseconds>(interval * factor));
-    co_await e.timer->async_wait(use_nothrow);
+    timer.expires_after(std::chrono::duration_cast<std::chrono::milliseconds>(interval * factor));
+    co_await timer.async_wait(use_nothrow);
     if (stopped->load()) co_return;
     factor = jitter(rng);
-    auto [ok, why] = co_await check_once(e.target);
-    if (stopped->load()) co_return;
-    auto& st = *e.target.state;
-    if (st.record_check(ok, why, e.target.check->rise, e.target.check->fall)) {
-      log::Record("backend_check")
-          .add("pool", st.pool())
-          .add("backend", st.name())
-          .add("state", ok ? "up" : "down")
-          .add("reason", ok ? "health check passed" : why)
-          .emit(ok ? spdlog::level::info : spdlog::level::warn);
-    }
+    co_await step();
+  }
+}
+
+awaitable<void> HealthChecker::check_and_record(Entry& e) {
+  auto stopped = stopped_;
+  auto [ok, why] = co_await check_once(e.target);
+  if (stopped->load()) co_return;
+  auto& st = *e.target.state;
+  if (st.record_check(ok, why, e.target.check->rise, e.target.check->fall)) {
+    log::Record("backend_check")
+        .add("pool", st.pool())
+        .add("backend", st.name())
+        .add("state", ok ? "up" : "down")
+        .add("reason", ok ? "health check passed" : why)
+        .emit(ok ? spdlog::level::info : spdlog::level::warn);
   }
 }
 
@@ -162,23 +177,6 @@ awaitable<void> HealthChecker::agent_once(Target t) {
         .add("state", st.state_name(now))
         .add("reply", reply)
         .emit(st.usable(now) ? spdlog::level::info : spdlog::level::warn);
-  }
-}
-
-awaitable<void> HealthChecker::agent_loop(Entry& e, std::uint64_t seed) {
-  auto stopped = stopped_;
-  Running running(running_);
-  std::mt19937_64 rng(seed);
-  const auto interval = e.target.agent->interval;
-  std::uniform_real_distribution<double> first(0.0, 0.1), jitter(0.9, 1.0);
-  double factor = first(rng);
-  while (!stopped->load()) {
-    e.agent_timer->expires_after(
-        std::chrono::duration_cast<std::chrono::milliseconds>(interval * factor));
-    co_await e.agent_timer->async_wait(use_nothrow);
-    if (stopped->load()) co_return;
-    factor = jitter(rng);
-    co_await agent_once(e.target);
   }
 }
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -61,8 +62,11 @@ class HealthChecker {
     Running& operator=(const Running&) = delete;
     std::shared_ptr<int> n_;
   };
-  awaitable<void> loop(Entry& e, std::uint64_t seed);
-  awaitable<void> agent_loop(Entry& e, std::uint64_t seed);
+  // Runs `step` every `interval` (the first time after first_lo..first_hi
+  // of it, then up to 10% sooner than the interval) until stop().
+  awaitable<void> every(asio::steady_timer& timer, config::Duration interval, double first_lo,
+                        double first_hi, std::uint64_t seed, std::function<awaitable<void>()> step);
+  awaitable<void> check_and_record(Entry& e);
   awaitable<void> agent_once(Target t);
   awaitable<std::pair<bool, std::string>> check_once(Target t);  // by value: outlives stop()
 

@@ -5,7 +5,7 @@
 
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
-#include "server/own_address.hpp"
+#include "server/mx_backends.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
 
@@ -68,33 +68,21 @@ std::shared_ptr<client::PoolRuntime> Core::recipient_pool(
   rt->cfg = &p;
   rt->cfg_owner = owner;
   rt->balancer = balance::make_balancer(p.algorithm);
-  for (const auto& h : t.hosts) {
-    for (const auto& a : h.addresses) {
-      tcp::endpoint ep(a, p.port);
-      if (is_own_listener(*owner, ep)) continue;
-      config::Backend b;
-      b.address = config::Endpoint{a.to_string(), p.port};
-      b.name =
-          (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(p.port);
-      b.mx_host = h.name;
-      b.mx_preference = h.preference;
-      bool dup = false;
-      for (const auto& x : rt->backends) dup = dup || x->endpoint == ep;
-      if (dup) continue;
-      auto& slot = recipient_hosts_[p.name + '\0' + b.name];
-      auto runtime = slot.lock();
-      if (!runtime) {
-        auto state = std::make_shared<balance::BackendState>(p.name, b, p.slow_start);
-        runtime = std::make_shared<client::BackendRuntime>(client::BackendRuntime{
-            state.get(), ep, client::ConnectionPool(view_->cfg().backend_pool), state,
-            view_->gen->cfg});
-        slot = runtime;
-      }
-      rt->states.push_back(runtime->state);
-      // The preference is this domain's, not the host's first one.
-      rt->preferences.push_back(h.preference);
-      rt->backends.push_back(std::move(runtime));
+  std::vector<MxBackend> refused;  // our own listeners: never a backend
+  for (auto& [b, ep] : mx_backends(t, p.port, *owner, refused)) {
+    auto& slot = recipient_hosts_[p.name + '\0' + b.name];
+    auto runtime = slot.lock();
+    if (!runtime) {
+      auto state = std::make_shared<balance::BackendState>(p.name, b, p.slow_start);
+      runtime = std::make_shared<client::BackendRuntime>(
+          client::BackendRuntime{state.get(), ep, client::ConnectionPool(view_->cfg().backend_pool),
+                                 state, view_->gen->cfg});
+      slot = runtime;
     }
+    rt->states.push_back(runtime->state);
+    // The preference is this domain's, not the host's first one.
+    rt->preferences.push_back(b.mx_preference);
+    rt->backends.push_back(std::move(runtime));
   }
   if (rt->backends.empty()) return nullptr;
   // A transaction that began before a reload: its pool, not the cache's.

@@ -195,3 +195,24 @@ def run_smtp_source(runner: "Runner", argv: list, messages: int, name: str,
     if problems:
         raise BenchError(f"{name}: smtp-source failed: " + "; ".join(problems))
     return {"wall_s": wall, "counted": counted}
+
+
+def scan_smtplb_log(log: Path) -> dict:
+    """smtplb's transaction lines by result, and the first warnings: a
+    benchmark row is sound only when every message was `delivered` and
+    nothing was logged at warning level or above."""
+    delivered = 0
+    other: dict[str, int] = {}
+    bad: list[str] = []
+    with open(log, errors="replace") as f:
+        for line in f:
+            if "event=transaction" in line:
+                m = re.search(r"\bresult=(\S+)", line)
+                res = m.group(1) if m else "?"
+                if res == "delivered":
+                    delivered += 1
+                else:
+                    other[res] = other.get(res, 0) + 1
+            if re.search(r"\s(warn|warning|error|critical)\s", line) and len(bad) < 5:
+                bad.append(line.rstrip()[:300])
+    return {"delivered": delivered, "other_results": other, "warnings": bad}

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
                       print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
-                      system_cpu, wait_listening)
+                      scan_smtplb_log, system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -202,22 +202,7 @@ def start_proxy(runner: Runner, args, setup: str, tag: str, sink_ports: list[int
 
 
 def check_smtplb_log(log: Path, expected: int) -> dict:
-    delivered = 0
-    other_results: dict[str, int] = {}
-    bad_lines: list[str] = []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "event=transaction" in line:
-                m = re.search(r"\bresult=(\S+)", line)
-                res = m.group(1) if m else "?"
-                if res == "delivered":
-                    delivered += 1
-                else:
-                    other_results[res] = other_results.get(res, 0) + 1
-            if re.search(r"\s(warn|warning|error|critical)\s", line) and len(bad_lines) < 5:
-                bad_lines.append(line.rstrip()[:300])
-    return {"delivered": delivered, "expected": expected, "other_results": other_results,
-            "warnings": bad_lines}
+    return {**scan_smtplb_log(log), "expected": expected}
 
 
 def measure(runner: Runner, args, setup: str, size: int) -> dict:

@@ -70,7 +70,7 @@ import time
 from pathlib import Path
 
 from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
-                      proc_cpu_seconds, system_cpu, wait_listening)
+                      proc_cpu_seconds, scan_smtplb_log, system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -355,24 +355,6 @@ limits:
 """
 
 
-def check_smtplb_log(log: Path) -> dict:
-    delivered = 0
-    other: dict[str, int] = {}
-    bad: list[str] = []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "event=transaction" in line:
-                m = re.search(r"\bresult=(\S+)", line)
-                res = m.group(1) if m else "?"
-                if res == "delivered":
-                    delivered += 1
-                else:
-                    other[res] = other.get(res, 0) + 1
-            if re.search(r"\s(warn|warning|error|critical)\s", line) and len(bad) < 5:
-                bad.append(line.rstrip()[:300])
-    return {"delivered": delivered, "other_results": other, "warnings": bad}
-
-
 # ---------------------------------------------------------------- one row
 
 
@@ -499,7 +481,7 @@ def measure(runner: Runner, args, backends: dict[str, Backend], setup: str, rnd:
                 problems.append(f"smtplb exited with status {proc.returncode} during the run")
             else:
                 res["smtplb_exit_status"] = runner.stop(proc)
-            chk = check_smtplb_log(log)
+            chk = scan_smtplb_log(log)
             res["smtplb_log"] = chk
             expected = args.warmup + ok
             if args.smtplb_log_level in ("info", "debug", "trace") and chk["delivered"] != expected:

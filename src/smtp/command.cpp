@@ -179,6 +179,38 @@ ParseResult parse_mail_rcpt(Verb verb, std::string_view arg) {
   return ok;
 }
 
+// AUTH mechanism [initial-response] (RFC 4954 4).  The mechanism is a SASL
+// name (RFC 4422 3.1: 1 to 20 of A-Z 0-9 - _, taken in any case here);
+// whether we offer it is the exchange's question (504 5.5.4), not a syntax
+// one.  The response is one word; its base64 is judged by the exchange.
+ParseResult parse_auth(std::string_view arg) {
+  constexpr std::size_t kMaxMechanism = 20;
+  auto next_word = [&arg] {
+    while (!arg.empty() && arg.front() == ' ') arg.remove_prefix(1);
+    std::size_t end = arg.find(' ');
+    std::string_view word = arg.substr(0, end);
+    arg.remove_prefix(end == std::string_view::npos ? arg.size() : end);
+    return word;
+  };
+  std::string_view mechanism = next_word();
+  if (mechanism.empty()) return fail(replies::syntax("AUTH needs a mechanism"));
+  std::string_view initial = next_word();
+  if (!next_word().empty()) return fail(replies::syntax("use AUTH mechanism [initial-response]"));
+  Command cmd;
+  cmd.verb = Verb::kAuth;
+  if (mechanism.size() > kMaxMechanism) return fail(replies::syntax("bad mechanism name"));
+  for (char c : mechanism) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    if (!ok) return fail(replies::syntax("bad mechanism name"));
+    cmd.auth_mechanism.push_back(c);
+  }
+  if (!initial.empty()) cmd.auth_initial = std::string(initial);
+  ParseResult ok;
+  ok.command = std::move(cmd);
+  return ok;
+}
+
 }  // namespace
 
 const char* to_string(Verb v) {
@@ -234,9 +266,13 @@ ParseResult parse_command(std::string_view line) {
       if (arg.empty()) return fail(replies::syntax("VRFY needs an argument"));
       cmd.arg = std::string(arg);
       break;
+    case Verb::kAuth: {
+      ParseResult auth = parse_auth(arg);
+      if (auth.command) auth.command->arg = std::string(arg);
+      return auth;
+    }
     case Verb::kNoop:
     case Verb::kHelp:
-    case Verb::kAuth:
     case Verb::kBdat:
       cmd.arg = std::string(arg);
       break;

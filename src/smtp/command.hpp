@@ -51,6 +51,11 @@ struct Command {
   Path path;           // MAIL/RCPT
   MailParams mail;     // MAIL parameters
   std::string arg;     // VRFY/HELP/AUTH/BDAT argument as written
+  // AUTH mechanism [initial-response] (RFC 4954 4): the mechanism upper
+  // cased, the initial response as written (base64 or "=", checked by
+  // sasl::AuthExchange, which owns its replies).
+  std::string auth_mechanism;
+  std::optional<std::string> auth_initial;
 };
 
 struct ParseResult {

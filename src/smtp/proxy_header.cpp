@@ -326,6 +326,32 @@ ProxyParse parse_v2(std::string_view in) {
   return done(h, total);
 }
 
+// The encoders' family: TCP4 only when both ends are IPv4.
+bool both_v4(const ProxyAddress& a, const ProxyAddress& b) {
+  return a.v4 && b.v4;
+}
+
+std::string address_text(const ProxyAddress& a, bool v4) {
+  char text[INET6_ADDRSTRLEN] = {};
+  // inet_ntop cannot fail here: a known family and a buffer of the size
+  // its manual asks for.
+  if (v4)
+    inet_ntop(AF_INET, a.ip.data() + 12, text, sizeof text);
+  else
+    inet_ntop(AF_INET6, a.ip.data(), text, sizeof text);
+  return text;
+}
+
+void append_be16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v & 0xff));
+}
+
+void append_ip(std::string& out, const ProxyAddress& a, bool v4) {
+  const std::size_t from = v4 ? 12 : 0;
+  for (std::size_t i = from; i < a.ip.size(); ++i) out.push_back(static_cast<char>(a.ip[i]));
+}
+
 }  // namespace
 
 ProxyParse parse_proxy_header(std::string_view in) {
@@ -334,6 +360,34 @@ ProxyParse parse_proxy_header(std::string_view in) {
   // Too short to tell yet: wait while it may still become either one.
   if (kV2Signature.starts_with(in) || kV1Prefix.starts_with(in)) return need_more();
   return invalid("no PROXY header");
+}
+
+std::string encode_proxy_v1(const ProxyAddress& source, const ProxyAddress& destination) {
+  const bool v4 = both_v4(source, destination);
+  std::string out(v4 ? "PROXY TCP4 " : "PROXY TCP6 ");
+  out += address_text(source, v4);
+  out += ' ';
+  out += address_text(destination, v4);
+  out += ' ';
+  out += std::to_string(source.port);
+  out += ' ';
+  out += std::to_string(destination.port);
+  out += "\r\n";
+  return out;
+}
+
+std::string encode_proxy_v2(const ProxyAddress& source, const ProxyAddress& destination) {
+  const bool v4 = both_v4(source, destination);
+  const std::size_t block = v4 ? kTcp4Block : kTcp6Block;
+  std::string out(kV2Signature);
+  out.push_back(static_cast<char>(0x21));  // version 2, command PROXY
+  out.push_back(static_cast<char>(v4 ? kTcp4 : kTcp6));
+  append_be16(out, static_cast<std::uint16_t>(block));
+  append_ip(out, source, v4);
+  append_ip(out, destination, v4);
+  append_be16(out, source.port);
+  append_be16(out, destination.port);
+  return out;
 }
 
 }  // namespace smtplb::smtp

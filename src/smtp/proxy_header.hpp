@@ -65,4 +65,18 @@ inline constexpr std::size_t kMaxProxyHeader = kProxyV2Fixed + kMaxProxyV2Payloa
 // Never reads past `in`; allocates nothing but the error text.
 ProxyParse parse_proxy_header(std::string_view in);
 
+// The header smtplb itself sends a backend ahead of SMTP (`identity:
+// proxy_v1|proxy_v2`, SECURITY.md 5): command PROXY over TCP, no TLVs, in
+// the canonical form parse_proxy_header() reads back to the same
+// addresses.  TCP4 when both addresses are IPv4 (`v4`, in the mapped
+// form), else TCP6 with an IPv4 one written as ::ffff:a.b.c.d (v1) or its
+// 16 mapped bytes (v2), so a mixed pair still goes out, just as IPv6.
+//   v1: "PROXY TCP4 192.0.2.1 198.51.100.25 56324 25\r\n" (at most 104 bytes)
+//   v2: the 12-byte signature, 0x21 (version 2, PROXY), 0x11 or 0x21 (TCP
+//       over IPv4 or IPv6), the length 12 or 36, then source address,
+//       destination address, source port, destination port, in network
+//       byte order (28 or 52 bytes in all).
+std::string encode_proxy_v1(const ProxyAddress& source, const ProxyAddress& destination);
+std::string encode_proxy_v2(const ProxyAddress& source, const ProxyAddress& destination);
+
 }  // namespace smtplb::smtp

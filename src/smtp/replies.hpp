@@ -137,4 +137,45 @@ inline Reply utf8_needs_smtputf8() {
   return make_reply(553, "5.6.7", "Non-ASCII address needs SMTPUTF8");
 }
 
+// AUTH (RFC 4954 6) and STARTTLS (RFC 3207 4); SECURITY.md 6.
+inline Reply auth_succeeded() {
+  return make_reply(235, "2.7.0", "Authentication successful");
+}
+inline Reply auth_failed() {
+  return make_reply(535, "5.7.8", "Authentication credentials invalid");
+}
+inline Reply auth_bad_base64() {
+  return make_reply(501, "5.5.2", "Cannot decode the base64 response");
+}
+inline Reply auth_cancelled() {
+  return make_reply(501, "5.7.0", "Authentication cancelled");
+}
+inline Reply auth_line_too_long() {
+  return make_reply(500, "5.5.6", "Authentication exchange line is too long");
+}
+inline Reply auth_needs_tls() {
+  return make_reply(538, "5.7.11", "Encryption required for requested authentication mechanism");
+}
+inline Reply auth_unknown_mechanism() {
+  return make_reply(504, "5.5.4", "Unrecognized authentication mechanism");
+}
+inline Reply auth_already_done() {
+  return make_reply(503, "5.5.1", "Already authenticated");
+}
+inline Reply auth_too_many_failures() {
+  return make_reply(421, "4.7.0", "Too many failed authentications, closing");
+}
+inline Reply auth_temporary_failure() {
+  return make_reply(454, "4.7.0", "Temporary authentication failure, try again later");
+}
+inline Reply tls_ready() {
+  return make_reply(220, "2.0.0", "Ready to start TLS");
+}
+inline Reply tls_not_available() {
+  return make_reply(454, "4.7.0", "TLS not available");
+}
+inline Reply tls_required() {
+  return make_reply(530, "5.7.0", "Must issue a STARTTLS command first");
+}
+
 }  // namespace smtplb::smtp::replies

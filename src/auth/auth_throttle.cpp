@@ -1,0 +1,107 @@
+#include "auth/auth_throttle.hpp"
+
+#include <algorithm>
+
+namespace smtplb::auth {
+namespace {
+
+bool is_v4_mapped(const AuthThrottle::Ip& ip) {
+  for (int i = 0; i < 10; ++i) {
+    if (ip[i] != 0) return false;
+  }
+  return ip[10] == 0xff && ip[11] == 0xff;
+}
+
+}  // namespace
+
+std::size_t AuthThrottle::IpHash::operator()(const Ip& ip) const {
+  // FNV-1a over the 16 bytes.
+  std::size_t h = 1469598103934665603ull;
+  for (auto b : ip) h = (h ^ b) * 1099511628211ull;
+  return h;
+}
+
+AuthThrottle::AuthThrottle(ThrottlePolicy policy) : policy_(policy) {
+  // SECURITY.md §6: never refuse before the third failure.
+  policy_.refuse_after = std::max(policy_.refuse_after, 3);
+  policy_.free_failures = std::max(policy_.free_failures, 0);
+  policy_.max_tracked = std::max<std::size_t>(policy_.max_tracked, 1);
+  policy_.ipv6_prefix_bits = std::clamp(policy_.ipv6_prefix_bits, 0, 128);
+}
+
+AuthThrottle::Ip AuthThrottle::key_of(const Ip& ip) const {
+  if (is_v4_mapped(ip)) return ip;
+  Ip key = ip;
+  int bits = policy_.ipv6_prefix_bits;
+  for (int i = 0; i < 16; ++i, bits -= 8) {
+    if (bits >= 8) continue;
+    key[i] &= bits <= 0 ? 0 : static_cast<std::uint8_t>(0xff << (8 - bits));
+  }
+  return key;
+}
+
+AuthThrottle::Duration AuthThrottle::delay_for(int failures) const {
+  int delayed = failures - policy_.free_failures;  // 1 for the first delayed failure
+  if (delayed <= 0) return Duration::zero();
+  Duration max = policy_.max_delay;
+  Duration d = policy_.first_delay;
+  // Doubles per failure; stops at the cap (and before any overflow).
+  for (int i = 1; i < delayed && d < max; ++i) d *= 2;
+  return std::min(d, max);
+}
+
+AuthThrottle::Decision AuthThrottle::on_attempt(const Ip& ip, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key_of(ip));
+  if (it == index_.end() || it->second->refused_until <= now) return {};
+  ++counters_.refusals_total;
+  return {false, it->second->refused_until};
+}
+
+AuthThrottle::Duration AuthThrottle::on_failure(const Ip& ip, Clock::time_point now) {
+  std::lock_guard lock(mu_);
+  ++counters_.failures_total;
+  // Addresses quiet for `window` and not refused are forgotten anyway; the
+  // list is in failure order, so they sit at its end.
+  while (!lru_.empty() && now - lru_.back().last_failure >= policy_.window &&
+         lru_.back().refused_until <= now) {
+    index_.erase(lru_.back().key);
+    lru_.pop_back();
+  }
+  Ip key = key_of(ip);
+  auto it = index_.find(key);
+  if (it == index_.end()) {
+    if (index_.size() >= policy_.max_tracked) {
+      index_.erase(lru_.back().key);
+      lru_.pop_back();
+      ++counters_.evictions_total;
+    }
+    lru_.push_front(Entry{key, 0, now, Clock::time_point{}});
+    it = index_.emplace(key, lru_.begin()).first;
+  } else {
+    lru_.splice(lru_.begin(), lru_, it->second);
+  }
+  Entry& e = *it->second;
+  if (e.failures > 0 && now - e.last_failure >= policy_.window) e.failures = 0;
+  e.failures = e.failures + 1;
+  e.last_failure = now;
+  if (e.failures >= policy_.refuse_after) e.refused_until = now + policy_.refusal;
+  return delay_for(e.failures);
+}
+
+void AuthThrottle::on_success(const Ip& ip) {
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key_of(ip));
+  if (it == index_.end()) return;
+  lru_.erase(it->second);
+  index_.erase(it);
+}
+
+AuthThrottle::Counters AuthThrottle::counters() const {
+  std::lock_guard lock(mu_);
+  Counters c = counters_;
+  c.tracked = index_.size();
+  return c;
+}
+
+}  // namespace smtplb::auth

@@ -1,0 +1,106 @@
+// auth_throttle.hpp: slows down and then refuses password guessing, per
+// client address, shared by every core (SECURITY.md §6, RFC 4954 §9).
+//
+// The session asks on_attempt() before each AUTH (refused: 421 4.7.0 and
+// close), tells on_failure() about each 535 and waits the delay it returns
+// before sending that 535, and tells on_success() about a 235:
+//
+//   failure   1  2  3   4   5   6    7    8    9    10
+//   delay     0  0  1s  2s  4s  8s  16s  30s  30s  30s, then refused 10 min
+//
+// Failures are forgotten once an address has gone `window` without one,
+// and a success forgets them at once.  A refusal does not reset the count:
+// an address that comes back after it and fails again is refused again at
+// once, until it has gone `window` without failing.  The first two
+// failures (typos) are never delayed and refusal never comes before the
+// third (refuse_after is raised to 3 if set lower).
+//
+// IPv6 clients are counted per /64 by default (ipv6_prefix_bits): one
+// host usually holds a whole /64 and could otherwise rotate addresses for
+// fresh counts.  IPv4 (IPv4-mapped) addresses count one by one.
+//
+// Bounded: at most max_tracked addresses; the one that failed least
+// recently is forgotten first (so a flood of failures from more addresses
+// than that can push a refused one out early), and addresses quiet for
+// `window` and not refused are dropped as failures come in.  A short std::mutex guards the table:
+// it is touched only when a client says AUTH (on_attempt reads, failures and successes write),
+// never per message, so sharing it costs nothing on the mail path, and an address has one count
+// whichever core its connections land on.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+namespace smtplb::auth {
+
+struct ThrottlePolicy {
+  int free_failures = 2;                        // failures answered without delay
+  std::chrono::milliseconds first_delay{1000};  // before the first delayed 535; doubles after
+  // Under any client's command timeout (RFC 5321 §4.5.3.2: 5 min); a
+  // longer wait would only tie up the session.
+  std::chrono::milliseconds max_delay{std::chrono::seconds(30)};
+  int refuse_after = 10;  // failures (within `window`) that start a refusal; at least 3
+  std::chrono::seconds refusal{std::chrono::minutes(10)};
+  std::chrono::seconds window{std::chrono::minutes(15)};  // quiet time that forgets failures
+  std::size_t max_tracked = 10000;                        // addresses remembered
+  int ipv6_prefix_bits = 64;                              // 128: each IPv6 address apart
+};
+
+class AuthThrottle {
+ public:
+  using Ip = std::array<std::uint8_t, 16>;  // IPv4 as IPv4-mapped IPv6
+  using Clock = std::chrono::steady_clock;
+  using Duration = Clock::duration;
+
+  struct Decision {
+    bool allowed = true;
+    Clock::time_point refused_until{};  // when !allowed: 421 4.7.0 until then
+  };
+
+  explicit AuthThrottle(ThrottlePolicy policy = {});
+
+  // Before an AUTH command: may it go on?  Counts a refusal when not.
+  Decision on_attempt(const Ip& ip, Clock::time_point now);
+  // After a failed AUTH: how long to wait before replying 535 5.7.8.
+  Duration on_failure(const Ip& ip, Clock::time_point now);
+  // After a successful AUTH: forgets the address's failures.
+  void on_success(const Ip& ip);
+
+  struct Counters {
+    std::uint64_t failures_total = 0;
+    std::uint64_t refusals_total = 0;  // AUTH attempts refused (421)
+    std::uint64_t evictions_total = 0;
+    std::size_t tracked = 0;  // addresses remembered now
+  };
+  Counters counters() const;
+
+  const ThrottlePolicy& policy() const { return policy_; }
+
+ private:
+  struct Entry {
+    Ip key;
+    int failures = 0;
+    Clock::time_point last_failure;
+    Clock::time_point refused_until;  // in the past: not refused
+  };
+  using List = std::list<Entry>;  // most recent failure first
+  struct IpHash {
+    std::size_t operator()(const Ip& ip) const;
+  };
+
+  Ip key_of(const Ip& ip) const;
+  Duration delay_for(int failures) const;
+
+  ThrottlePolicy policy_;
+  mutable std::mutex mu_;
+  List lru_;                                              // guarded by mu_
+  std::unordered_map<Ip, List::iterator, IpHash> index_;  // guarded by mu_
+  Counters counters_;                                     // guarded by mu_; tracked unused
+};
+
+}  // namespace smtplb::auth

@@ -9,11 +9,14 @@ step 5).  Python 3 standard library only; loopback addresses only.
 
 Protocol (RFC 5321 / 2920 / 1870 / 6152 / 6531 / 2034):
   EHLO advertises PIPELINING, SIZE <max_size>, 8BITMIME, SMTPUTF8 and
-  ENHANCEDSTATUSCODES (any of them can be left out with omit_ehlo); HELO,
-  MAIL, RCPT, DATA, RSET, NOOP, VRFY, HELP, QUIT.  Anything else (XCLIENT,
-  XFORWARD, BDAT, ...) is 500 5.5.2.  A command line ends only at CR LF; a
-  bare CR, LF or NUL in it is 500 5.5.2; a line over 512 octets (2048 for
-  MAIL/RCPT) is one 500 5.5.2 and the rest of it is discarded.  MAIL before
+  ENHANCEDSTATUSCODES, then STARTTLS (with --tls-cert, before TLS) and
+  XCLIENT (with --xclient) (any of them can be left out with omit_ehlo);
+  HELO, MAIL, RCPT, DATA, RSET, NOOP, VRFY, HELP, QUIT, and STARTTLS and
+  XCLIENT when advertised.  Anything else (XCLIENT or STARTTLS when not
+  advertised, XFORWARD, BDAT, ...) is 500 5.5.2.  A command line ends only
+  at CR LF; a bare CR, LF or NUL in it is 500 5.5.2; a line over 512 octets
+  (2048 for MAIL/RCPT, and XCLIENT when advertised) is one 500 5.5.2 and
+  the rest of it is discarded.  MAIL before
   EHLO, RCPT before MAIL, DATA before RCPT are 503 5.5.1; unknown MAIL/RCPT
   parameters are 555 5.5.4.  DATA ends only at CR LF . CR LF; the content is
   dot-unstuffed.
@@ -21,12 +24,22 @@ Protocol (RFC 5321 / 2920 / 1870 / 6152 / 6531 / 2034):
 Storage, in STORE/ (the --store directory):
   msgs/<id>.eml    the message bytes after dot-unstuffing, exactly
   msgs/<id>.json   envelope: id, backend, mail_from, mail_params, rcpts, helo,
-                   peer, size, sha256, test_id (X-Test-Id header), conn
+                   peer, size, sha256, test_id (X-Test-Id header), conn,
+                   tls (true/false: the message came over TLS), tls_version,
+                   tls_cipher (null without TLS), xclient (the XCLIENT
+                   attributes in effect for it, {"ADDR": ..., ...}, or null
+                   when no XCLIENT was accepted on its connection), proxy
+                   (its connection's PROXY header: {"version", "command",
+                   "family", "source", "source_port", "dest", "dest_port"},
+                   or null)
   events.jsonl     one JSON object a line: listening, connect, cmd (every
                    command line as received), fault (each injected fault),
                    stored, data_aborted (the client went away inside DATA,
                    without the final dot), data_bare_line_ending,
-                   data_long_line, disconnect, control (file re-read)
+                   data_long_line, disconnect, control (file re-read),
+                   and for TLS, XCLIENT and PROXY (see below): tls,
+                   tls_failed, starttls_pipelined, xclient, xclient_refused,
+                   proxy, proxy_error
   ready.json       {"port", "pid", "name"}, written once the port is bound
                    (and listening, unless refusing)
 The .eml is renamed into place before the .json and both before the 250 is
@@ -79,6 +92,74 @@ changes: at every connection, before every command and every 50 ms.
   omit_ehlo          EHLO keywords not to advertise, e.g. ["PIPELINING"]
   max_size           the SIZE limit in octets (default 104857600)
 
+TLS, XCLIENT and the PROXY protocol (RFC 3207, RFC 8314, Postfix
+XCLIENT_README, HAProxy proxy-protocol.txt):
+
+  --tls-cert FILE, --tls-key FILE  (flags only) a PEM certificate (chain)
+                     and key (--tls-key may be left out when the cert file
+                     holds the key): STARTTLS is advertised in EHLO until
+                     TLS is on, unless --implicit-tls.  STARTTLS with an
+                     argument is 501, inside a transaction or over TLS 503
+                     5.5.1.  Bytes the client sent after "STARTTLS\r\n"
+                     before the handshake are discarded and logged
+                     (event starttls_pipelined, with the data): that is the
+                     CVE-2011-0411 pattern.  After the handshake (TLS 1.2
+                     or later) the session is reset as RFC 3207 4.2 says:
+                     EHLO is needed again (MAIL before it is 503 5.5.1).
+                     Event tls: conn, version, cipher, implicit, sni (the
+                     server name the client asked for, or null); a failed
+                     handshake is event tls_failed (conn, error) and the
+                     connection is closed.
+  --implicit-tls     (flag only, needs --tls-cert) TLS from the first byte,
+                     port-465 style (RFC 8314): the handshake, then the 220
+                     greeting; STARTTLS is not offered.
+  require_tls        true: MAIL before TLS is 530 5.7.0 (flag --require-tls)
+  starttls_reply     reply to STARTTLS instead of 220 (e.g. "454 4.7.0 TLS
+                     not available"); the session stays in plain text
+  starttls_inject    text sent right after "220 2.0.0 Ready to start TLS" in
+                     the same write, before the handshake (a reply: LF
+                     becomes CR LF, CR LF is appended), e.g. "250 2.0.0
+                     injected": the backend response injection of
+                     CVE-2021-38371.  The handshake then goes on as usual.
+  omit_starttls      true: do not advertise STARTTLS (and refuse the command
+                     with 500 5.5.2), as omit_ehlo ["STARTTLS"] does
+  --xclient          (flag only) advertise "XCLIENT NAME ADDR PORT PROTO
+                     HELO LOGIN" and accept XCLIENT attribute=value ...:
+                     names case-insensitive, values xtext (RFC 3461: "+"
+                     and two upper-case hex digits; anything else outside
+                     "!".."~", or "+" or "=" raw, is 501 5.5.4), ADDR an
+                     IPv4 address or IPV6:address, PORT 0..65535, PROTO
+                     SMTP or ESMTP, any value may be [UNAVAILABLE] or
+                     [TEMPUNAVAIL].  Errors: 501 5.5.4 (syntax, unknown
+                     attribute, bad value), 503 5.5.1 inside a transaction.
+                     Accepted: "220 <name> ESMTP fault_backend" and the
+                     session is reset, as Postfix does (EHLO again).  As in
+                     Postfix, an attribute stays in effect until a later
+                     XCLIENT on the same connection changes it.  Event
+                     xclient: conn, attrs (this command's, decoded),
+                     in_effect (all now in effect), line.  Without
+                     --xclient, XCLIENT is 500 5.5.2.
+  xclient_reply      reply to a valid XCLIENT instead of the 220 (e.g. "550
+                     5.7.0 Error: insufficient authorization"); nothing
+                     changes (event xclient_refused)
+  --proxy-protocol   (flag only) every connection must begin with a PROXY
+                     v1 or v2 header, within --proxy-timeout seconds
+                     (default 5), before TLS and before the greeting
+                     (nothing is sent until it arrived).  v1: "PROXY TCP4|
+                     TCP6 SRC DST SPORT DPORT\r\n" or "PROXY UNKNOWN...\r\n",
+                     at most 107 octets, single spaces, no leading zeros;
+                     v2: the 12-octet signature, version 2, command LOCAL
+                     or PROXY, family UNSPEC, TCP4, TCP6 (or UDP/UNIX,
+                     recorded as such), a length that holds the addresses,
+                     TLVs well-formed.  Event proxy: conn, version,
+                     command, family, source, source_port, dest, dest_port,
+                     tlvs (v2: [[type, hex value], ...]); a missing,
+                     malformed or late header is event proxy_error (conn,
+                     error, data: the octets read) and the connection is
+                     closed without a greeting.
+  The counted faults include starttls_reply, starttls_inject and
+  xclient_reply.
+
 Capacity, a flag only (not in the control file): --eod-capacity N lets at
 most N sessions wait out delay_eod at the same time, first come first
 served; the others queue for a slot.  The backend then processes N messages
@@ -94,6 +175,9 @@ Usage:
       [--data-reply R] [--eod-reply R] [--drop-at STEP]
       [--drop-data-after N|eod] [--hang STEP] [--delay-eod S] [--eod-capacity N]
       [--fault-limit N] [--omit-ehlo KEYWORD ...] [--max-size N]
+      [--tls-cert FILE [--tls-key FILE] [--implicit-tls]] [--require-tls]
+      [--starttls-reply R] [--starttls-inject R] [--omit-starttls]
+      [--xclient] [--xclient-reply R] [--proxy-protocol [--proxy-timeout S]]
 
 Every wait is bounded: a session idle for --idle-timeout seconds (default
 120) is closed, a hung one after --hang-timeout (default 600); SIGTERM and
@@ -109,6 +193,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import time
 
@@ -131,6 +216,11 @@ DEFAULTS = {
     "fault_limit": None,
     "omit_ehlo": [],
     "max_size": 100 * 1024 * 1024,
+    "require_tls": False,
+    "starttls_reply": None,
+    "starttls_inject": None,
+    "omit_starttls": False,
+    "xclient_reply": None,
 }
 
 STEPS = ("banner", "ehlo", "mail", "rcpt", "data", "body", "eod")
@@ -140,6 +230,10 @@ MAX_ENVELOPE_LINE = 2048  # MAIL/RCPT with parameters (RFC 5321 4.5.3.1.4 allows
 MAX_TEXT_LINE = 1000      # RFC 5321 4.5.3.1.6, with CR LF
 MAX_RECIPIENTS = 1000
 READ_CHUNK = 65536
+XCLIENT_ATTRS = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN")
+XCLIENT_SPECIAL = ("[UNAVAILABLE]", "[TEMPUNAVAIL]")
+PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+PROXY_V1_MAX = 107  # with CR LF (proxy-protocol.txt 2.1)
 
 PATH_RE = re.compile(rb"^(FROM|TO):<([^<>]*)>(.*)$", re.IGNORECASE | re.DOTALL)
 TEST_ID_RE = re.compile(rb"^X-Test-Id:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
@@ -174,6 +268,11 @@ class Backend:
         # Semaphore wakes its waiters in arrival order, so the queue is FIFO.
         self.eod_slots = asyncio.Semaphore(args.eod_capacity) if args.eod_capacity else None
         self.eod_queued = 0  # sessions waiting for a slot now
+        self.tls_ctx = make_tls_context(args) if args.tls_cert else None
+        # Implicit TLS and the PROXY header need the raw socket before any
+        # stream reads from it: such listeners accept on their own.
+        self.own_accept = bool(args.implicit_tls or args.proxy_protocol)
+        self.tasks = set()
 
     async def eod_delay(self, conn):
         """Waits delay_eod before an end-of-data reply: on its own, or, with
@@ -272,7 +371,10 @@ class Backend:
             s = self.bind()
             s.listen(128)
             s.setblocking(False)
-            self.server = await asyncio.start_server(self.session, sock=s, limit=READ_CHUNK)
+            if self.own_accept:
+                self.server = AcceptLoop(self, s)
+            else:
+                self.server = await asyncio.start_server(self.session, sock=s, limit=READ_CHUNK)
             self.event("listening", port=self.port)
 
     async def run(self):
@@ -306,9 +408,13 @@ class Backend:
         self.conn_seq += 1
         self.active += 1
         s = Session(self, self.conn_seq, reader, writer)
+        await self.serve(s, writer)
+
+    async def serve(self, s, writer):
         try:
             await s.run()
-        except (Closed, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (Closed, ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                ssl.SSLError):
             pass
         finally:
             self.active -= 1
@@ -317,6 +423,78 @@ class Backend:
                 writer.close()
             except Exception:
                 pass
+
+    async def accepted(self, sock):
+        """A connection from AcceptLoop: the PROXY header (--proxy-protocol)
+        read off the raw socket, octet-exact, then the transport, with TLS
+        from the first byte (--implicit-tls), then the session."""
+        loop = asyncio.get_running_loop()
+        self.conn_seq += 1
+        self.active += 1
+        conn = self.conn_seq
+        try:
+            p = sock.getpeername()
+            peer = "%s:%d" % (p[0], p[1])
+        except OSError:
+            peer = "?"
+        self.reload_control()
+        self.event("connect", conn=conn, peer=peer, active=self.active)
+        how = "closed"
+        proxy = None
+        served = False
+        try:
+            if self.args.proxy_protocol:
+                got = bytearray()
+                try:
+                    proxy = await asyncio.wait_for(read_proxy_header(loop, sock, got),
+                                                   self.args.proxy_timeout)
+                except ProxyError as e:
+                    self.event("proxy_error", conn=conn, error=str(e), data=text(bytes(got)))
+                    how = "proxy_error"
+                    return
+                except asyncio.TimeoutError:
+                    self.event("proxy_error", conn=conn, error="timeout", data=text(bytes(got)))
+                    how = "proxy_timeout"
+                    return
+                except (ConnectionError, OSError):
+                    how = "client_eof"
+                    return
+                self.event("proxy", conn=conn, **proxy)
+            reader = asyncio.StreamReader(limit=READ_CHUNK)
+            made = loop.create_future()
+
+            def connected(r, w):
+                if not made.done():
+                    made.set_result(w)
+
+            # client_connected_cb also makes StreamWriter.start_tls() server-side.
+            protocol = asyncio.StreamReaderProtocol(reader, connected)
+            ctx = self.tls_ctx if self.args.implicit_tls else None
+            try:
+                await loop.connect_accepted_socket(
+                    lambda: protocol, sock, ssl=ctx,
+                    ssl_handshake_timeout=self.args.idle_timeout if ctx else None)
+            except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as e:
+                self.event("tls_failed" if ctx else "accept_failed", conn=conn, error=repr(e))
+                how = "tls_failed" if ctx else "accept_failed"
+                return
+            writer = await made
+            s = Session(self, conn, reader, writer, proxy=proxy, announced=True)
+            if ctx is not None:
+                s.tls = tls_info(writer, implicit=True)
+                self.event("tls", conn=conn, **s.tls)
+            served = True  # serve() counts down and logs the disconnect
+            await self.serve(s, writer)
+        finally:
+            if not served:
+                self.active -= 1
+                sock.close()
+                self.event("disconnect", conn=conn, how=how)
+
+    def spawn(self, coro):
+        t = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
 
     def store_message(self, s, content):
         self.msg_seq += 1
@@ -335,6 +513,11 @@ class Backend:
             "test_id": m.group(1).decode("latin-1") if m else None,
             "conn": s.conn,
             "ts": time.time(),
+            "tls": s.tls is not None,
+            "tls_version": s.tls["version"] if s.tls else None,
+            "tls_cipher": s.tls["cipher"] if s.tls else None,
+            "xclient": dict(s.xclient) if s.xclient is not None else None,
+            "proxy": proxy_summary(s.proxy),
         }
         base = os.path.join(self.msgs, mid)
         with open(base + ".eml.tmp", "wb") as f:
@@ -352,8 +535,232 @@ def text(b):
     return b.decode("utf-8", "backslashreplace")
 
 
+class AcceptLoop:
+    """A listening socket served by Backend.accepted (like asyncio's Server:
+    close() stops accepting, sessions go on)."""
+
+    def __init__(self, backend, sock):
+        self.b = backend
+        self.sock = sock
+        self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except (ConnectionAbortedError, InterruptedError):
+                continue
+            except OSError as e:  # EMFILE and the like: back off, go on
+                self.b.event("accept_error", error=repr(e))
+                await asyncio.sleep(0.05)
+                continue
+            conn.setblocking(False)
+            self.b.spawn(self.b.accepted(conn))
+
+    def close(self):
+        self.task.cancel()
+        self.sock.close()
+
+
+# ---- TLS ---------------------------------------------------------------
+
+
+def make_tls_context(args):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(args.tls_cert, args.tls_key or None)
+
+    def sni(sslobj, server_name, _ctx):
+        # Recorded in the tls event: which name the client asked for.
+        sslobj.fault_backend_sni = server_name
+
+    ctx.sni_callback = sni
+    return ctx
+
+
+def tls_info(writer, implicit):
+    obj = writer.get_extra_info("ssl_object")
+    cipher = obj.cipher() if obj else None
+    return {"version": obj.version() if obj else None,
+            "cipher": cipher[0] if cipher else None,
+            "implicit": implicit,
+            "sni": getattr(obj, "fault_backend_sni", None)}
+
+
+# ---- XCLIENT -----------------------------------------------------------
+
+
+def xtext_decode(v):
+    """RFC 3461 xtext -> str, or None when malformed: every octet "!".."~"
+    but "+" and "=", or "+" and two upper-case hex digits."""
+    out = bytearray()
+    i = 0
+    while i < len(v):
+        c = v[i]
+        if c == 0x2B:  # "+"
+            h = v[i + 1:i + 3]
+            if len(h) != 2 or any(x not in b"0123456789ABCDEF" for x in h):
+                return None
+            out.append(int(h, 16))
+            i += 3
+            continue
+        if c < 0x21 or c > 0x7E or c == 0x3D:
+            return None
+        out.append(c)
+        i += 1
+    return out.decode("utf-8", "backslashreplace")
+
+
+def xclient_value_error(name, value):
+    """None when `value` (decoded) suits XCLIENT attribute `name`, else the
+    501 reply."""
+    if value.upper() in XCLIENT_SPECIAL:
+        return None
+    if name == "ADDR":
+        try:
+            if value.upper().startswith("IPV6:"):
+                ipaddress.IPv6Address(value[5:])
+            else:
+                ipaddress.IPv4Address(value)
+        except ValueError:
+            return "501 5.5.4 Bad XCLIENT ADDR syntax: %s" % value
+    elif name == "PORT":
+        if not value.isdigit() or len(value) > 5 or int(value) > 65535 or \
+                (len(value) > 1 and value[0] == "0"):
+            return "501 5.5.4 Bad XCLIENT PORT syntax: %s" % value
+    elif name == "PROTO":
+        if value.upper() not in ("SMTP", "ESMTP"):
+            return "501 5.5.4 Bad XCLIENT PROTO syntax: %s" % value
+    elif not value:
+        return "501 5.5.4 Bad XCLIENT %s syntax: empty" % name
+    return None
+
+
+# ---- PROXY protocol ----------------------------------------------------
+
+
+class ProxyError(Exception):
+    """A missing or malformed PROXY header."""
+
+
+async def read_proxy_header(loop, sock, got):
+    """Reads one PROXY v1 or v2 header off the raw socket, not an octet
+    more (what follows may be a TLS ClientHello); returns it parsed.  `got`
+    collects the octets read, for the error event."""
+
+    async def take(n):
+        while n > 0:
+            chunk = await loop.sock_recv(sock, n)
+            if not chunk:
+                raise ProxyError("connection closed inside the PROXY header")
+            got.extend(chunk)
+            n -= len(chunk)
+
+    await take(1)
+    if got[:1] == b"P":
+        # v1: octet by octet up to CR LF, at most 107 octets.
+        while not got.endswith(b"\r\n"):
+            if len(got) >= PROXY_V1_MAX:
+                raise ProxyError("PROXY v1 line longer than 107 octets")
+            await take(1)
+        return parse_proxy_v1(bytes(got))
+    if got[:1] == b"\r":
+        await take(15)
+        if bytes(got[:12]) != PROXY_V2_SIG:
+            raise ProxyError("bad PROXY v2 signature")
+        length = int.from_bytes(got[14:16], "big")
+        if length:
+            await take(length)
+        return parse_proxy_v2(bytes(got))
+    raise ProxyError("no PROXY header")
+
+
+def _v1_port(p):
+    if not p.isdigit() or len(p) > 5 or (len(p) > 1 and p[0] == "0") or int(p) > 65535:
+        raise ProxyError("bad PROXY v1 port %r" % p)
+    return int(p)
+
+
+def parse_proxy_v1(line):
+    if not line.startswith(b"PROXY ") or not line.endswith(b"\r\n"):
+        raise ProxyError("bad PROXY v1 line")
+    body = line[:-2]
+    if b"\r" in body or b"\n" in body or b"\0" in body:
+        raise ProxyError("bad PROXY v1 line")
+    try:
+        body = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise ProxyError("non-ASCII PROXY v1 line")
+    parts = body.split(" ")
+    base = {"version": 1, "command": "PROXY", "source": None, "source_port": None,
+            "dest": None, "dest_port": None, "tlvs": []}
+    if len(parts) >= 2 and parts[1] == "UNKNOWN":
+        return dict(base, family="UNKNOWN")
+    if len(parts) != 6 or parts[1] not in ("TCP4", "TCP6"):
+        raise ProxyError("bad PROXY v1 line %r" % body)
+    cls = ipaddress.IPv4Address if parts[1] == "TCP4" else ipaddress.IPv6Address
+    try:
+        src, dst = cls(parts[2]), cls(parts[3])
+    except ValueError:
+        raise ProxyError("bad PROXY v1 address in %r" % body)
+    return dict(base, family=parts[1], source=str(src), source_port=_v1_port(parts[4]),
+                dest=str(dst), dest_port=_v1_port(parts[5]))
+
+
+def parse_proxy_v2(h):
+    ver_cmd, fam = h[12], h[13]
+    length = int.from_bytes(h[14:16], "big")
+    if ver_cmd >> 4 != 2:
+        raise ProxyError("bad PROXY v2 version %d" % (ver_cmd >> 4))
+    cmd = ver_cmd & 0x0F
+    if cmd not in (0, 1):
+        raise ProxyError("bad PROXY v2 command %d" % cmd)
+    families = {0x00: ("UNSPEC", 0), 0x11: ("TCP4", 12), 0x12: ("UDP4", 12),
+                0x21: ("TCP6", 36), 0x22: ("UDP6", 36), 0x31: ("UNIX", 216),
+                0x32: ("UNIX_DGRAM", 216)}
+    if fam not in families:
+        raise ProxyError("bad PROXY v2 family 0x%02x" % fam)
+    family, need = families[fam]
+    if length < need:
+        raise ProxyError("PROXY v2 length %d too short for %s" % (length, family))
+    body = h[16:16 + length]
+    out = {"version": 2, "command": "LOCAL" if cmd == 0 else "PROXY", "family": family,
+           "source": None, "source_port": None, "dest": None, "dest_port": None, "tlvs": []}
+    if cmd == 1 and family in ("TCP4", "UDP4"):
+        out.update(source=str(ipaddress.IPv4Address(body[0:4])),
+                   dest=str(ipaddress.IPv4Address(body[4:8])),
+                   source_port=int.from_bytes(body[8:10], "big"),
+                   dest_port=int.from_bytes(body[10:12], "big"))
+    elif cmd == 1 and family in ("TCP6", "UDP6"):
+        out.update(source=str(ipaddress.IPv6Address(body[0:16])),
+                   dest=str(ipaddress.IPv6Address(body[16:32])),
+                   source_port=int.from_bytes(body[32:34], "big"),
+                   dest_port=int.from_bytes(body[34:36], "big"))
+    elif cmd == 1 and family.startswith("UNIX"):
+        out.update(source=body[0:108].split(b"\0", 1)[0].decode("utf-8", "backslashreplace"),
+                   dest=body[108:216].split(b"\0", 1)[0].decode("utf-8", "backslashreplace"))
+    rest = body[need:]
+    while rest:
+        if len(rest) < 3:
+            raise ProxyError("truncated PROXY v2 TLV")
+        t, n = rest[0], int.from_bytes(rest[1:3], "big")
+        if len(rest) < 3 + n:
+            raise ProxyError("PROXY v2 TLV 0x%02x overruns the header" % t)
+        out["tlvs"].append([t, rest[3:3 + n].hex()])
+        rest = rest[3 + n:]
+    return out
+
+
+def proxy_summary(p):
+    if p is None:
+        return None
+    return {k: p[k] for k in ("version", "command", "family", "source", "source_port", "dest",
+                              "dest_port")}
+
+
 class Session:
-    def __init__(self, backend, conn, reader, writer):
+    def __init__(self, backend, conn, reader, writer, proxy=None, announced=False):
         self.b = backend
         self.conn = conn
         self.reader = reader
@@ -363,6 +770,10 @@ class Session:
         self.buf = bytearray()
         self.helo = None
         self.how = "closed"
+        self.announced = announced  # the connect event is already written
+        self.tls = None             # tls_info() once TLS is on
+        self.xclient = None         # XCLIENT attributes in effect, once one was accepted
+        self.proxy = proxy          # the parsed PROXY header, if any
         self.reset()
 
     def reset(self):
@@ -443,8 +854,9 @@ class Session:
 
     async def run(self):
         b = self.b
-        b.reload_control()
-        b.event("connect", conn=self.conn, peer=self.peer, active=b.active)
+        if not self.announced:
+            b.reload_control()
+            b.event("connect", conn=self.conn, peer=self.peer, active=b.active)
         r = await self.step_fault("banner", "banner")
         if r:
             await self.reply(r)
@@ -468,7 +880,9 @@ class Session:
             if not verb.isalpha() or handler is None:
                 await self.reply("500 5.5.2 Command not recognized")
                 continue
-            if verb not in (b"MAIL", b"RCPT") and len(line) + 2 > MAX_COMMAND_LINE:
+            # XCLIENT may be longer, as MAIL and RCPT (Postfix takes 2048).
+            if verb not in (b"MAIL", b"RCPT") and len(line) + 2 > MAX_COMMAND_LINE and \
+                    not (verb == b"XCLIENT" and self.offers_xclient()):
                 await self.reply("500 5.5.2 Line too long")
                 continue
             if await handler(arg) == "quit":
@@ -492,6 +906,10 @@ class Session:
         for k in EHLO_KEYWORDS:
             if k not in omit:
                 lines.append("SIZE %d" % int(self.b.opt("max_size")) if k == "SIZE" else k)
+        if self.offers_starttls():
+            lines.append("STARTTLS")
+        if self.offers_xclient():
+            lines.append("XCLIENT " + " ".join(XCLIENT_ATTRS))
         out = ["250-" + l for l in lines[:-1]] + ["250 " + lines[-1]]
         self.writer.write(("\r\n".join(out) + "\r\n").encode())
         await self.writer.drain()
@@ -501,6 +919,109 @@ class Session:
 
     def advertised(self, keyword):
         return keyword not in {k.upper() for k in (self.b.opt("omit_ehlo") or [])}
+
+    def offers_starttls(self):
+        return (self.b.tls_ctx is not None and not self.b.args.implicit_tls
+                and self.tls is None and self.advertised("STARTTLS")
+                and not self.b.opt("omit_starttls"))
+
+    def offers_xclient(self):
+        return bool(self.b.args.xclient) and self.advertised("XCLIENT")
+
+    async def cmd_starttls(self, arg):
+        if not self.offers_starttls():
+            if self.tls is not None and self.b.tls_ctx is not None:
+                await self.reply("503 5.5.1 TLS already active")
+            else:
+                await self.reply("500 5.5.2 Command not recognized")
+            return
+        if arg:
+            await self.reply("501 5.5.4 Syntax: STARTTLS")
+            return
+        if self.mail_from is not None:
+            await self.reply("503 5.5.1 STARTTLS inside a mail transaction")
+            return
+        r = self.b.opt("starttls_reply")
+        if r and self.b.fault("starttls_reply", conn=self.conn, reply=r):
+            await self.reply(r)
+            return
+        # RFC 3207 4.2 / CVE-2011-0411: nothing the client sent before the
+        # handshake may count as sent over TLS.  What the stream reader
+        # holds beyond our buffer is taken too (it would otherwise be read
+        # as if decrypted).
+        pending = bytes(self.buf)
+        rb = getattr(self.reader, "_buffer", None)
+        if rb:
+            pending += bytes(rb)
+            rb.clear()
+        self.buf.clear()
+        if pending:
+            self.b.event("starttls_pipelined", conn=self.conn, data=text(pending[:1000]),
+                         size=len(pending))
+        out = "220 2.0.0 Ready to start TLS"
+        inject = self.b.opt("starttls_inject")
+        if inject and self.b.fault("starttls_inject", conn=self.conn, inject=inject):
+            out += "\n" + inject
+        # reply() does not yield before its drain, and start_tls() pauses
+        # reading before it yields: no client octet can slip into the
+        # plain-text reader between the 220 and the handshake.
+        line = out.replace("\r\n", "\n").replace("\n", "\r\n")
+        self.writer.write(line.encode("utf-8") + b"\r\n")
+        try:
+            await self.writer.start_tls(self.b.tls_ctx,
+                                        ssl_handshake_timeout=self.b.args.idle_timeout)
+        except (ssl.SSLError, ConnectionError, OSError, asyncio.TimeoutError) as e:
+            self.b.event("tls_failed", conn=self.conn, error=repr(e))
+            self.how = "tls_failed"
+            raise Closed()
+        self.tls = tls_info(self.writer, implicit=False)
+        self.b.event("tls", conn=self.conn, **self.tls)
+        # RFC 3207 4.2: forget everything learnt before TLS.
+        self.helo = None
+        self.reset()
+
+    async def cmd_xclient(self, arg):
+        if not self.offers_xclient():
+            await self.reply("500 5.5.2 Command not recognized")
+            return
+        if self.mail_from is not None:
+            await self.reply("503 5.5.1 Error: MAIL transaction in progress")
+            return
+        items = arg.split(b" ")
+        if not arg or any(not i for i in items):
+            await self.reply("501 5.5.4 Syntax: XCLIENT attribute=value...")
+            return
+        attrs = {}
+        for item in items:
+            name, eq, raw = item.partition(b"=")
+            name = name.decode("latin-1").upper()
+            if not eq:
+                await self.reply("501 5.5.4 Syntax: XCLIENT attribute=value...")
+                return
+            if name not in XCLIENT_ATTRS:
+                await self.reply("501 5.5.4 Bad XCLIENT attribute name: %s" % name)
+                return
+            value = xtext_decode(raw)
+            if value is None:
+                await self.reply("501 5.5.4 Bad XCLIENT attribute value: %s" % text(raw))
+                return
+            err = xclient_value_error(name, value)
+            if err:
+                await self.reply(err)
+                return
+            attrs[name] = value
+        r = self.b.opt("xclient_reply")
+        if r and self.b.fault("xclient_reply", conn=self.conn, reply=r):
+            self.b.event("xclient_refused", conn=self.conn, attrs=attrs, reply=r)
+            await self.reply(r)
+            return
+        self.xclient = dict(self.xclient or {}, **attrs)
+        self.b.event("xclient", conn=self.conn, attrs=attrs, in_effect=dict(self.xclient),
+                     line=text(arg))
+        # As Postfix: back to the greeting; the client must EHLO again.
+        self.helo = None
+        self.reset()
+        await self.reply("220 %s ESMTP fault_backend" % self.b.name)
 
     def params(self, rest, allowed):
         """ESMTP parameters -> (list, error reply or None)."""
@@ -523,6 +1044,9 @@ class Session:
             return
         if self.mail_from is not None:
             await self.reply("503 5.5.1 Nested MAIL command")
+            return
+        if self.b.opt("require_tls") and self.tls is None:
+            await self.reply("530 5.7.0 Must issue a STARTTLS command first")
             return
         m = PATH_RE.match(arg)
         if not m or m.group(1).upper() != b"FROM":
@@ -741,6 +1265,13 @@ def flag_faults(a):
         f["omit_ehlo"] = a.omit_ehlo
     if a.max_size is not None:
         f["max_size"] = a.max_size
+    for key in ("starttls_reply", "starttls_inject", "xclient_reply"):
+        if getattr(a, key) is not None:
+            f[key] = getattr(a, key)
+    if a.require_tls:
+        f["require_tls"] = True
+    if a.omit_starttls:
+        f["omit_starttls"] = True
     return f
 
 
@@ -772,7 +1303,22 @@ def main():
     p.add_argument("--max-size", dest="max_size", type=int)
     p.add_argument("--idle-timeout", dest="idle_timeout", type=float, default=120.0)
     p.add_argument("--hang-timeout", dest="hang_timeout", type=float, default=600.0)
+    p.add_argument("--tls-cert", dest="tls_cert")
+    p.add_argument("--tls-key", dest="tls_key")
+    p.add_argument("--implicit-tls", dest="implicit_tls", action="store_true")
+    p.add_argument("--require-tls", dest="require_tls", action="store_true")
+    p.add_argument("--starttls-reply", dest="starttls_reply")
+    p.add_argument("--starttls-inject", dest="starttls_inject")
+    p.add_argument("--omit-starttls", dest="omit_starttls", action="store_true")
+    p.add_argument("--xclient", action="store_true")
+    p.add_argument("--xclient-reply", dest="xclient_reply")
+    p.add_argument("--proxy-protocol", dest="proxy_protocol", action="store_true")
+    p.add_argument("--proxy-timeout", dest="proxy_timeout", type=float, default=5.0)
     args = p.parse_args()
+    if args.implicit_tls and not args.tls_cert:
+        p.error("--implicit-tls needs --tls-cert")
+    if args.tls_key and not args.tls_cert:
+        p.error("--tls-key needs --tls-cert")
     if not ipaddress.ip_address(args.host).is_loopback:
         p.error("--host must be a loopback address")
     if args.drop_data_after not in (None, "eod") and not args.drop_data_after.isdigit():

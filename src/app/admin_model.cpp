@@ -120,6 +120,17 @@ std::string AdminModel::metrics_text() {
   family(out, "smtplb_mx_refresh_failures_total", "counter",
          "Failed DNS refreshes of mx: pools (each run of failures once).",
          {{"", load(shared_.mx_refresh_failures)}});
+  family(out, "smtplb_tls_handshakes_total", "counter",
+         "TLS handshakes with clients (implicit TLS and STARTTLS) by result.",
+         {{"result=\"ok\"", load(shared_.tls_handshakes)},
+          {"result=\"failed\"", load(shared_.tls_handshake_failures)}});
+  family(out, "smtplb_auth_attempts_total", "counter",
+         "AUTH attempts by result (locked_out: refused with 421 after too many failures; busy: "
+         "the password checker's queue was full, 454).",
+         {{"result=\"accepted\"", load(shared_.auth_accepted)},
+          {"result=\"failed\"", load(shared_.auth_failed)},
+          {"result=\"locked_out\"", load(shared_.auth_locked_out)},
+          {"result=\"busy\"", load(shared_.auth_busy)}});
   family(out, "smtplb_reloads_total", "counter", "Configuration reloads by result.",
          {{"result=\"ok\"", load(shared_.reloads_ok)},
           {"result=\"refused\"", load(shared_.reloads_refused)}});

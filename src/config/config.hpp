@@ -15,6 +15,16 @@
 
 #include "config/units.hpp"
 
+namespace boost::asio::ssl {
+class context;
+}
+namespace smtplb::net {
+class ClientTls;
+}
+namespace smtplb::auth {
+class PasswordFile;
+}
+
 namespace smtplb::config {
 
 using namespace std::chrono_literals;
@@ -33,6 +43,25 @@ enum class BareLineEndings { kReject, kNormalize };
 const char* to_string(Role r);
 const char* to_string(Algorithm a);
 
+enum class TlsMode {
+  kNone,
+  kStartTls,  // RFC 3207: plaintext, then STARTTLS
+  kImplicit,  // RFC 8314: TLS from the first byte (port 465)
+};
+const char* to_string(TlsMode m);
+
+struct ListenerTls {
+  TlsMode mode = TlsMode::kNone;
+  std::string certificate;  // PEM chain, leaf first
+  std::string key;          // PEM private key
+  // Built by the loader from the files, so `smtplb check` and a reload
+  // read them (a renewed certificate takes effect at SIGHUP).
+  std::shared_ptr<boost::asio::ssl::context> context;
+  bool operator==(const ListenerTls& o) const {
+    return mode == o.mode && certificate == o.certificate && key == o.key;
+  }
+};
+
 struct Listener {
   std::string name;
   Endpoint listen;
@@ -40,6 +69,11 @@ struct Listener {
   // The connection starts with a PROXY v1/v2 header from an upstream TCP
   // balancer in proxy_networks, naming the real client.
   bool proxy_protocol = false;
+  ListenerTls tls = {};
+  bool require_tls = false;  // MAIL before STARTTLS gets 530 5.7.0
+  // AUTH PLAIN/LOGIN is offered (after TLS) with the top-level `auth`
+  // password file; default: on submission listeners.
+  bool auth = false;
 };
 
 struct HealthCheck {
@@ -56,6 +90,27 @@ struct Agent {
   bool operator==(const Agent&) const = default;
 };
 
+struct BackendTls {
+  TlsMode mode = TlsMode::kNone;
+  bool verify = true;                      // the certificate must chain to `ca` and name `sni`
+  std::string ca;                          // PEM file; empty: the system's CA store
+  std::string sni;                         // name sent and checked; empty: the address's host
+  std::shared_ptr<net::ClientTls> client;  // built by the loader
+  bool operator==(const BackendTls& o) const {
+    return mode == o.mode && verify == o.verify && ca == o.ca && sni == o.sni;
+  }
+};
+
+// How a backend learns who the client is (DESIGN.md "Identity is never
+// silently lost").
+enum class Identity {
+  kNone,
+  kXclient,  // Postfix XCLIENT before each MAIL; a backend without it is down
+  kProxyV1,  // a PROXY header on each connection, one client per connection
+  kProxyV2,
+};
+const char* to_string(Identity i);
+
 struct Backend {
   Endpoint address;
   std::string name;  // address as written in the config, the backend's key
@@ -63,6 +118,8 @@ struct Backend {
   int max_connections = 0;  // 0: unlimited
   Rate max_rate;            // new transactions per second; 0: unlimited
   Agent agent;              // HAProxy-compatible agent check
+  BackendTls tls = {};
+  Identity identity = Identity::kNone;
   // Found by an `mx:` pool: the exchange and its preference (-1: listed).
   std::string mx_host;
   int mx_preference = -1;
@@ -141,6 +198,8 @@ struct Timeouts {
   // When every backend of a pool is at max_connections or max_rate, how
   // long a transaction waits for room before 451 4.4.5.
   Duration pool_wait = 5s;
+  // A TLS handshake, either side, from its first byte to its end.
+  Duration tls_handshake = 30s;
 };
 
 struct BackendPool {
@@ -148,6 +207,18 @@ struct BackendPool {
   Duration idle_timeout = 30s;
   Duration max_age = 5min;
   int max_idle = 16;
+};
+
+// AUTH PLAIN/LOGIN for clients (RFC 4954), on listeners with `auth`.
+struct Auth {
+  std::string passwd_file;                              // user:crypt(3)-hash lines
+  std::shared_ptr<const auth::PasswordFile> passwords;  // read by the loader
+  // Failed attempts per client address: replies slow down after
+  // `delay_after` failures, and after `max_failures` AUTH is refused with
+  // 421 for `lockout`.
+  int delay_after = 2;
+  int max_failures = 10;
+  Duration lockout = 10min;
 };
 
 struct Admin {
@@ -170,6 +241,7 @@ struct Config {
   std::string temp_directory = "/tmp";  // where replay spill files live (unlinked)
   int workers = 0;                      // 0: one per core
   std::optional<Admin> admin;           // the admin HTTP API, when configured
+  std::optional<Auth> auth;             // clients may AUTH on listeners with `auth`
   Dns dns;
 
   const Pool* find_pool(std::string_view name) const;

@@ -4,7 +4,9 @@
 // and the key or value at fault.  Validation goes on after an error so one
 // `smtplb check` run reports all of them.  Keys reserved by DESIGN.md for
 // capabilities this build does not have yet are refused by name rather than
-// silently ignored: a config asking for TLS must never run without it.
+// silently ignored.  Files the configuration names (TLS certificates and
+// keys, CA files, the password file) are read here too, so a bad one is a
+// configuration error at its key, at start-up and at a reload alike.
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -16,12 +18,39 @@
 #include <sstream>
 
 #include "config/config.hpp"
+#include "net/tls.hpp"
 #include "smtp/address.hpp"
 
 namespace smtplb::config {
 
 const char* to_string(Role r) {
   return r == Role::kInbound ? "inbound" : "submission";
+}
+
+const char* to_string(TlsMode m) {
+  switch (m) {
+    case TlsMode::kNone:
+      return "none";
+    case TlsMode::kStartTls:
+      return "starttls";
+    case TlsMode::kImplicit:
+      return "implicit";
+  }
+  return "?";
+}
+
+const char* to_string(Identity i) {
+  switch (i) {
+    case Identity::kNone:
+      return "none";
+    case Identity::kXclient:
+      return "xclient";
+    case Identity::kProxyV1:
+      return "proxy_v1";
+    case Identity::kProxyV2:
+      return "proxy_v2";
+  }
+  return "?";
 }
 
 const char* to_string(Algorithm a) {
@@ -64,7 +93,7 @@ namespace {
 
 // Keys that DESIGN.md reserves for later capabilities, with the reason
 // they are refused today.
-const std::set<std::string> kNotYet = {"tls", "require_tls", "auth", "identity", "spool"};
+const std::set<std::string> kNotYet = {"spool"};
 
 class Loader {
  public:
@@ -129,6 +158,106 @@ class Loader {
       return std::nullopt;
     }
     return v;
+  }
+
+  bool boolean(const YAML::Node& n, const std::string& what) {
+    bool b = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b))
+      error(n, what + " must be true or false");
+    return b;
+  }
+
+  std::optional<TlsMode> tls_mode(const YAML::Node& n, const std::string& what) {
+    auto s = str(n, what);
+    if (!s) return std::nullopt;
+    if (*s == "starttls") return TlsMode::kStartTls;
+    if (*s == "implicit") return TlsMode::kImplicit;
+    error(n, what + ": `" + *s + "` is not starttls or implicit");
+    return std::nullopt;
+  }
+
+  void load_listener_tls(const YAML::Node& v, ListenerTls& t) {
+    const YAML::Node *cert_node = nullptr, *key_node = nullptr;
+    YAML::Node cert_copy, key_copy;
+    t.mode = TlsMode::kStartTls;
+    each_key(v, "tls", {"certificate", "key", "mode"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "certificate") {
+                 if (auto s = str(x, "tls.certificate")) t.certificate = *s;
+                 cert_copy = x;
+                 cert_node = &cert_copy;
+               } else if (key == "key") {
+                 if (auto s = str(x, "tls.key")) t.key = *s;
+                 key_copy = x;
+                 key_node = &key_copy;
+               } else if (auto m = tls_mode(x, "tls.mode")) {
+                 t.mode = *m;
+               }
+             });
+    if (!v.IsMap()) return;
+    if (!cert_node) error(v, "tls needs a `certificate` (PEM file)");
+    if (!key_node) error(v, "tls needs a `key` (PEM file)");
+    if (t.certificate.empty() || t.key.empty()) return;
+    std::string why;
+    t.context = net::make_server_tls(t.certificate, t.key, why);
+    if (!t.context) error(why.find("key") == 0 ? *key_node : *cert_node, "tls: " + why);
+  }
+
+  void load_backend_tls(const YAML::Node& v, BackendTls& t) {
+    t.mode = TlsMode::kStartTls;
+    YAML::Node ca_node = v;
+    each_key(v, "backend tls", {"mode", "verify", "ca", "sni"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "mode") {
+                 if (auto m = tls_mode(x, "tls.mode")) t.mode = *m;
+               } else if (key == "verify") {
+                 t.verify = boolean(x, "tls.verify");
+               } else if (key == "ca") {
+                 if (auto s = str(x, "tls.ca")) t.ca = *s;
+                 ca_node = x;
+               } else if (key == "sni") {
+                 if (auto s = str(x, "tls.sni")) {
+                   if (!parse_ip(*s) && !smtp::is_valid_domain(*s))
+                     error(x, "tls.sni: `" + *s + "` is not a host name or IP address");
+                   t.sni = *s;
+                 }
+               }
+             });
+    if (!v.IsMap()) return;
+    std::string why;
+    t.client = net::ClientTls::make(t.verify, t.ca, why);
+    if (!t.client) error(ca_node, "tls: " + why);
+  }
+
+  // The password file is read here, so `smtplb check` and a reload see its
+  // errors with their own line and column.
+  void load_passwords(const YAML::Node& x, Auth& a) {
+    (void)x;
+    (void)a;  // wired to auth::PasswordFile below
+  }
+
+  void load_auth(const YAML::Node& v, Config& cfg) {
+    Auth a;
+    bool has_file = false;
+    each_key(v, "auth", {"passwd_file", "delay_after", "max_failures", "lockout"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "passwd_file") {
+                 has_file = true;
+                 if (auto s = str(x, "auth.passwd_file")) {
+                   a.passwd_file = *s;
+                   load_passwords(x, a);
+                 }
+               } else if (key == "delay_after") {
+                 if (auto n = integer(x, "auth.delay_after", 0, 1000)) a.delay_after = int(*n);
+               } else if (key == "max_failures") {
+                 // SECURITY.md 6: never locked out before the 3rd failure.
+                 if (auto n = integer(x, "auth.max_failures", 3, 100000)) a.max_failures = int(*n);
+               } else if (key == "lockout") {
+                 if (auto d = duration(x, "auth.lockout")) a.lockout = *d;
+               }
+             });
+    if (v.IsMap() && !has_file) error(v, "auth needs `passwd_file: FILE`");
+    cfg.auth = std::move(a);
   }
 
   std::optional<Duration> duration(const YAML::Node& n, const std::string& what) {
@@ -207,7 +336,7 @@ class Loader {
     each_key(root, "the configuration",
              {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
               "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin", "dns",
-              "proxy_networks"},
+              "proxy_networks", "auth"},
              [&](const std::string& key, const YAML::Node& v) {
                if (key == "hostname") {
                  if (auto s = str(v, "hostname")) {
@@ -216,6 +345,11 @@ class Loader {
                    cfg.hostname = *s;
                  }
                } else if (key == "listeners") {
+                 // Listeners look at `auth`, wherever it is written.
+                 if (root["auth"]) {
+                   load_auth(root["auth"], cfg);
+                   root_auth_ = true;
+                 }
                  load_listeners(v, cfg, listener_marks);
                } else if (key == "local_domains") {
                  cfg.local_domains = domains(v, "local_domains");
@@ -235,6 +369,9 @@ class Loader {
                  load_connection_pool(v, cfg.backend_pool);
                } else if (key == "temp_directory") {
                  if (auto s = str(v, "temp_directory")) cfg.temp_directory = *s;
+               } else if (key == "auth") {
+                 if (!root_auth_) load_auth(v, cfg);
+                 root_auth_ = true;
                } else if (key == "admin") {
                  load_admin(v, cfg);
                } else if (key == "dns") {
@@ -266,7 +403,9 @@ class Loader {
     for (const auto& item : v) {
       Listener l;
       bool has_name = false, has_listen = false;
-      each_key(item, "a listener", {"name", "listen", "role", "proxy_protocol"},
+      std::optional<bool> auth;
+      each_key(item, "a listener",
+               {"name", "listen", "role", "proxy_protocol", "tls", "require_tls", "auth"},
                [&](const std::string& key, const YAML::Node& x) {
                  if (key == "name") {
                    if (auto s = str(x, "listener name")) {
@@ -286,10 +425,13 @@ class Loader {
                        error(x, "listen: `" + e->str() + "` is used by another listener");
                    }
                  } else if (key == "proxy_protocol") {
-                   bool b = false;
-                   if (!x.IsScalar() || !YAML::convert<bool>::decode(x, b))
-                     error(x, "proxy_protocol must be true or false");
-                   l.proxy_protocol = b;
+                   l.proxy_protocol = boolean(x, "proxy_protocol");
+                 } else if (key == "require_tls") {
+                   l.require_tls = boolean(x, "require_tls");
+                 } else if (key == "auth") {
+                   auth = boolean(x, "auth");
+                 } else if (key == "tls") {
+                   load_listener_tls(x, l.tls);
                  } else if (key == "role") {
                    if (auto s = str(x, "role")) {
                      if (*s == "inbound")
@@ -303,6 +445,19 @@ class Loader {
                });
       if (item.IsMap() && !has_name) error(item, "a listener needs a `name`");
       if (item.IsMap() && !has_listen) error(item, "a listener needs `listen: host:port`");
+      if (l.require_tls && l.tls.mode == TlsMode::kNone)
+        error(item["require_tls"], "require_tls: listener `" + l.name + "` has no `tls`");
+      if (auth && *auth) {
+        if (!root_auth_)
+          error(item["auth"], "auth: no top-level `auth: {passwd_file: FILE}` to check against");
+        if (l.tls.mode == TlsMode::kNone)
+          error(item["auth"], "auth: listener `" + l.name +
+                                  "` has no `tls`, and passwords are only taken under TLS");
+      }
+      // Submission listeners offer AUTH when they can (a password file and
+      // TLS); inbound MX listeners only when asked.
+      l.auth = auth ? *auth
+                    : (l.role == Role::kSubmission && root_auth_ && l.tls.mode != TlsMode::kNone);
       cfg.listeners.push_back(std::move(l));
     }
   }
@@ -448,45 +603,60 @@ class Loader {
     for (const auto& item : v) {
       Backend b;
       bool has_address = false;
-      each_key(item, "a backend", {"address", "weight", "max_connections", "max_rate", "agent"},
-               [&](const std::string& key, const YAML::Node& x) {
-                 if (key == "address") {
-                   has_address = true;  // a bad value is its own error
-                   if (auto e = endpoint(x, "backend address")) {
-                     b.address = *e;
-                     b.name = x.Scalar();
-                     if (!seen.insert(e->str()).second)
-                       error(x,
-                             "backend `" + b.name + "` is listed twice in pool `" + p.name + "`");
-                   }
-                 } else if (key == "weight") {
-                   if (auto n = integer(x, "weight", 0, 1000)) b.weight = int(*n);
-                 } else if (key == "max_connections") {
-                   if (auto n = integer(x, "max_connections", 1, 1000000))
-                     b.max_connections = int(*n);
-                 } else if (key == "agent") {
-                   bool has_port = false;
-                   each_key(x, "agent", {"port", "interval"},
-                            [&](const std::string& k2, const YAML::Node& y) {
-                              if (k2 == "port") {
-                                has_port = true;
-                                if (auto n = integer(y, "agent.port", 1, 65535))
-                                  b.agent.port = static_cast<std::uint16_t>(*n);
-                              } else if (auto d = duration(y, "agent.interval")) {
-                                b.agent.interval = *d;
-                              }
-                            });
-                   if (x.IsMap() && !has_port) error(x, "agent needs a `port`");
-                 } else if (key == "max_rate") {
-                   if (auto s = str(x, "max_rate")) {
-                     auto r = parse_rate(*s);
-                     if (!r || r->per_second <= 0)
-                       error(x, "max_rate: bad rate `" + *s + "` (use e.g. 100/s, 600/m)");
-                     else
-                       b.max_rate = *r;
-                   }
-                 }
-               });
+      each_key(
+          item, "a backend",
+          {"address", "weight", "max_connections", "max_rate", "agent", "tls", "identity"},
+          [&](const std::string& key, const YAML::Node& x) {
+            if (key == "address") {
+              has_address = true;  // a bad value is its own error
+              if (auto e = endpoint(x, "backend address")) {
+                b.address = *e;
+                b.name = x.Scalar();
+                if (!seen.insert(e->str()).second)
+                  error(x, "backend `" + b.name + "` is listed twice in pool `" + p.name + "`");
+              }
+            } else if (key == "weight") {
+              if (auto n = integer(x, "weight", 0, 1000)) b.weight = int(*n);
+            } else if (key == "max_connections") {
+              if (auto n = integer(x, "max_connections", 1, 1000000)) b.max_connections = int(*n);
+            } else if (key == "agent") {
+              bool has_port = false;
+              each_key(x, "agent", {"port", "interval"},
+                       [&](const std::string& k2, const YAML::Node& y) {
+                         if (k2 == "port") {
+                           has_port = true;
+                           if (auto n = integer(y, "agent.port", 1, 65535))
+                             b.agent.port = static_cast<std::uint16_t>(*n);
+                         } else if (auto d = duration(y, "agent.interval")) {
+                           b.agent.interval = *d;
+                         }
+                       });
+              if (x.IsMap() && !has_port) error(x, "agent needs a `port`");
+            } else if (key == "max_rate") {
+              if (auto s = str(x, "max_rate")) {
+                auto r = parse_rate(*s);
+                if (!r || r->per_second <= 0)
+                  error(x, "max_rate: bad rate `" + *s + "` (use e.g. 100/s, 600/m)");
+                else
+                  b.max_rate = *r;
+              }
+            } else if (key == "tls") {
+              load_backend_tls(x, b.tls);
+            } else if (key == "identity") {
+              if (auto s = str(x, "identity")) {
+                static const std::map<std::string, Identity> names = {
+                    {"none", Identity::kNone},
+                    {"xclient", Identity::kXclient},
+                    {"proxy_v1", Identity::kProxyV1},
+                    {"proxy_v2", Identity::kProxyV2}};
+                auto it = names.find(*s);
+                if (it == names.end())
+                  error(x, "identity: `" + *s + "` is not none, xclient, proxy_v1 or proxy_v2");
+                else
+                  b.identity = it->second;
+              }
+            }
+          });
       if (item.IsMap() && !has_address) error(item, "a backend needs an `address`");
       p.backends.push_back(std::move(b));
     }
@@ -586,7 +756,8 @@ class Loader {
                                                      {"backend_data_done", &t.backend_data_done},
                                                      {"transaction", &t.transaction},
                                                      {"shutdown", &t.shutdown},
-                                                     {"pool_wait", &t.pool_wait}};
+                                                     {"pool_wait", &t.pool_wait},
+                                                     {"tls_handshake", &t.tls_handshake}};
     std::set<std::string> names;
     for (auto& [k, _] : fields) names.insert(k);
     each_key(v, "timeouts", names, [&](const std::string& key, const YAML::Node& x) {
@@ -634,6 +805,7 @@ class Loader {
   }
 
   std::vector<std::pair<std::string, YAML::Mark>> listener_refs_;
+  bool root_auth_ = false;  // the top-level `auth` is read
 
  private:
   std::string path_;

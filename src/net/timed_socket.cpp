@@ -32,18 +32,60 @@ awaitable<error_code> TimedSocket::connect(const tcp::endpoint& ep, Duration d) 
   co_return ec;
 }
 
+// Plain functions choosing the stream; the coroutines below await what they
+// return, so each coroutine has exactly one suspension point per operation
+// (GCC 12 mishandles coroutines with co_await in several branches).
+awaitable<std::tuple<error_code, std::size_t>> TimedSocket::start_read(asio::mutable_buffer buf) {
+  if (tls_) return tls_->async_read_some(buf, use_nothrow);
+  return sock_.async_read_some(buf, use_nothrow);
+}
+
+awaitable<std::tuple<error_code, std::size_t>> TimedSocket::start_write(asio::const_buffer buf) {
+  if (tls_) return asio::async_write(*tls_, buf, use_nothrow);
+  return asio::async_write(sock_, buf, use_nothrow);
+}
+
 awaitable<std::pair<error_code, std::size_t>> TimedSocket::read_some(asio::mutable_buffer buf,
                                                                      Duration d) {
   arm(d);
-  auto [ec, n] = co_await sock_.async_read_some(buf, use_nothrow);
+  auto [ec, n] = co_await start_read(buf);
   co_return std::pair{disarm(ec), n};
 }
 
 awaitable<error_code> TimedSocket::write_all(std::string_view data, Duration d) {
   arm(d);
-  auto [ec, n] =
-      co_await asio::async_write(sock_, asio::buffer(data.data(), data.size()), use_nothrow);
+  auto [ec, n] = co_await start_write(asio::buffer(data.data(), data.size()));
   (void)n;
+  co_return disarm(ec);
+}
+
+bool TimedSocket::prepare_client_tls(asio::ssl::context& ctx, const std::string& server_name,
+                                     bool verify, SSL_SESSION* resume) {
+  tls_ = std::make_unique<TlsStream>(sock_, ctx);
+  SSL* ssl = tls_->native_handle();
+  if (resume) SSL_set_session(ssl, resume);
+  if (server_name.empty()) return true;
+  error_code ec;
+  asio::ip::make_address(server_name, ec);
+  const bool is_ip = !ec;
+  // SNI carries host names only (RFC 6066 3).
+  if (!is_ip && SSL_set_tlsext_host_name(ssl, server_name.c_str()) != 1) return false;
+  if (!verify) return true;
+  if (is_ip) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    return X509_VERIFY_PARAM_set1_ip_asc(param, server_name.c_str()) == 1;
+  }
+  // RFC 6125: the name must match a subjectAltName, no partial wildcards.
+  SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  return SSL_set1_host(ssl, server_name.c_str()) == 1;
+}
+
+awaitable<error_code> TimedSocket::handshake(asio::ssl::context& ctx,
+                                             asio::ssl::stream_base::handshake_type type,
+                                             Duration d) {
+  if (!tls_) tls_ = std::make_unique<TlsStream>(sock_, ctx);
+  arm(d);
+  auto [ec] = co_await tls_->async_handshake(type, use_nothrow);
   co_return disarm(ec);
 }
 

@@ -7,8 +7,14 @@
 // operation completed and the socket was destroyed (both finished in one
 // reactor pass), and it must then do nothing.  An operation that completed
 // on its own is never reported as timed out.
+//
+// TLS (STARTTLS, implicit TLS, either side) is a layer the socket may gain
+// once: after handshake() every read and write goes through OpenSSL.  The
+// SSL stream borrows the TCP socket, so cancel() and the deadline timer work
+// the same on both; its buffers exist only for connections that use TLS.
 #pragma once
 
+#include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <memory>
 #include <string_view>
@@ -32,6 +38,20 @@ class TimedSocket {
   awaitable<std::pair<error_code, std::size_t>> read_some(asio::mutable_buffer buf, Duration d);
   awaitable<error_code> write_all(std::string_view data, Duration d);
 
+  // Starts TLS on the connection (once).  A failed handshake leaves the
+  // connection unusable: close it.
+  awaitable<error_code> handshake(asio::ssl::context& ctx, asio::ssl::stream_base::handshake_type,
+                                  Duration d);
+  bool is_tls() const { return tls_ != nullptr; }
+  // The OpenSSL connection, for its version, cipher and session (null
+  // before handshake()).
+  SSL* tls_handle() { return tls_ ? tls_->native_handle() : nullptr; }
+  // Prepares the client side's handshake: SNI, the name the peer's
+  // certificate must carry (when verify is on) and a session to resume.
+  // Call before handshake(); false if OpenSSL refused the name.
+  bool prepare_client_tls(asio::ssl::context& ctx, const std::string& server_name, bool verify,
+                          SSL_SESSION* resume);
+
   // Cancels whatever is pending (shutdown, a forced close); the operation
   // sees operation_aborted.
   void cancel() {
@@ -40,6 +60,7 @@ class TimedSocket {
   }
   void close() {
     error_code ec;
+    tls_.reset();
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
   }
@@ -63,8 +84,13 @@ class TimedSocket {
   // The operation's result, with a deadline that cancelled it as timed_out.
   error_code disarm(error_code ec);
 
+  using TlsStream = asio::ssl::stream<tcp::socket&>;
+  awaitable<std::tuple<error_code, std::size_t>> start_read(asio::mutable_buffer buf);
+  awaitable<std::tuple<error_code, std::size_t>> start_write(asio::const_buffer buf);
+
   asio::steady_timer timer_;  // declared first: sock_ is built from its executor
   tcp::socket sock_;
+  std::unique_ptr<TlsStream> tls_;  // after handshake(); borrows sock_
   std::shared_ptr<TimerState> state_ = std::make_shared<TimerState>();
 };
 

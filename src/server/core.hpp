@@ -40,6 +40,11 @@ struct Shared {
   std::atomic<std::uint64_t> reloads_ok{0}, reloads_refused{0};
   // `mx: DOMAIN` refreshes that failed (each run of failures once).
   std::atomic<std::uint64_t> mx_refresh_failures{0};
+  // Client-side TLS handshakes (implicit and STARTTLS) by outcome.
+  std::atomic<std::uint64_t> tls_handshakes{0}, tls_handshake_failures{0};
+  // AUTH attempts by outcome: accepted, refused password, refused before
+  // checking (locked out client), verifier busy (454).
+  std::atomic<std::uint64_t> auth_accepted{0}, auth_failed{0}, auth_locked_out{0}, auth_busy{0};
   // timeouts.shutdown of the generation in force, for the signal thread.
   std::atomic<std::int64_t> shutdown_ms{0};
   std::uint32_t id_base = 0;  // random per process, so ids differ across restarts

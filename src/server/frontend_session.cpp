@@ -189,7 +189,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
     }
     auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now());
     if (left <= Duration::zero()) co_return refuse("no complete PROXY header in time");
-    const std::size_t room = std::min(rbuf_.size(), smtp::kMaxProxyHeader - in.size());
+    const std::size_t room = proxy_read_size(in);
     auto [ec, n] = co_await sock_.read_some(asio::buffer(rbuf_.data(), room), left);
     if (ec == asio::error::timed_out) co_return refuse("no complete PROXY header in time");
     if (ec) co_return refuse("closed before a complete PROXY header");
@@ -197,8 +197,82 @@ awaitable<bool> FrontendSession::read_proxy_header() {
   }
 }
 
+std::size_t FrontendSession::proxy_read_size(std::string_view so_far) const {
+  const std::size_t room = std::min(rbuf_.size(), smtp::kMaxProxyHeader - so_far.size());
+  if (listener_->tls.mode != config::TlsMode::kImplicit) return room;
+  // v2 says its length in bytes 14-15; v1 ends at its CR LF, which only
+  // reading byte by byte finds without reading past it (at most 107 reads,
+  // once per connection).
+  static constexpr std::string_view kV2Signature("\r\n\r\n\0\r\nQUIT\n", 12);
+  if (so_far.empty()) return 1;
+  if (kV2Signature.starts_with(so_far.substr(0, std::min(so_far.size(), kV2Signature.size())))) {
+    if (so_far.size() < smtp::kProxyV2Fixed) return smtp::kProxyV2Fixed - so_far.size();
+    const std::size_t len =
+        (static_cast<unsigned char>(so_far[14]) << 8) | static_cast<unsigned char>(so_far[15]);
+    const std::size_t total = smtp::kProxyV2Fixed + len;
+    return total > so_far.size() ? std::min(room, total - so_far.size()) : 1;
+  }
+  return 1;
+}
+
+awaitable<bool> FrontendSession::start_tls() {
+  // The listener's context, from the generation this session holds.
+  error_code ec = co_await sock_.handshake(*listener_->tls.context, asio::ssl::stream_base::server,
+                                           cfg_->timeouts.tls_handshake);
+  if (ec) {
+    core_.shared().tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+    log::Record("tls_failed")
+        .add("s", id_)
+        .add("listener", listener_->name)
+        .add("client", client_ip_)
+        .add("reason",
+             ec == asio::error::timed_out ? std::string("handshake timed out") : ec.message())
+        .emit(spdlog::level::info);
+    co_return false;
+  }
+  tls_ = net::tls_info(sock_.tls_handle());
+  core_.shared().tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  log::Record("tls")
+      .add("s", id_)
+      .add("client", client_ip_)
+      .add("version", tls_.version)
+      .add("cipher", tls_.cipher)
+      .add("resumed", tls_.resumed ? "yes" : "no")
+      .emit(spdlog::level::debug);
+  co_return true;
+}
+
+void FrontendSession::discard_pipelined_before_tls() {
+  if (!reader_.has_pending()) return;
+  log::Record("starttls_pipelined")
+      .add("s", id_)
+      .add("client", client_ip_)
+      .add("discarded", static_cast<long long>(reader_.pending().size()))
+      .emit(spdlog::level::warn);
+  reader_.clear();
+}
+
+std::optional<smtp::Reply> FrontendSession::starttls_refusal() const {
+  if (sock_.is_tls()) return replies::bad_sequence("TLS already active");
+  if (listener_->tls.mode != config::TlsMode::kStartTls) return replies::tls_not_available();
+  if (envelope_) return replies::bad_sequence("STARTTLS inside a transaction");
+  return std::nullopt;
+}
+
+void FrontendSession::forget_before_tls() {
+  // RFC 3207 4.2: everything learnt before TLS is forgotten; the client
+  // says EHLO again.
+  greeting_ = Greeting::kNone;
+  helo_name_.clear();
+  auth_user_.clear();
+}
+
 awaitable<void> FrontendSession::run() {
   if (listener_->proxy_protocol && !co_await read_proxy_header()) {
+    sock_.close();
+    co_return;
+  }
+  if (listener_->tls.mode == config::TlsMode::kImplicit && !co_await start_tls()) {
     sock_.close();
     co_return;
   }
@@ -236,6 +310,19 @@ awaitable<void> FrontendSession::run() {
         reply = *parsed.error;
       } else if (verb == smtp::Verb::kData) {
         reply = co_await on_data(close);
+      } else if (verb == smtp::Verb::kStartTls) {
+        // Inline rather than a coroutine of its own: GCC 12 built one with a
+        // corrupt frame (its resume index read from the wrong offset).
+        if (auto refusal = starttls_refusal()) {
+          reply = *refusal;
+        } else {
+          queue(replies::tls_ready());
+          bool ok = co_await flush();
+          discard_pipelined_before_tls();
+          if (ok) ok = co_await start_tls();
+          forget_before_tls();
+          close = !ok;
+        }
       } else {
         reply = co_await dispatch(*parsed.command);
       }
@@ -263,12 +350,20 @@ smtp::Reply FrontendSession::ehlo_reply() const {
   r.code = 250;
   r.lines = {cfg_->hostname, "PIPELINING", "SIZE " + std::to_string(cfg_->limits.max_message_size),
              "8BITMIME",     "SMTPUTF8",   "ENHANCEDSTATUSCODES"};
+  if (listener_->tls.mode == config::TlsMode::kStartTls && !sock_.is_tls())
+    r.lines.push_back("STARTTLS");
+  // RFC 4954 4 / SECURITY.md 6: passwords only under TLS.
+  if (listener_->auth && cfg_->auth && sock_.is_tls() && auth_user_.empty())
+    r.lines.push_back("AUTH PLAIN LOGIN");
   return r;
 }
 
 std::string FrontendSession::protocol_name() const {
-  if (envelope_ && envelope_->needs_smtputf8) return "UTF8SMTP";
-  return greeting_ == Greeting::kEhlo ? "ESMTP" : "SMTP";
+  // RFC 3848 / RFC 6531: S for TLS, A for an authenticated client.
+  std::string suffix = std::string(sock_.is_tls() ? "S" : "") + (auth_user_.empty() ? "" : "A");
+  if (envelope_ && envelope_->needs_smtputf8) return "UTF8SMTP" + suffix;
+  if (greeting_ == Greeting::kEhlo) return "ESMTP" + suffix;
+  return suffix.empty() ? "SMTP" : "ESMTP" + suffix;
 }
 
 awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd) {
@@ -295,7 +390,7 @@ awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd) {
     case Verb::kQuit:
       co_return replies::closing(cfg_->hostname);
     case Verb::kStartTls:
-      co_return smtp::make_reply(454, "4.7.0", "TLS not available");
+      break;  // run() handles it: the session's stream changes
     case Verb::kAuth:
       co_return replies::bad_sequence("AUTH not available");
     case Verb::kBdat:
@@ -337,6 +432,7 @@ void FrontendSession::adopt_current_view() {
 smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (greeting_ == Greeting::kNone) return replies::bad_sequence("send EHLO first");
   if (envelope_) return replies::bad_sequence("nested MAIL command");
+  if (listener_->require_tls && !sock_.is_tls()) return replies::tls_required();
   if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii()) return replies::utf8_needs_smtputf8();
   adopt_current_view();
   if (listener_->role == config::Role::kSubmission && !trusted_) return replies::auth_required();
@@ -502,6 +598,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   ri.client_ip = client_ip_;
   ri.hostname = cfg_->hostname;
   ri.protocol = protocol_name();
+  if (!tls_.version.empty()) ri.tls = tls_.version + " with cipher " + tls_.cipher;
   ri.id = tx_id_;
   if (accepted_.size() == 1) ri.recipient = accepted_.front();
   ri.when = std::chrono::system_clock::now();

@@ -17,6 +17,7 @@
 
 #include "client/relay_transaction.hpp"
 #include "net/timed_socket.hpp"
+#include "net/tls.hpp"
 #include "server/connection_limiter.hpp"
 #include "server/core.hpp"
 #include "smtp/command.hpp"
@@ -49,6 +50,19 @@ class FrontendSession {
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
   awaitable<bool> read_proxy_header();
+  // How much the next read of a PROXY header may take: with implicit TLS
+  // not one byte past the header, which OpenSSL must see.
+  std::size_t proxy_read_size(std::string_view so_far) const;
+  // The TLS handshake (implicit TLS, or after STARTTLS's 220); false: the
+  // connection is unusable (logged).
+  awaitable<bool> start_tls();
+  // STARTTLS (RFC 3207): the reply that refuses it, if any.
+  std::optional<smtp::Reply> starttls_refusal() const;
+  void forget_before_tls();
+  // RFC 3207 4.2, CVE-2011-0411: input pipelined behind STARTTLS came in
+  // plaintext, where anyone on the path could have written it; it is
+  // dropped, never executed under TLS.
+  void discard_pipelined_before_tls();
   static constexpr std::chrono::seconds kProxyHeaderTimeout{3};
   awaitable<bool> flush();
   void queue(const smtp::Reply& r) { out_ += r.wire(); }
@@ -96,6 +110,8 @@ class FrontendSession {
   // Session and transaction state.
   Greeting greeting_ = Greeting::kNone;
   std::string helo_name_;
+  net::TlsInfo tls_;       // version empty: no TLS
+  std::string auth_user_;  // empty: not authenticated
   std::optional<client::Envelope> envelope_;
   client::PoolRuntime* pool_ = nullptr;
   // `mx: recipient`: the transaction's hosts and their domain.

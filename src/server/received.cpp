@@ -15,6 +15,7 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t) {
 
 std::string received_field(const ReceivedInfo& r) {
   std::string out = "Received: from " + r.helo + " ([" + r.client_ip + "])\r\n";
+  if (!r.tls.empty()) out += "\t(using " + r.tls + ")\r\n";
   out += "\tby " + r.hostname + " (smtplb) with " + r.protocol + " id " + r.id;
   // RFC 5321 4.4: "for" names one recipient; naming many would leak the
   // envelope to every one of them.

@@ -16,7 +16,8 @@ struct ReceivedInfo {
   std::string helo;       // validated HELO/EHLO argument
   std::string client_ip;  // from the socket
   std::string hostname;   // ours
-  std::string protocol;   // SMTP, ESMTP, UTF8SMTP (RFC 3848, RFC 6531)
+  std::string protocol;   // SMTP, ESMTP, ESMTPS, ESMTPSA, UTF8SMTP... (RFC 3848, RFC 6531)
+  std::string tls;        // "TLSv1.3 with cipher ..." (ours: from OpenSSL); empty: none
   std::string id;         // smtplb's transaction id
   std::string recipient;  // only when there is exactly one
   std::chrono::system_clock::time_point when;

@@ -141,11 +141,48 @@ TEST(ConfigLoader, ListenerWithoutRouteIsAnError) {
 }
 
 TEST(ConfigLoader, ReservedKeysAreRefusedByName) {
-  std::string text = kValid;
-  text.replace(text.find("    role: inbound\n"), 0, "    tls: {certificate: c, key: k}\n");
+  std::string text = std::string(kValid) + "spool: {directory: /var/spool/smtplb}\n";
   auto errs = errors_of(text);
   ASSERT_EQ(errs.size(), 1u);
-  EXPECT_TRUE(any_contains(errs, "key `tls` in a listener is reserved")) << errs[0];
+  EXPECT_TRUE(any_contains(errs, "key `spool` in the configuration is reserved")) << errs[0];
+}
+
+TEST(ConfigLoader, TlsFilesThatDoNotLoadAreErrorsAtTheirKey) {
+  std::string text = kValid;
+  text.replace(text.find("    role: inbound\n"), 0,
+               "    tls: {certificate: /nonexistent/c.pem, key: /nonexistent/k.pem}\n");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "cannot load certificate `/nonexistent/c.pem`")) << errs[0];
+}
+
+TEST(ConfigLoader, TlsKeysAreCheckedTogether) {
+  std::string text = kValid;
+  text.replace(text.find("    role: inbound\n"), 0,
+               "    require_tls: true\n    auth: true\n    tls: {mode: sometimes}\n");
+  auto errs = errors_of(text);
+  EXPECT_TRUE(any_contains(errs, "tls.mode: `sometimes` is not starttls or implicit"));
+  EXPECT_TRUE(any_contains(errs, "tls needs a `certificate`"));
+  EXPECT_TRUE(any_contains(errs, "auth: no top-level `auth"));
+}
+
+TEST(ConfigLoader, BackendTlsAndIdentity) {
+  std::string text = kValid;
+  text.replace(text.find("        weight: 3\n"), 0,
+               "        tls: {mode: implicit, verify: false, sni: relay.example.net}\n"
+               "        identity: xclient\n");
+  auto r = load_config_text(text, "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  const auto& b = r.config->pools[0].backends[0];
+  EXPECT_EQ(b.tls.mode, TlsMode::kImplicit);
+  EXPECT_FALSE(b.tls.verify);
+  EXPECT_EQ(b.tls.sni, "relay.example.net");
+  EXPECT_NE(b.tls.client, nullptr);
+  EXPECT_EQ(b.identity, Identity::kXclient);
+  text.replace(text.find("identity: xclient"), 17, "identity: smtp_auth");
+  auto errs = errors_of(text);
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_TRUE(any_contains(errs, "identity: `smtp_auth` is not none, xclient")) << errs[0];
 }
 
 TEST(ConfigLoader, UnknownAlgorithmIsNamed) {

@@ -20,6 +20,8 @@
 // retries the whole message later.  Never a silent partial delivery.
 #pragma once
 
+#include <array>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,11 +40,23 @@ struct Attempt {
   std::string detail;  // the backend's reply, for the log
 };
 
+// Who the client is, for backends with `identity:` (XCLIENT, PROXY).
+struct ClientIdentity {
+  std::array<std::uint8_t, 16> ip{};  // IPv4 mapped, as the policy sees it (after PROXY)
+  std::uint16_t port = 0;
+  std::array<std::uint8_t, 16> local_ip{};  // the address the client connected to
+  std::uint16_t local_port = 0;
+  std::string helo;   // validated HELO/EHLO name
+  std::string proto;  // SMTP or ESMTP (XCLIENT knows only these)
+  std::string login;  // the AUTH user; empty: not authenticated
+};
+
 struct Envelope {
   smtp::Path sender;
   smtp::MailParams params;
   bool needs_smtputf8 = false;  // SMTPUTF8 given (or non-ASCII addresses)
   bool needs_8bitmime = false;  // BODY=8BITMIME given
+  ClientIdentity client;
 };
 
 class RelayTransaction {

@@ -243,6 +243,9 @@ struct Config {
   std::optional<Admin> admin;           // the admin HTTP API, when configured
   std::optional<Auth> auth;             // clients may AUTH on listeners with `auth`
   Dns dns;
+  // Some backend has `identity: proxy_v1|proxy_v2` (so sessions learn the
+  // address clients connected to).
+  bool proxy_identity_used = false;
 
   const Pool* find_pool(std::string_view name) const;
   const Listener* find_listener(std::string_view name) const;

@@ -695,6 +695,8 @@ class Loader {
     }
   }
 
+  bool proxy_identity_used() const { return proxy_identity_used_; }
+
   void check_listener_refs(const Config& cfg) {
     for (auto& [name, mark] : listener_refs_) {
       bool found = false;
@@ -806,6 +808,7 @@ class Loader {
 
   std::vector<std::pair<std::string, YAML::Mark>> listener_refs_;
   bool root_auth_ = false;  // the top-level `auth` is read
+  bool proxy_identity_used_ = false;
 
  private:
   std::string path_;
@@ -835,6 +838,7 @@ LoadResult load_config_text(const std::string& text, const std::string& path) {
   try {
     loader.load(root, *cfg);
     loader.check_listener_refs(*cfg);
+    cfg->proxy_identity_used = loader.proxy_identity_used();
   } catch (const YAML::Exception& e) {
     result.errors.push_back({path, e.mark.line + 1, e.mark.column + 1, "YAML: " + e.msg});
   }

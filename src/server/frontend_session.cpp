@@ -75,6 +75,7 @@ FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
   client_ip_ = ip_string(peer);
   client_port_ = peer.port();
   ip_ = ip_bytes(peer);
+
   trusted_ = is_trusted(*cfg_, ip_);
   core_.add(this);
 }
@@ -155,6 +156,8 @@ awaitable<bool> FrontendSession::read_proxy_header() {
       if (!p.header.local) {
         ip_ = p.header.source.ip;
         client_port_ = p.header.source.port;
+        local_ip_ = p.header.destination.ip;
+        local_port_ = p.header.destination.port;
         client_ip_ = ip_text(ip_);
       }
       // Bytes after the header are the client's (a client that talks
@@ -448,6 +451,22 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   env.params.auth_given = false;
   env.needs_smtputf8 = cmd.mail.smtputf8;
   env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
+  env.client.ip = ip_;
+  env.client.port = client_port_;
+  if (local_port_ == 0 && cfg_->proxy_identity_used) {
+    // Only PROXY headers to backends need it: no getsockname otherwise.
+    error_code ec;
+    auto local = sock_.socket().local_endpoint(ec);
+    if (!ec) {
+      local_ip_ = ip_bytes(local);
+      local_port_ = local.port();
+    }
+  }
+  env.client.local_ip = local_ip_;
+  env.client.local_port = local_port_;
+  env.client.helo = helo_name_;
+  env.client.proto = greeting_ == Greeting::kEhlo ? "ESMTP" : "SMTP";
+  env.client.login = auth_user_;
   envelope_ = std::move(env);
   tx_logged_ = false;
   ++tx_count_;

@@ -97,6 +97,8 @@ class FrontendSession {
   std::string client_ip_;
   std::uint16_t client_port_ = 0;
   ConnectionLimiter::Ip ip_{};
+  ConnectionLimiter::Ip local_ip_{};  // where the client connected (PROXY: as announced)
+  std::uint16_t local_port_ = 0;
   bool trusted_ = false;
   Clock::time_point started_ = Clock::now();
 

@@ -24,6 +24,18 @@ constexpr std::chrono::seconds kForcedCloseGrace{2};
 int run(std::shared_ptr<const config::Config> cfg) {
   server::Shared shared;
   shared.id_base = std::random_device{}();
+  shared.verifier = std::make_unique<auth::PasswordVerifier>();
+  {
+    // The thresholds of the configuration smtplb started with (a reload
+    // keeps the throttle and its state).
+    auth::ThrottlePolicy policy;
+    if (cfg->auth) {
+      policy.free_failures = cfg->auth->delay_after;
+      policy.refuse_after = cfg->auth->max_failures;
+      policy.refusal = std::chrono::duration_cast<std::chrono::seconds>(cfg->auth->lockout);
+    }
+    shared.auth_throttle = std::make_unique<auth::AuthThrottle>(policy);
+  }
   {
     std::vector<std::string> errors;
     shared.generation = build_generation(cfg, nullptr, *shared.metrics, errors);

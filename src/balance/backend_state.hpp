@@ -187,7 +187,7 @@ class BackendState {
 
   // Transactions that left this backend, by reason (client::Failure's
   // values; the admin model names them).
-  static constexpr int kReasons = 16;
+  static constexpr int kReasons = 24;
   void count_left(int reason) {
     if (reason >= 0 && reason < kReasons) left_[reason].fetch_add(1, std::memory_order_relaxed);
   }

@@ -34,6 +34,12 @@ const char* to_string(Failure f) {
       return "recipient_refused_on_replay";
     case Failure::kAtLimit:
       return "at_limit";
+    case Failure::kTls:
+      return "tls_failed";
+    case Failure::kNoXclient:
+      return "no_xclient";
+    case Failure::kXclientRefused:
+      return "xclient_refused";
   }
   return "?";
 }

@@ -23,6 +23,13 @@ enum class Failure {
   kNotCapable,        // lacks SMTPUTF8/8BITMIME/SIZE the message needs
   kRecipientRefused,  // refused on replay a recipient another backend accepted
   kAtLimit,           // at max_connections or max_rate: no room now, not ill
+  // Appended, so the values the counters and the admin model know keep
+  // their numbers.
+  kTls,             // backend `tls:` set and TLS not had: no STARTTLS offered or
+                    // refused, bytes after its 220 (CVE-2021-38371), a failed
+                    // handshake or certificate check.  Never a plain-text fallback.
+  kNoXclient,       // `identity: xclient` and the backend offers no XCLIENT (with ADDR)
+  kXclientRefused,  // a reply other than 220 to XCLIENT
 };
 
 const char* to_string(Failure f);

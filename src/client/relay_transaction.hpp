@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "client/identity.hpp"
 #include "client/pool_runtime.hpp"
 #include "client/replay_buffer.hpp"
 #include "smtp/command.hpp"
@@ -38,17 +39,6 @@ struct Attempt {
   std::string backend;
   Failure failure = Failure::kNone;
   std::string detail;  // the backend's reply, for the log
-};
-
-// Who the client is, for backends with `identity:` (XCLIENT, PROXY).
-struct ClientIdentity {
-  std::array<std::uint8_t, 16> ip{};  // IPv4 mapped, as the policy sees it (after PROXY)
-  std::uint16_t port = 0;
-  std::array<std::uint8_t, 16> local_ip{};  // the address the client connected to
-  std::uint16_t local_port = 0;
-  std::string helo;   // validated HELO/EHLO name
-  std::string proto;  // SMTP or ESMTP (XCLIENT knows only these)
-  std::string login;  // the AUTH user; empty: not authenticated
 };
 
 struct Envelope {

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "auth/password_file.hpp"
 #include "config/config.hpp"
 #include "net/tls.hpp"
 #include "smtp/address.hpp"
@@ -232,8 +233,17 @@ class Loader {
   // The password file is read here, so `smtplb check` and a reload see its
   // errors with their own line and column.
   void load_passwords(const YAML::Node& x, Auth& a) {
-    (void)x;
-    (void)a;  // wired to auth::PasswordFile below
+    auto loaded = auth::load_password_file(a.passwd_file);
+    if (loaded.file) {
+      a.passwords = loaded.file;
+      return;
+    }
+    for (const auto& e : loaded.errors) {
+      if (e.line == 0)  // the file as a whole (missing, unreadable, too big)
+        error(x, "auth.passwd_file: " + e.message);
+      else
+        errors_.push_back({e.file, e.line, std::max(e.column, 1), e.message});
+    }
   }
 
   void load_auth(const YAML::Node& v, Config& cfg) {

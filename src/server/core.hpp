@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "auth/auth_throttle.hpp"
+#include "auth/password_verifier.hpp"
 #include "balance/backend_state.hpp"
 #include "client/pool_runtime.hpp"
 #include "config/config.hpp"
@@ -47,6 +49,10 @@ struct Shared {
   std::atomic<std::uint64_t> auth_accepted{0}, auth_failed{0}, auth_locked_out{0}, auth_busy{0};
   // timeouts.shutdown of the generation in force, for the signal thread.
   std::atomic<std::int64_t> shutdown_ms{0};
+  // AUTH: crypt(3) on worker threads, and failures per client address
+  // (touched per AUTH, never per message).
+  std::unique_ptr<auth::PasswordVerifier> verifier;
+  std::unique_ptr<auth::AuthThrottle> auth_throttle;
   std::uint32_t id_base = 0;  // random per process, so ids differ across restarts
 };
 

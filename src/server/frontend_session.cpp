@@ -9,6 +9,7 @@
 #include "smtp/data_encoder.hpp"
 #include "smtp/proxy_header.hpp"
 #include "smtp/replies.hpp"
+#include "smtp/sasl.hpp"
 
 namespace smtplb::server {
 
@@ -262,6 +263,93 @@ std::optional<smtp::Reply> FrontendSession::starttls_refusal() const {
   return std::nullopt;
 }
 
+std::optional<smtp::Reply> FrontendSession::auth_refusal() const {
+  if (!listener_->auth || !cfg_->auth) return replies::bad_sequence("AUTH not available");
+  // SECURITY.md 6: no password in plaintext, not even a wrong one.
+  if (!sock_.is_tls()) return replies::auth_needs_tls();
+  if (greeting_ != Greeting::kEhlo) return replies::bad_sequence("send EHLO first");
+  if (!auth_user_.empty()) return replies::auth_already_done();
+  if (envelope_) return replies::bad_sequence("AUTH inside a transaction");
+  return std::nullopt;
+}
+
+awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& close) {
+  auto& shared = core_.shared();
+  if (!shared.auth_throttle->on_attempt(ip_, Clock::now()).allowed) {
+    shared.auth_locked_out.fetch_add(1, std::memory_order_relaxed);
+    log::Record("auth_refused")
+        .add("s", id_)
+        .add("client", client_ip_)
+        .add("reason", "too many failed attempts from this address")
+        .emit(spdlog::level::warn);
+    close = true;
+    co_return replies::auth_too_many_failures();
+  }
+  smtp::sasl::AuthExchange exchange;
+  smtp::sasl::Step step = exchange.start(cmd.auth_mechanism, cmd.auth_initial);
+  // Challenges and responses; a response line may be longer than a command.
+  const std::size_t command_max = reader_.max_line();
+  reader_.set_max_line(smtp::sasl::kMaxAuthLine + 2);
+  while (const auto* challenge = std::get_if<smtp::sasl::Challenge>(&step)) {
+    queue(challenge->reply());
+    std::string line;
+    ReadResult rr = co_await read_line(line);
+    if (rr == ReadResult::kTooLong) {
+      step = replies::auth_line_too_long();
+    } else if (rr != ReadResult::kLine) {
+      close = true;
+      step = rr == ReadResult::kTimeout ? replies::timeout() : smtp::Reply{};
+    } else {
+      step = exchange.respond(line);
+    }
+  }
+  reader_.set_max_line(command_max);
+  if (const auto* reply = std::get_if<smtp::Reply>(&step)) {
+    // Malformed exchanges (bad base64, cancelled) are the client's errors;
+    // a 535 from a malformed PLAIN counts as a failed password.
+    if (reply->code == 535) co_return co_await auth_failure("", *reply);
+    co_return *reply;
+  }
+  auto credentials = std::get<smtp::sasl::Credentials>(std::move(step));
+  auth::Verdict verdict = co_await shared.verifier->verify(
+      cfg_->auth->passwords, credentials.username, std::move(credentials.password));
+  if (verdict == auth::Verdict::kBusy) {
+    shared.auth_busy.fetch_add(1, std::memory_order_relaxed);
+    co_return replies::auth_temporary_failure();
+  }
+  if (verdict == auth::Verdict::kRejected)
+    co_return co_await auth_failure(credentials.username, replies::auth_failed());
+  shared.auth_accepted.fetch_add(1, std::memory_order_relaxed);
+  shared.auth_throttle->on_success(ip_);
+  auth_user_ = credentials.username;
+  log::Record("auth")
+      .add("s", id_)
+      .add("client", client_ip_)
+      .add("user", auth_user_)
+      .add("mechanism", smtp::sasl::to_string(credentials.mechanism))
+      .emit(spdlog::level::info);
+  co_return replies::auth_succeeded();
+}
+
+awaitable<smtp::Reply> FrontendSession::auth_failure(std::string_view user, smtp::Reply reply) {
+  auto& shared = core_.shared();
+  shared.auth_failed.fetch_add(1, std::memory_order_relaxed);
+  auto delay = shared.auth_throttle->on_failure(ip_, Clock::now());
+  log::Record("auth_failed")
+      .add("s", id_)
+      .add("client", client_ip_)
+      .add("user", user)
+      .add("delay_ms", static_cast<long long>(
+                           std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()))
+      .emit(spdlog::level::warn);
+  if (delay > Clock::duration::zero()) {
+    // Bounded by the throttle's max_delay (30 s).
+    asio::steady_timer timer(core_.io().get_executor(), delay);
+    co_await timer.async_wait(use_nothrow);
+  }
+  co_return reply;
+}
+
 void FrontendSession::forget_before_tls() {
   // RFC 3207 4.2: everything learnt before TLS is forgotten; the client
   // says EHLO again.
@@ -313,6 +401,11 @@ awaitable<void> FrontendSession::run() {
         reply = *parsed.error;
       } else if (verb == smtp::Verb::kData) {
         reply = co_await on_data(close);
+      } else if (verb == smtp::Verb::kAuth) {
+        if (auto refusal = auth_refusal())
+          reply = *refusal;
+        else
+          reply = co_await on_auth(*parsed.command, close);
       } else if (verb == smtp::Verb::kStartTls) {
         // Inline rather than a coroutine of its own: GCC 12 built one with a
         // corrupt frame (its resume index read from the wrong offset).
@@ -395,7 +488,7 @@ awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd) {
     case Verb::kStartTls:
       break;  // run() handles it: the session's stream changes
     case Verb::kAuth:
-      co_return replies::bad_sequence("AUTH not available");
+      break;  // run() handles it: it reads the client's responses
     case Verb::kBdat:
       // CHUNKING is not advertised (DESIGN.md), so BDAT is unknown.
       co_return replies::unknown_command();
@@ -438,7 +531,8 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (listener_->require_tls && !sock_.is_tls()) return replies::tls_required();
   if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii()) return replies::utf8_needs_smtputf8();
   adopt_current_view();
-  if (listener_->role == config::Role::kSubmission && !trusted_) return replies::auth_required();
+  if (listener_->role == config::Role::kSubmission && !trusted_ && auth_user_.empty())
+    return replies::auth_required();
   if (cmd.mail.size && *cmd.mail.size > cfg_->limits.max_message_size)
     return replies::message_too_big();
   if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now()))
@@ -538,7 +632,9 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
     refused_.push_back(rcpt.str());
     co_return replies::utf8_needs_smtputf8();
   }
-  if (check_recipient(*cfg_, listener_->role, trusted_, rcpt) == Verdict::kRelayDenied) {
+  // An authenticated client may relay, like a trusted one.
+  if (check_recipient(*cfg_, listener_->role, trusted_ || !auth_user_.empty(), rcpt) ==
+      Verdict::kRelayDenied) {
     refused_.push_back(rcpt.str());
     log::Record("relay_denied")
         .add("s", id_)
@@ -756,6 +852,7 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
       .add("listener", listener_->name)
       .add("client", client_ip_)
       .add("helo", helo_name_)
+      .add("user", auth_user_)
       .add("from", envelope_ ? envelope_->sender.str() : "")
       .add("pool", pool_ && pool_->cfg ? pool_->cfg->name : "")
       .add("rcpts", join(accepted_))

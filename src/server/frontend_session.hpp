@@ -59,6 +59,12 @@ class FrontendSession {
   // STARTTLS (RFC 3207): the reply that refuses it, if any.
   std::optional<smtp::Reply> starttls_refusal() const;
   void forget_before_tls();
+  // AUTH PLAIN/LOGIN (RFC 4954), after TLS only.  Sets `close` when the
+  // client is locked out or gone.
+  std::optional<smtp::Reply> auth_refusal() const;
+  awaitable<smtp::Reply> on_auth(const smtp::Command& cmd, bool& close);
+  // A failed AUTH: counted, logged, and answered after the throttle's delay.
+  awaitable<smtp::Reply> auth_failure(std::string_view user, smtp::Reply reply);
   // RFC 3207 4.2, CVE-2011-0411: input pipelined behind STARTTLS came in
   // plaintext, where anyone on the path could have written it; it is
   // dropped, never executed under TLS.

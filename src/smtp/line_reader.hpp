@@ -37,6 +37,9 @@ class LineReader {
   bool has_pending() const { return start_ < buf_.size(); }
   // Forget everything buffered (STARTTLS: RFC 3207 section 4.2 / CVE-2011-0411).
   void clear();
+  // AUTH responses may be longer than commands (RFC 4954 4: 12288 octets).
+  void set_max_line(std::size_t max_line) { max_line_ = max_line; }
+  std::size_t max_line() const { return max_line_; }
 
  private:
   void compact();

@@ -1,0 +1,107 @@
+// identity.hpp: who the client is, in the forms a backend with `identity:`
+// takes (DESIGN.md "Identity is never silently lost", SECURITY.md 5).
+//
+// ClientIdentity is filled by the frontend session at MAIL.  The helpers
+// turn it into XCLIENT attributes (smtp/xclient.hpp builds the lines) and
+// into the PROXY header of a backend connection (smtp/proxy_header.hpp
+// encodes it).  A connection that carries no client -- a health check --
+// still owes a backend with `smtpd_upstream_proxy_protocol` a header: the
+// "local" ones say "use the real peer" (proxy-protocol.txt 2.1 UNKNOWN,
+// 2.2 LOCAL).  Header-only and pure: unit-tested without sockets.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "config/config.hpp"
+#include "net/asio.hpp"
+#include "smtp/proxy_header.hpp"
+#include "smtp/xclient.hpp"
+
+namespace smtplb::client {
+
+// Who the client is, for backends with `identity:` (XCLIENT, PROXY).
+struct ClientIdentity {
+  std::array<std::uint8_t, 16> ip{};  // IPv4 mapped, as the policy sees it (after PROXY)
+  std::uint16_t port = 0;
+  std::array<std::uint8_t, 16> local_ip{};  // the address the client connected to
+  std::uint16_t local_port = 0;
+  std::string helo;   // validated HELO/EHLO name
+  std::string proto;  // SMTP or ESMTP (XCLIENT knows only these)
+  std::string login;  // the AUTH user; empty: not authenticated
+};
+
+inline bool is_v4_mapped(const std::array<std::uint8_t, 16>& ip) {
+  for (int i = 0; i < 10; ++i)
+    if (ip[i] != 0) return false;
+  return ip[10] == 0xff && ip[11] == 0xff;
+}
+
+inline bool is_unspecified(const std::array<std::uint8_t, 16>& ip) {
+  for (auto b : ip)
+    if (b != 0) return false;
+  return true;
+}
+
+// "192.0.2.1" for a mapped IPv4 address, "2001:db8::1" otherwise; empty
+// for the unspecified address (unknown).
+inline std::string ip_text(const std::array<std::uint8_t, 16>& ip) {
+  if (is_unspecified(ip)) return {};
+  if (is_v4_mapped(ip))
+    return asio::ip::address_v4({ip[12], ip[13], ip[14], ip[15]}).to_string();
+  return asio::ip::address_v6(ip).to_string();
+}
+
+// NAME is always [UNAVAILABLE]: smtplb does no reverse DNS lookups, and a
+// name the backend then looks up itself would be the backend's guess.
+inline smtp::XclientAttributes xclient_attributes(const ClientIdentity& c) {
+  smtp::XclientAttributes a;
+  a.addr = ip_text(c.ip);
+  if (c.port != 0) a.port = c.port;
+  a.helo = c.helo;
+  a.proto = c.proto;
+  a.login = c.login;
+  return a;
+}
+
+inline smtp::ProxyAddress proxy_address(const std::array<std::uint8_t, 16>& ip,
+                                        std::uint16_t port) {
+  smtp::ProxyAddress a;
+  a.ip = ip;
+  a.v4 = is_v4_mapped(ip);
+  a.port = port;
+  return a;
+}
+
+// The headers of a connection that carries no client: the backend uses
+// the connection's own addresses.
+inline std::string proxy_local_v1() {
+  return "PROXY UNKNOWN\r\n";
+}
+inline std::string proxy_local_v2() {
+  // Signature, version 2 command LOCAL (0x20), family UNSPEC, length 0.
+  static constexpr char kHeader[] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
+  return std::string(kHeader, sizeof kHeader - 1);
+}
+
+// What a new connection to a backend with this identity mode sends before
+// anything else (before TLS, before the banner); empty for none and
+// XCLIENT.  `client` null: no client (health checks), the local header.
+inline std::string proxy_preamble(config::Identity mode, const ClientIdentity* client) {
+  if (mode != config::Identity::kProxyV1 && mode != config::Identity::kProxyV2) return {};
+  const bool v1 = mode == config::Identity::kProxyV1;
+  if (!client || is_unspecified(client->ip) || is_unspecified(client->local_ip))
+    return v1 ? proxy_local_v1() : proxy_local_v2();
+  auto src = proxy_address(client->ip, client->port);
+  auto dst = proxy_address(client->local_ip, client->local_port);
+  return v1 ? smtp::encode_proxy_v1(src, dst) : smtp::encode_proxy_v2(src, dst);
+}
+
+// A connection that carries one client's PROXY header must never serve
+// another client (SECURITY.md 5): no pooling.
+inline bool one_client_per_connection(config::Identity mode) {
+  return mode == config::Identity::kProxyV1 || mode == config::Identity::kProxyV2;
+}
+
+}  // namespace smtplb::client

@@ -522,12 +522,27 @@ def _diag_rqueue(sport, dport):
 class SmtpClient:
     """A strict raw client: sends exact bytes, keeps every reply."""
 
-    def __init__(self, port, timeout=15):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+    def __init__(self, port, timeout=15, tls=None, source=None):
+        """`tls`: an ssl.SSLContext for implicit TLS (port 465 style);
+        `source`: the loopback address to connect from, e.g. 127.0.0.2."""
+        self.sock = socket.create_connection((HOST, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.timeout = timeout
         self.buf = b""
         self.eof = False
+
+    def starttls(self, context, server_hostname="localhost"):
+        """STARTTLS, its 220, then the handshake.  Anything the server sent
+        after the 220 before the handshake fails the test (no reply may
+        follow STARTTLS's)."""
+        r = self.cmd("STARTTLS")
+        assert r.code == 220, "STARTTLS: %r" % r
+        assert self.buf == b"", "bytes after the 220 to STARTTLS: %r" % self.buf
+        self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        return r
 
     def close(self):
         try:

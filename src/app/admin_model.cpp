@@ -23,8 +23,9 @@ std::string label(std::string_view v) {
 
 // One metric family of plain samples: HELP, TYPE, then `name{labels} value`
 // for each (labels empty: no braces).
-void family(std::string& out, std::string_view name, std::string_view type, std::string_view help,
-            std::initializer_list<std::pair<std::string_view, std::uint64_t>> samples) {
+template <typename Samples>
+void family_of(std::string& out, std::string_view name, std::string_view type,
+               std::string_view help, const Samples& samples) {
   out.append("# HELP ").append(name).append(" ").append(help).append("\n");
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
   for (const auto& [labels, value] : samples) {
@@ -32,6 +33,11 @@ void family(std::string& out, std::string_view name, std::string_view type, std:
     if (!labels.empty()) out.append("{").append(labels).append("}");
     out.append(" ").append(std::to_string(value)).append("\n");
   }
+}
+
+void family(std::string& out, std::string_view name, std::string_view type, std::string_view help,
+            std::initializer_list<std::pair<std::string_view, std::uint64_t>> samples) {
+  family_of(out, name, type, help, samples);
 }
 
 // Every Failure value that can be counted, by name.
@@ -131,6 +137,17 @@ std::string AdminModel::metrics_text() {
           {"result=\"failed\"", load(shared_.auth_failed)},
           {"result=\"locked_out\"", load(shared_.auth_locked_out)},
           {"result=\"busy\"", load(shared_.auth_busy)}});
+  {
+    std::vector<std::pair<std::string, std::uint64_t>> hits;
+    for (std::size_t i = 0; i < shared_.limit_hits.size(); ++i)
+      hits.emplace_back(std::string("limit=\"") +
+                            server::Shared::to_string(static_cast<server::Shared::Limit>(i)) + "\"",
+                        load(shared_.limit_hits[i]));
+    family_of(out, "smtplb_limit_hits_total", "counter",
+              "Connections, messages and sessions refused or ended by an abuse limit (limits.*, "
+              "timeouts.client_*).",
+              hits);
+  }
   family(out, "smtplb_reloads_total", "counter", "Configuration reloads by result.",
          {{"result=\"ok\"", load(shared_.reloads_ok)},
           {"result=\"refused\"", load(shared_.reloads_refused)}});

@@ -1,5 +1,7 @@
 #include "app/runtime.hpp"
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -19,9 +21,32 @@ namespace {
 // After the forced close, how long the cores get to write their 421s.
 constexpr std::chrono::seconds kForcedCloseGrace{2};
 
+// Each client connection costs one descriptor and its transaction one more
+// (the backend); a few dozen serve listeners, pooled sessions and logs.
+// The soft limit is raised to the hard one (Debian's soft default, 1024,
+// would cap smtplb near 500 clients), and a limit below what
+// limits.max_connections needs is said out loud rather than found at 3am.
+void raise_descriptor_limit(const config::Config& cfg) {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  const rlim_t needed = static_cast<rlim_t>(cfg.limits.max_connections) * 2 + 64;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed)
+    log::Record("descriptor_limit")
+        .add("limit", static_cast<long long>(rl.rlim_cur))
+        .add("needed", static_cast<long long>(needed))
+        .add("hint", "raise LimitNOFILE (systemd) or ulimit -n, or lower limits.max_connections")
+        .emit(spdlog::level::warn);
+}
+
 }  // namespace
 
 int run(std::shared_ptr<const config::Config> cfg) {
+  raise_descriptor_limit(*cfg);
   server::Shared shared;
   shared.id_base = std::random_device{}();
   shared.verifier = std::make_unique<auth::PasswordVerifier>();

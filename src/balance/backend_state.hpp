@@ -185,6 +185,15 @@ class BackendState {
         std::chrono::system_clock::duration(last_check_.load(std::memory_order_relaxed)));
   }
 
+  // New TLS connections to it (relay and health checks) and how many of
+  // them resumed an earlier session rather than paying a full handshake.
+  void count_tls(bool resumed) {
+    tls_handshakes_.fetch_add(1, std::memory_order_relaxed);
+    if (resumed) tls_resumed_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::uint64_t tls_handshakes() const { return tls_handshakes_.load(std::memory_order_relaxed); }
+  std::uint64_t tls_resumed() const { return tls_resumed_.load(std::memory_order_relaxed); }
+
   // Transactions that left this backend, by reason (client::Failure's
   // values; the admin model names them).
   static constexpr int kReasons = 24;
@@ -205,6 +214,7 @@ class BackendState {
   std::atomic<std::uint64_t> checks_ok_{0}, checks_failed_{0};
   std::array<std::atomic<std::uint64_t>, kReasons> left_{};
   std::atomic<int> sessions_{0};
+  std::atomic<std::uint64_t> tls_handshakes_{0}, tls_resumed_{0};
   std::array<std::atomic<std::uint64_t>, kReplyBuckets.size() + 1> reply_buckets_{};
   std::atomic<std::uint64_t> reply_us_sum_{0};
   std::atomic<std::chrono::system_clock::rep> last_check_{0};

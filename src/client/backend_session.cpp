@@ -1,6 +1,13 @@
 #include "client/backend_session.hpp"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <charconv>
+
+#include "log/log.hpp"
+#include "smtp/xclient.hpp"
 
 namespace smtplb::client {
 
@@ -76,19 +83,43 @@ Failure BackendSession::failure_from(const error_code& ec) const {
   return Failure::kDropped;
 }
 
-awaitable<Failure> BackendSession::open(const tcp::endpoint& ep) {
-  co_return co_await open(ep, cfg_.timeouts.backend_connect, cfg_.timeouts.backend_reply);
+Failure BackendSession::fail(Failure f, std::string detail) {
+  detail_ = std::move(detail);
+  close();
+  return f;
 }
 
-awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, Duration connect_timeout,
-                                        Duration reply_timeout) {
+awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, const ClientIdentity* client) {
+  co_return co_await open(ep,
+                          OpenTimeouts{cfg_.timeouts.backend_connect, cfg_.timeouts.backend_reply,
+                                       cfg_.timeouts.tls_handshake},
+                          client);
+}
+
+awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, OpenTimeouts t,
+                                        const ClientIdentity* client) {
   state_ = State::kConnecting;
-  error_code ec = co_await sock_.connect(ep, connect_timeout);
+  detail_.clear();
+  const config::Backend& bc = backend_.config();
+  error_code ec = co_await sock_.connect(ep, t.connect);
   if (ec) {
     close();
     co_return ec == asio::error::timed_out ? Failure::kConnectTimeout : Failure::kConnectRefused;
   }
-  auto banner = co_await read_reply(reply_timeout);
+  if (one_client_per_connection(bc.identity)) {
+    // The PROXY header comes first, before TLS and before the banner
+    // (proxy-protocol.txt 2: the receiver reads it before anything else).
+    error_code ignored;
+    const std::string header =
+        proxy_preamble(bc.identity, client, sock_.socket().local_endpoint(ignored), ep);
+    Failure f = co_await send(header, t.reply);
+    if (f != Failure::kNone) co_return fail(f, "sending the PROXY header");
+  }
+  if (bc.tls.mode == config::TlsMode::kImplicit) {
+    Failure f = co_await handshake(t.tls);
+    if (f != Failure::kNone) co_return f;
+  }
+  auto banner = co_await read_reply(t.reply);
   if (banner.failure != Failure::kNone) {
     close();
     co_return banner.failure;
@@ -98,30 +129,152 @@ awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, Duration connec
     close();
     co_return Failure::kBannerRefused;
   }
-  auto ehlo = co_await command("EHLO " + cfg_.hostname + "\r\n", reply_timeout);
+  Failure f = co_await hello(t.reply, true);
+  if (f != Failure::kNone) co_return f;
+  if (bc.tls.mode == config::TlsMode::kStartTls) {
+    f = co_await starttls(t.reply, t.tls);
+    if (f != Failure::kNone) co_return f;
+    // RFC 3207 4.2: forget what the plain-text EHLO said; ask again.
+    f = co_await hello(t.reply, true);
+    if (f != Failure::kNone) co_return f;
+  }
+  if (bc.identity == config::Identity::kXclient) {
+    // DESIGN.md: identity is never silently lost.  A backend that does not
+    // take XCLIENT (or not the client's address) is not used at all.
+    if (!xclient_) co_return fail(Failure::kNoXclient, "EHLO offers no XCLIENT");
+    if (!xclient_->addr) co_return fail(Failure::kNoXclient, "XCLIENT without ADDR");
+  }
+  state_ = State::kReady;
+  created_ = last_used_ = Clock::now();
+  co_return Failure::kNone;
+}
+
+awaitable<Failure> BackendSession::hello(Duration d, bool learn_xclient) {
+  auto ehlo = co_await command("EHLO " + cfg_.hostname + "\r\n", d);
   if (ehlo.failure != Failure::kNone) {
     close();
     co_return ehlo.failure;
   }
   if (ehlo.reply.code == 250) {
     caps_ = parse_ehlo(ehlo.reply);
-  } else if (ehlo.reply.code == 421) {
+    auto xclient = smtp::find_xclient(ehlo.reply);
+    xclient_offered_ = xclient.has_value();
+    if (learn_xclient) xclient_ = xclient;
+    co_return Failure::kNone;
+  }
+  if (ehlo.reply.code == 421) {
     open_reply_ = ehlo.reply;
     close();
     co_return Failure::kShuttingDown;
-  } else {
-    // RFC 5321 3.2: a server that does not know EHLO gets HELO.
-    open_reply_ = ehlo.reply;
-    auto helo = co_await command("HELO " + cfg_.hostname + "\r\n", reply_timeout);
-    if (helo.failure != Failure::kNone || helo.reply.code != 250) {
-      close();
-      co_return helo.failure != Failure::kNone ? helo.failure : Failure::kEhloRefused;
-    }
-    caps_ = Capabilities();
   }
-  state_ = State::kReady;
-  created_ = last_used_ = Clock::now();
+  // RFC 5321 3.2: a server that does not know EHLO gets HELO.
+  open_reply_ = ehlo.reply;
+  auto helo = co_await command("HELO " + cfg_.hostname + "\r\n", d);
+  if (helo.failure != Failure::kNone || helo.reply.code != 250) {
+    close();
+    co_return helo.failure != Failure::kNone ? helo.failure : Failure::kEhloRefused;
+  }
+  caps_ = Capabilities();
+  xclient_offered_ = false;
+  if (learn_xclient) xclient_.reset();
   co_return Failure::kNone;
+}
+
+awaitable<Failure> BackendSession::starttls(Duration reply, Duration handshake_timeout) {
+  // Never plain text once TLS is configured (SECURITY.md 3): a backend
+  // that stops offering STARTTLS may be behind a downgrading middlebox.
+  if (!caps_.has("STARTTLS")) co_return fail(Failure::kTls, "STARTTLS not offered");
+  auto r = co_await command("STARTTLS\r\n", reply);
+  if (r.failure != Failure::kNone) {
+    detail_ = "no reply to STARTTLS";
+    co_return r.failure;
+  }
+  if (r.reply.code == 421) {
+    open_reply_ = r.reply;
+    co_return fail(Failure::kShuttingDown, "421 to STARTTLS");
+  }
+  if (r.reply.code != 220) {
+    open_reply_ = r.reply;
+    co_return fail(Failure::kTls, "STARTTLS refused: " + r.reply.summary());
+  }
+  // CVE-2021-38371: anything behind the 220 was sent in plain text by
+  // whoever sits on the path and would be read as if it came over TLS.
+  // Bytes that arrive later than this look are not a TLS record and fail
+  // the handshake instead.
+  if (has_unsolicited_input())
+    co_return fail(Failure::kTls, "bytes after the STARTTLS 220 (response injection)");
+  co_return co_await handshake(handshake_timeout);
+}
+
+std::string BackendSession::server_name() const {
+  const config::Backend& bc = backend_.config();
+  if (!bc.tls.sni.empty()) return bc.tls.sni;
+  if (!bc.mx_host.empty()) return bc.mx_host;
+  return bc.address.host;
+}
+
+awaitable<Failure> BackendSession::handshake(Duration d) {
+  const config::Backend& bc = backend_.config();
+  net::ClientTls* client = bc.tls.client.get();
+  if (!client) co_return fail(Failure::kTls, "no TLS context");  // the loader makes one
+  const std::string name = server_name();
+  // The last session this backend gave, to resume; SSL_set_session takes
+  // a reference of its own, so ours is dropped right after.
+  SSL_SESSION* resume = client->session_to_resume();
+  const bool named = sock_.prepare_client_tls(client->context(), name, client->verify(), resume);
+  if (resume) SSL_SESSION_free(resume);
+  if (!named) co_return fail(Failure::kTls, "OpenSSL refused the server name " + name);
+  error_code ec = co_await sock_.handshake(client->context(), asio::ssl::stream_base::client, d);
+  if (ec) {
+    std::string why = ec == asio::error::timed_out ? "handshake timed out" : ec.message();
+    if (SSL* ssl = sock_.tls_handle(); ssl && client->verify()) {
+      long v = SSL_get_verify_result(ssl);
+      if (v != X509_V_OK)
+        why = std::string("certificate verify failed: ") + X509_verify_cert_error_string(v) +
+              " (name " + name + ")";
+    }
+    ERR_clear_error();
+    co_return fail(Failure::kTls, why);
+  }
+  tls_ = net::tls_info(sock_.tls_handle());
+  backend_.count_tls(tls_.resumed);
+  log::Record("backend_tls")
+      .add("pool", backend_.pool())
+      .add("backend", backend_.name())
+      .add("server_name", name)
+      .add("version", tls_.version)
+      .add("cipher", tls_.cipher)
+      .add("resumed", tls_.resumed ? "yes" : "no")
+      .emit(spdlog::level::debug);
+  co_return Failure::kNone;
+}
+
+awaitable<Failure> BackendSession::send_xclient(const ClientIdentity& client, Duration d) {
+  detail_.clear();
+  if (!xclient_) co_return fail(Failure::kNoXclient, "EHLO offers no XCLIENT");
+  // One round trip per line and one for the EHLO after it: XCLIENT
+  // replaces the session's greeting, so nothing may be pipelined behind
+  // it (XCLIENT_README: the server answers as to a new connection).
+  for (const auto& line : smtp::xclient_commands(xclient_attributes(client), *xclient_)) {
+    auto r = co_await command(line, d);
+    if (r.failure != Failure::kNone) {
+      detail_ = "no reply to XCLIENT";
+      co_return r.failure;
+    }
+    if (r.reply.code == 421) {
+      open_reply_ = r.reply;
+      co_return fail(Failure::kShuttingDown, "421 to XCLIENT");
+    }
+    if (r.reply.code != 220) {
+      open_reply_ = r.reply;
+      co_return fail(Failure::kXclientRefused, "XCLIENT refused: " + r.reply.summary());
+    }
+  }
+  // The attributes the first EHLO offered stay what later XCLIENTs use:
+  // the EHLO that follows speaks to the client XCLIENT named.
+  Failure f = co_await hello(d, false);
+  if (f != Failure::kNone && detail_.empty()) detail_ = "EHLO after XCLIENT failed";
+  co_return f;
 }
 
 awaitable<CommandResult> BackendSession::read_reply(Duration d) {

@@ -4,18 +4,32 @@
 // reply reader that treats the backend as untrusted input (smtp::ReplyParser).
 // The session records the backend's EHLO capabilities so the relay never
 // sends SMTPUTF8, 8BITMIME or SIZE to a backend that did not offer them.
+//
+// open() is the whole greeting a backend's configuration asks for, in
+// order: connect; the PROXY header (`identity: proxy_v1|proxy_v2`, before
+// anything else); TLS at once (`tls: {mode: implicit}`, RFC 8314); the 220
+// banner; EHLO; with `mode: starttls` STARTTLS, its 220, the handshake and
+// EHLO again (RFC 3207 4.2: what was learnt in plain text is forgotten);
+// with `identity: xclient` a check that XCLIENT is offered.  TLS is never
+// optional once configured: no STARTTLS offered, a refusal, a byte
+// buffered behind the 220 (response injection, CVE-2021-38371) or a failed
+// handshake or certificate check is Failure::kTls, never a plain-text
+// session (SECURITY.md 3).
 #pragma once
 
 #include <array>
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "balance/backend_state.hpp"
 #include "client/failure.hpp"
+#include "client/identity.hpp"
 #include "config/config.hpp"
 #include "net/timed_socket.hpp"
+#include "net/tls.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/reply.hpp"
 
@@ -50,13 +64,41 @@ class BackendSession {
   // back when it is destroyed.
   void hold_slot() { holds_slot_ = true; }
 
-  // Connect, read the 220 banner, EHLO (HELO if EHLO is refused), with the
-  // configured backend timeouts or the given ones (health checks).
-  awaitable<Failure> open(const tcp::endpoint& ep);
-  awaitable<Failure> open(const tcp::endpoint& ep, Duration connect_timeout,
-                          Duration reply_timeout);
+  // How long each step of open() may take.
+  struct OpenTimeouts {
+    Duration connect;
+    Duration reply;  // banner, EHLO, STARTTLS
+    Duration tls;    // the handshake
+  };
+  // Connect and greet as above, with the configured backend timeouts or
+  // the given ones (health checks).  `client`: whom the PROXY header
+  // names; null for a connection that carries no client (health checks).
+  awaitable<Failure> open(const tcp::endpoint& ep, const ClientIdentity* client);
+  awaitable<Failure> open(const tcp::endpoint& ep, OpenTimeouts t, const ClientIdentity* client);
   // The last reply that made open() fail (banner or EHLO), for logs.
   const smtp::Reply& open_reply() const { return open_reply_; }
+  // Why open() or send_xclient() failed, in words, for logs (OpenSSL's
+  // reason for a handshake, "STARTTLS not offered", the backend's reply).
+  const std::string& failure_detail() const { return detail_; }
+  // XCLIENT with this client's attributes (Postfix XCLIENT_README), one
+  // 220 for each line, then EHLO again: before each MAIL, on a new and on
+  // a pooled session alike, since attributes last for the connection and
+  // a pooled one carries many clients (SECURITY.md 5).
+  awaitable<Failure> send_xclient(const ClientIdentity& client, Duration d);
+  // The identity mode of its backend.
+  config::Identity identity() const { return backend_.config().identity; }
+  // May serve another client after this one: not a PROXY connection, and
+  // not an XCLIENT one whose backend stopped offering XCLIENT after the
+  // last one (Postfix authorizes XCLIENT by the client address in effect,
+  // so a connection that named a client outside
+  // smtpd_authorized_xclient_hosts can name no other client).
+  bool poolable() const {
+    return !one_client_per_connection(identity()) &&
+           (identity() != config::Identity::kXclient || xclient_offered_);
+  }
+  bool is_tls() const { return sock_.is_tls(); }
+  const net::TlsInfo& tls() const { return tls_; }
+
   awaitable<CommandResult> command(std::string_view line, Duration d);
   // `d` bounds the whole reply, not each read: a backend that dribbles a
   // byte at a time cannot hold a transaction past it.
@@ -86,11 +128,20 @@ class BackendSession {
   bool rset_pending = false;
 
  private:
-  bool holds_slot_ = false;
-
- public:
- private:
   Failure failure_from(const error_code& ec) const;
+  // EHLO (HELO when EHLO is refused); learns the capabilities, and the
+  // XCLIENT attributes when `learn_xclient`.
+  awaitable<Failure> hello(Duration d, bool learn_xclient);
+  // STARTTLS on a greeted session, then the handshake.
+  awaitable<Failure> starttls(Duration reply, Duration handshake);
+  // The client side of the handshake, SNI and verification per `tls:`.
+  awaitable<Failure> handshake(Duration d);
+  // The name the certificate must carry: `tls.sni`, else the MX host name
+  // the backend was found under, else the address's host.
+  std::string server_name() const;
+  Failure fail(Failure f, std::string detail);
+
+  bool holds_slot_ = false;
 
   balance::BackendState& backend_;
   const config::Config& cfg_;
@@ -99,7 +150,11 @@ class BackendSession {
   smtp::ReplyParser parser_;
   std::array<char, 4096> buf_{};
   Capabilities caps_;
+  std::optional<smtp::XclientSupport> xclient_;  // from the EHLO before any XCLIENT
+  bool xclient_offered_ = false;                 // by the last EHLO
+  net::TlsInfo tls_;
   smtp::Reply open_reply_;
+  std::string detail_;
   State state_ = State::kConnecting;
   Clock::time_point created_ = Clock::now();
   Clock::time_point last_used_ = created_;

@@ -53,10 +53,19 @@ void HealthChecker::stop() {
 awaitable<std::pair<bool, std::string>> HealthChecker::check_once(Target t) {
   BackendSession s(io_.get_executor(), *t.state, cfg_);
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(t.check->timeout);
-  Failure f = co_await s.open(t.endpoint, timeout, timeout);
+  // The same greeting the relay does: PROXY header, TLS with the same
+  // verification, the XCLIENT check; so a backend whose certificate fails
+  // or that lost XCLIENT is down here too.  A backend that wants a PROXY
+  // header on every connection (Postfix smtpd_upstream_proxy_protocol)
+  // gets one naming this connection's own addresses: it carries no client.
+  Failure f =
+      co_await s.open(t.endpoint, BackendSession::OpenTimeouts{timeout, timeout, timeout}, nullptr);
   if (f != Failure::kNone) {
     std::string why = to_string(f);
-    if (s.open_reply().code) why += ": " + s.open_reply().summary();
+    if (!s.failure_detail().empty())
+      why += ": " + s.failure_detail();
+    else if (s.open_reply().code)
+      why += ": " + s.open_reply().summary();
     co_return std::pair{false, why};
   }
   for (const auto& kw : t.check->expect) {

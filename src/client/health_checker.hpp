@@ -2,12 +2,14 @@
 //
 // Every `interval` (less up to 10% jitter, so checks of many backends do not
 // march in step) each backend gets what a polite client does: connect, the
-// 220 banner, EHLO, the `expect`ed keywords, QUIT.  A refused connect, a
-// banner other than 220 (421, 554), silence past `timeout` or a missing
-// keyword is a failure; `fall` failures in a row take the backend down and
-// `rise` successes bring it up, each change logged once with its reason.
-// The checks run as coroutines on one core's io_context: a slow or silent
-// backend costs a timer, never a thread.
+// 220 banner, EHLO, the `expect`ed keywords, QUIT -- with the PROXY header
+// (a local one), TLS and XCLIENT check its `tls:` and `identity:` ask for,
+// as the relay's own sessions (BackendSession::open).  A refused connect, a
+// banner other than 220 (421, 554), silence past `timeout`, a missing
+// keyword, TLS that fails or XCLIENT not offered is a failure; `fall` failures in a row take the
+// backend down and `rise` successes bring it up, each change logged once with its reason. The
+// checks run as coroutines on one core's io_context: a slow or silent backend costs a timer, never
+// a thread.
 //
 // Agent checks (`agent: {port, interval}` on a backend) run the same way:
 // every interval smtplb connects to the agent port, reads its one-line

@@ -48,8 +48,7 @@ inline bool is_unspecified(const std::array<std::uint8_t, 16>& ip) {
 // for the unspecified address (unknown).
 inline std::string ip_text(const std::array<std::uint8_t, 16>& ip) {
   if (is_unspecified(ip)) return {};
-  if (is_v4_mapped(ip))
-    return asio::ip::address_v4({ip[12], ip[13], ip[14], ip[15]}).to_string();
+  if (is_v4_mapped(ip)) return asio::ip::address_v4({ip[12], ip[13], ip[14], ip[15]}).to_string();
   return asio::ip::address_v6(ip).to_string();
 }
 
@@ -74,11 +73,14 @@ inline smtp::ProxyAddress proxy_address(const std::array<std::uint8_t, 16>& ip,
   return a;
 }
 
-// The headers of a connection that carries no client: the backend uses
-// the connection's own addresses.
-inline std::string proxy_local_v1() {
-  return "PROXY UNKNOWN\r\n";
+inline std::array<std::uint8_t, 16> ip_bytes(const asio::ip::address& a) {
+  if (a.is_v4()) return asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()).to_bytes();
+  return a.to_v6().to_bytes();
 }
+
+// proxy-protocol.txt 2.2: LOCAL, "the connection was established on
+// purpose by the proxy without being relayed" (health checks); the
+// receiver uses the connection's own addresses.
 inline std::string proxy_local_v2() {
   // Signature, version 2 command LOCAL (0x20), family UNSPEC, length 0.
   static constexpr char kHeader[] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00";
@@ -87,15 +89,23 @@ inline std::string proxy_local_v2() {
 
 // What a new connection to a backend with this identity mode sends before
 // anything else (before TLS, before the banner); empty for none and
-// XCLIENT.  `client` null: no client (health checks), the local header.
-inline std::string proxy_preamble(config::Identity mode, const ClientIdentity* client) {
+// XCLIENT.  With `client`, its address and the one it connected to.
+// Without (a health check) the connection's own addresses, `local` (ours)
+// and `remote` (the backend's): v2 says LOCAL; v1 has "PROXY UNKNOWN" for
+// that, but Postfix 3.7 refuses it ("bad or missing protocol type"), so
+// v1 names the two addresses, which means the same.
+inline std::string proxy_preamble(config::Identity mode, const ClientIdentity* client,
+                                  const tcp::endpoint& local, const tcp::endpoint& remote) {
   if (mode != config::Identity::kProxyV1 && mode != config::Identity::kProxyV2) return {};
   const bool v1 = mode == config::Identity::kProxyV1;
-  if (!client || is_unspecified(client->ip) || is_unspecified(client->local_ip))
-    return v1 ? proxy_local_v1() : proxy_local_v2();
-  auto src = proxy_address(client->ip, client->port);
-  auto dst = proxy_address(client->local_ip, client->local_port);
-  return v1 ? smtp::encode_proxy_v1(src, dst) : smtp::encode_proxy_v2(src, dst);
+  if (client && !is_unspecified(client->ip) && !is_unspecified(client->local_ip)) {
+    auto src = proxy_address(client->ip, client->port);
+    auto dst = proxy_address(client->local_ip, client->local_port);
+    return v1 ? smtp::encode_proxy_v1(src, dst) : smtp::encode_proxy_v2(src, dst);
+  }
+  if (!v1) return proxy_local_v2();
+  return smtp::encode_proxy_v1(proxy_address(ip_bytes(local.address()), local.port()),
+                               proxy_address(ip_bytes(remote.address()), remote.port()));
 }
 
 // A connection that carries one client's PROXY header must never serve

@@ -100,6 +100,25 @@ void RelayTransaction::fail_backend(Failure f, std::string detail) {
   in_flight_.reset();
 }
 
+void RelayTransaction::log_unusable(const BackendRuntime& b, Failure f,
+                                    const std::string& detail) const {
+  // Each time, not only when the backend goes down: an operator must see
+  // why a backend that accepts connections takes no mail (a certificate
+  // that does not verify, XCLIENT not offered to smtplb's address).
+  const char* event = nullptr;
+  if (f == Failure::kTls)
+    event = "backend_tls_failed";
+  else if (f == Failure::kNoXclient || f == Failure::kXclientRefused)
+    event = "backend_xclient_failed";
+  if (!event) return;
+  log::Record(event)
+      .add("pool", b.state->pool())
+      .add("backend", b.state->name())
+      .add("reason", to_string(f))
+      .add("detail", detail)
+      .emit(spdlog::level::warn);
+}
+
 std::string RelayTransaction::mail_line(const Capabilities& caps) const {
   std::string line = "MAIL FROM:<" + env_.sender.str() + ">";
   if (caps.size && env_.params.size) line += " SIZE=" + std::to_string(*env_.params.size);
@@ -111,13 +130,16 @@ std::string RelayTransaction::mail_line(const Capabilities& caps) const {
 }
 
 awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(BackendRuntime& b,
-                                                                         Failure& why) {
+                                                                         Failure& why,
+                                                                         std::string& detail) {
   // A pooled session first; RSET proves it is alive.  One the backend
   // closed meanwhile costs only the reconnect.  One that stalls or answers
   // 421 means the backend itself is in trouble: its other idle sessions
   // are dropped and the backend is left, so a hung backend cannot eat the
-  // transaction's deadline one pooled session at a time.
-  while (auto s = b.idle.take(Clock::now())) {
+  // transaction's deadline one pooled session at a time.  A PROXY
+  // backend's sessions are never pooled (each names its one client).
+  const config::Identity identity = b.state->config().identity;
+  while (auto s = one_client_per_connection(identity) ? nullptr : b.idle.take(Clock::now())) {
     if (s->caps().pipelining) {
       s->rset_pending = true;  // sent with MAIL (start_transaction)
       co_return std::move(s);
@@ -138,9 +160,40 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
   }
   auto s = std::make_unique<BackendSession>(ex_, *b.state, cfg_);
   s->hold_slot();
-  why = co_await s->open(b.endpoint);
-  if (why != Failure::kNone) co_return nullptr;
+  // `identity: proxy_v1|proxy_v2`: this client's header, first thing on
+  // the connection (SECURITY.md 5).
+  why = co_await s->open(b.endpoint, &env_.client);
+  if (why != Failure::kNone) {
+    detail = s->failure_detail();
+    if (detail.empty() && s->open_reply().code) detail = s->open_reply().summary();
+    co_return nullptr;
+  }
   co_return std::move(s);
+}
+
+void RelayTransaction::put_back(BackendRuntime& b, std::unique_ptr<BackendSession> s) {
+  if (s->poolable()) {
+    b.idle.give_back(std::move(s));
+    return;
+  }
+  retire(b, std::move(s));
+}
+
+void RelayTransaction::retire(BackendRuntime& b, std::unique_ptr<BackendSession> s) {
+  // A PROXY connection names one client and never carries another: it is
+  // closed after its transaction instead of going back to the pool (so is
+  // an XCLIENT one that may not send XCLIENT again).  The cost: a connect,
+  // a banner and an EHLO (and a handshake, resumed, with TLS) per
+  // transaction to such a backend.  Its QUIT runs off the client's path
+  // (the client's next reply does not wait for it); the session keeps its
+  // backend's state alive until then, as Core::quit_idle does.
+  asio::co_spawn(
+      ex_,
+      [s = std::move(s), state = b.state_owner]() mutable -> awaitable<void> {
+        co_await s->quit();
+        s.reset();  // before `state`: captures go in no set order
+      },
+      asio::detached);
 }
 
 awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::Reply& mail_reply,
@@ -148,8 +201,27 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::
                                                        std::optional<smtp::Reply>* pending_reply,
                                                        bool& stale) {
   const Duration d = bound(cfg_.timeouts.backend_reply);
-  std::string mail = mail_line(s.caps());
   stale = false;
+  if (s.identity() == config::Identity::kXclient) {
+    // Before each MAIL, on a new and on a pooled session alike (SECURITY.md
+    // 5): the attributes last for the connection, and a pooled connection
+    // carried other clients before.  A pooled session is clean (given back
+    // only after RSET or a final reply), and XCLIENT both resets it and
+    // proves it alive, so it needs no RSET of its own.  Cost: one round
+    // trip per XCLIENT line and one for the EHLO after it, per transaction.
+    s.rset_pending = false;
+    Failure xf = co_await s.send_xclient(env_.client, d);
+    if (xf != Failure::kNone) {
+      // A pooled session the backend closed meanwhile costs a reconnect.
+      // So does one whose authorization the last client changed (see
+      // BackendSession::poolable): a fresh connection tells.
+      stale = s.reused && (xf == Failure::kDropped || xf == Failure::kXclientRefused);
+      xclient_detail_ = s.failure_detail();
+      co_return xf;
+    }
+  }
+  // After XCLIENT's EHLO: the capabilities the backend now offers.
+  std::string mail = mail_line(s.caps());
   if (s.caps().pipelining) {
     // RFC 2920: (RSET,) MAIL and the RCPTs in one write, replies read in order.
     const bool rset = std::exchange(s.rset_pending, false);
@@ -245,7 +317,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     ++backends_tried_;
     current_ = &b;
     Failure why = Failure::kNone;
-    session_ = co_await get_session(b, why);
+    std::string detail;
+    session_ = co_await get_session(b, why, detail);
     if (!session_ && why == Failure::kAtLimit) {
       // Every session it may have is busy: room, not health.
       at_limit.push_back(candidates_[next_candidate_ - 1]);
@@ -254,7 +327,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       continue;
     }
     if (!session_) {
-      fail_backend(why, "");
+      log_unusable(b, why, detail);
+      fail_backend(why, detail);
       continue;
     }
     const Capabilities& caps = session_->caps();
@@ -262,7 +336,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       // Never downgrade: RFC 6531 3.4 and RFC 6152 3 forbid sending such
       // mail to a server that did not offer the extension.
       attempts_.push_back({b.state->name(), Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
-      b.idle.give_back(std::move(session_));
+      put_back(b, std::move(session_));
       current_ = nullptr;
       --backends_tried_;  // a capability mismatch is no failed attempt
       continue;
@@ -270,6 +344,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     smtp::Reply mail_reply;
     if (pending_reply) pending_reply->reset();
     bool stale = false;
+    xclient_detail_.clear();
     Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply, stale);
     if (stale) {
       // The same backend again, on another pooled session or a new one.
@@ -296,7 +371,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       attempts_.push_back({b.state->name(), f, mail_reply.summary()});
       auto rset = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
       if (rset.failure == Failure::kNone && rset.reply.code == 250)
-        b.idle.give_back(std::move(session_));
+        put_back(b, std::move(session_));
       session_.reset();
       current_ = nullptr;
       if (f == Failure::kPermanent && accepted_.empty()) {
@@ -306,6 +381,11 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
         co_return *mail_refusal_;
       }
       // A replay backend refusing what another accepted: try the next.
+      continue;
+    }
+    if (!xclient_detail_.empty()) {
+      log_unusable(b, f, xclient_detail_);
+      fail_backend(f, xclient_detail_);
       continue;
     }
     fail_backend(f, mail_reply.code ? mail_reply.summary() : "");
@@ -506,6 +586,13 @@ void RelayTransaction::abort() {
 
 awaitable<void> RelayTransaction::release() {
   if (!session_ || !current_) {
+    in_flight_.reset();
+    co_return;
+  }
+  if (!session_->poolable()) {
+    // No RSET first: QUIT ends whatever was open.
+    retire(*current_, std::move(session_));
+    current_ = nullptr;
     in_flight_.reset();
     co_return;
   }

@@ -21,7 +21,6 @@
 #pragma once
 
 #include <array>
-
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,7 +92,15 @@ class RelayTransaction {
   // left in `pending_reply`.
   awaitable<std::optional<smtp::Reply>> acquire(
       const smtp::Path* pending = nullptr, std::optional<smtp::Reply>* pending_reply = nullptr);
-  awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why);
+  awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why,
+                                                         std::string& detail);
+  // A session this transaction is done with: back to the pool, or, for a
+  // PROXY backend (one client per connection), QUIT and closed.
+  void put_back(BackendRuntime& b, std::unique_ptr<BackendSession> s);
+  void retire(BackendRuntime& b, std::unique_ptr<BackendSession> s);
+  // The warn line for a backend that cannot be used as configured (TLS,
+  // XCLIENT), with the reason in words.
+  void log_unusable(const BackendRuntime& b, Failure f, const std::string& detail) const;
   // MAIL and the replayed RCPTs on `s`; kNone when all were accepted.
   // `stale`: a pooled session failed its RSET (closed meanwhile): not the
   // backend's fault, try it again on another session.
@@ -134,6 +141,7 @@ class RelayTransaction {
   bool possible_duplicate_ = false;
   bool replay_broken_ = false;               // the spill file failed: no replay possible
   std::optional<smtp::Reply> mail_refusal_;  // a backend's 5xx to MAIL: final
+  std::string xclient_detail_;               // why XCLIENT failed (start_transaction)
   bool cancelled_ = false;                   // forced shutdown: no new backend
   Clock::time_point data_deadline_ = Clock::time_point::max();
 };

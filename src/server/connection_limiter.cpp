@@ -2,20 +2,21 @@
 
 namespace smtplb::server {
 
-bool ConnectionLimiter::acquire(const Ip& ip, bool exempt_per_ip, int max_total, int max_per_ip) {
+ConnectionLimiter::Result ConnectionLimiter::acquire(const Ip& ip, bool exempt_per_ip,
+                                                     int max_total, int max_per_ip) {
   if (total_.fetch_add(1, std::memory_order_relaxed) + 1 > max_total) {
     total_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+    return Result::kTotalFull;
   }
   std::lock_guard lock(mu_);
   int& n = per_ip_[ip];
   if (!exempt_per_ip && n + 1 > max_per_ip) {
     if (n == 0) per_ip_.erase(ip);
     total_.fetch_sub(1, std::memory_order_relaxed);
-    return false;
+    return Result::kClientFull;
   }
   ++n;
-  return true;
+  return Result::kAcquired;
 }
 
 void ConnectionLimiter::release(const Ip& ip) {

@@ -19,7 +19,8 @@ class ConnectionLimiter {
   using Ip = std::array<std::uint8_t, 16>;
 
   // True when the connection may proceed; then release() must follow.
-  bool acquire(const Ip& ip, bool exempt_per_ip, int max_total, int max_per_ip);
+  enum class Result { kAcquired, kTotalFull, kClientFull };
+  Result acquire(const Ip& ip, bool exempt_per_ip, int max_total, int max_per_ip);
   void release(const Ip& ip);
   int total() const { return total_.load(std::memory_order_relaxed); }
 

@@ -237,11 +237,24 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // total counts here.
     const bool trusted = l->proxy_protocol || is_trusted(cfg, ip);
     const char* refusal = nullptr;
-    if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now()))
+    if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now())) {
       refusal = "connection rate";
-    else if (!shared_.limiter.acquire(ip, trusted, cfg.limits.max_connections,
-                                      cfg.limits.max_connections_per_ip))
-      refusal = "connection limit";
+      shared_.count(Shared::Limit::kConnectionRate);
+    } else {
+      switch (shared_.limiter.acquire(ip, trusted, cfg.limits.max_connections,
+                                      cfg.limits.max_connections_per_ip)) {
+        case ConnectionLimiter::Result::kAcquired:
+          break;
+        case ConnectionLimiter::Result::kTotalFull:
+          refusal = "connection limit";
+          shared_.count(Shared::Limit::kConnections);
+          break;
+        case ConnectionLimiter::Result::kClientFull:
+          refusal = "connection limit per client";
+          shared_.count(Shared::Limit::kConnectionsPerIp);
+          break;
+      }
+    }
     if (refusal) {
       log::Record("connection_refused")
           .add("listener", l->name)
@@ -257,6 +270,30 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     asio::co_spawn(
         io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); }, asio::detached);
   }
+}
+
+const char* Shared::to_string(Limit l) {
+  switch (l) {
+    case Limit::kConnections:
+      return "connections";
+    case Limit::kConnectionsPerIp:
+      return "connections_per_ip";
+    case Limit::kConnectionRate:
+      return "connection_rate_per_ip";
+    case Limit::kMessageRate:
+      return "message_rate_per_ip";
+    case Limit::kErrors:
+      return "errors";
+    case Limit::kCommandTime:
+      return "command_time";
+    case Limit::kDataTime:
+      return "data_time";
+    case Limit::kSessionTime:
+      return "session_time";
+    case Limit::kCount:
+      break;
+  }
+  return "?";
 }
 
 void Core::quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now) {

@@ -175,10 +175,21 @@ awaitable<bool> FrontendSession::read_proxy_header() {
           .emit(spdlog::level::debug);
       // The per-client limits the accept left to us, now for the client.
       const auto& limits = cfg_->limits;
+      auto& shared = core_.shared();
       slot_.reset();
-      if ((!trusted_ && !view_->gen->connection_rate->allow(ip_, Clock::now())) ||
-          !core_.shared().limiter.acquire(ip_, trusted_, limits.max_connections,
-                                          limits.max_connections_per_ip)) {
+      bool refused = false;
+      if (!trusted_ && !view_->gen->connection_rate->allow(ip_, Clock::now())) {
+        shared.count(Shared::Limit::kConnectionRate);
+        refused = true;
+      } else {
+        auto r = shared.limiter.acquire(ip_, trusted_, limits.max_connections,
+                                        limits.max_connections_per_ip);
+        if (r == ConnectionLimiter::Result::kTotalFull) shared.count(Shared::Limit::kConnections);
+        if (r == ConnectionLimiter::Result::kClientFull)
+          shared.count(Shared::Limit::kConnectionsPerIp);
+        refused = r != ConnectionLimiter::Result::kAcquired;
+      }
+      if (refused) {
         log::Record("connection_refused")
             .add("listener", listener_->name)
             .add("client", client_ip_)
@@ -379,7 +390,14 @@ awaitable<void> FrontendSession::run() {
   for (;;) {
     ReadResult rr = co_await read_line(line);
     if (rr == ReadResult::kClosed) break;
+    // A client that keeps input buffered never waits on a read: the
+    // session's bound is checked per command too.
+    if (rr == ReadResult::kLine && Clock::now() >= started_ + cfg_->timeouts.client_session)
+      rr = ReadResult::kTimeout;
     if (rr == ReadResult::kTimeout) {
+      core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session
+                               ? Shared::Limit::kSessionTime
+                               : Shared::Limit::kCommandTime);
       queue(replies::timeout());
       break;
     }
@@ -424,6 +442,7 @@ awaitable<void> FrontendSession::run() {
       }
     }
     if (is_own_error(reply) && ++errors_ >= cfg_->limits.max_errors) {
+      core_.shared().count(Shared::Limit::kErrors);
       queue(reply);
       queue(replies::too_many_errors());
       break;
@@ -535,8 +554,10 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
     return replies::auth_required();
   if (cmd.mail.size && *cmd.mail.size > cfg_->limits.max_message_size)
     return replies::message_too_big();
-  if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now()))
+  if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now())) {
+    core_.shared().count(Shared::Limit::kMessageRate);
     return replies::message_rate_exceeded();
+  }
   client::Envelope env;
   env.sender = cmd.path;
   env.params = cmd.mail;
@@ -769,7 +790,12 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       log_transaction(smtp::Reply{},
                       ec == asio::error::timed_out ? "client_timeout" : "client_gone");
       close = true;
-      if (ec == asio::error::timed_out) co_return replies::timeout();
+      if (ec == asio::error::timed_out) {
+        core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session
+                                 ? Shared::Limit::kSessionTime
+                                 : Shared::Limit::kDataTime);
+        co_return replies::timeout();
+      }
       if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_->hostname);
       co_return smtp::Reply{};
     }

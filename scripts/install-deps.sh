@@ -13,7 +13,7 @@ packages=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev libcrypt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # real peers for the tests and the benchmark
-  postfix swaks python3 haproxy dnsmasq-base openssl
+  postfix swaks libnet-ssleay-perl python3 haproxy dnsmasq-base openssl
 )
 
 missing=()

@@ -206,7 +206,11 @@ class Loader {
 
   void load_backend_tls(const YAML::Node& v, BackendTls& t) {
     t.mode = TlsMode::kStartTls;
-    YAML::Node ca_node = v;
+    // Where a CA error points: the `ca` value, else the `tls` mapping.
+    // reset(), not =: assigning to a yaml-cpp node that refers into the
+    // document overwrites the document.
+    YAML::Node ca_node;
+    ca_node.reset(v);
     each_key(v, "backend tls", {"mode", "verify", "ca", "sni"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "mode") {
@@ -215,7 +219,7 @@ class Loader {
                  t.verify = boolean(x, "tls.verify");
                } else if (key == "ca") {
                  if (auto s = str(x, "tls.ca")) t.ca = *s;
-                 ca_node = x;
+                 ca_node.reset(x);
                } else if (key == "sni") {
                  if (auto s = str(x, "tls.sni")) {
                    if (!parse_ip(*s) && !smtp::is_valid_domain(*s))

@@ -183,3 +183,36 @@ class Check(IntegrationCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class EdgeExampleTest(IntegrationCase):
+    """examples/edge.yaml, the README's Internet-edge configuration, is
+    valid once its files exist (they are made here; the paths are the
+    only change)."""
+
+    def test_edge_example_checks_ok(self):
+        import tls_certs
+        reason = tls_certs.skip_reason()
+        if reason:
+            self.skipTest(reason)
+        certs = tls_certs.make_certs(os.path.join(self.workdir, "certs"))
+        passwd = tls_certs.make_passwd(os.path.join(self.workdir, "passwd"), {"alice": "pw"})
+        token = os.path.join(self.workdir, "admin.token")
+        with open(token, "w") as f:
+            f.write("secret\n")
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        with open(os.path.join(repo, "examples", "edge.yaml")) as f:
+            text = f.read()
+        for old, new in (("/etc/smtplb/tls/fullchain.pem", certs.server_chain),
+                         ("/etc/smtplb/tls/privkey.pem", certs.server_key),
+                         ("/etc/smtplb/tls/internal-ca.pem", certs.ca_cert),
+                         ("/etc/smtplb/passwd", passwd),
+                         ("/etc/smtplb/admin.token", token)):
+            self.assertIn(old, text)
+            text = text.replace(old, new)
+        path = os.path.join(self.workdir, "edge.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        p = subprocess.run([SMTPLB_BIN, "check", "-c", path], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("configuration OK", p.stdout + p.stderr)

@@ -21,8 +21,8 @@ namespace {
 // After the forced close, how long the cores get to write their 421s.
 constexpr std::chrono::seconds kForcedCloseGrace{2};
 
-// Each client connection costs one descriptor and its transaction one more
-// (the backend); a few dozen serve listeners, pooled sessions and logs.
+// Each client connection costs a descriptor; backend sessions are pooled
+// and shared, and a few hundred more cover them, the listeners and logs.
 // The soft limit is raised to the hard one (Debian's soft default, 1024,
 // would cap smtplb near 500 clients), and a limit below what
 // limits.max_connections needs is said out loud rather than found at 3am.
@@ -34,7 +34,7 @@ void raise_descriptor_limit(const config::Config& cfg) {
     setrlimit(RLIMIT_NOFILE, &rl);
     getrlimit(RLIMIT_NOFILE, &rl);
   }
-  const rlim_t needed = static_cast<rlim_t>(cfg.limits.max_connections) * 2 + 64;
+  const rlim_t needed = static_cast<rlim_t>(cfg.limits.max_connections) + 256;
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < needed)
     log::Record("descriptor_limit")
         .add("limit", static_cast<long long>(rl.rlim_cur))

@@ -207,6 +207,10 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     error_code rec;
     auto ep = sock.remote_endpoint(rec);
     if (rec) continue;
+    // Replies go out as soon as they are written: with Nagle a second small
+    // write (a TLS 1.3 session ticket, then the EHLO reply) waits for the
+    // client's delayed ACK, 40 ms.
+    sock.set_option(tcp::no_delay(true), rec);
     ConnectionLimiter::Ip ip{};
     if (ep.address().is_v4()) {
       ip[10] = ip[11] = 0xff;

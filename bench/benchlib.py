@@ -1,7 +1,8 @@
-"""benchlib.py: what the bench/ scripts (run_bench, run_skewed, run_mx) share:
-free loopback ports, waiting for a listener, CPU and memory of a process,
-size arguments, number formatting, the work directory and the result
-file.  Python 3 standard library only."""
+"""benchlib.py: what the bench/ scripts (run_bench, run_skewed, run_mx,
+run_tls) share: free loopback ports, waiting for a listener, CPU and memory
+of a process (or of a process group), size arguments, number formatting,
+Markdown tables, the work directory, the result file, and running the load
+clients (smtp-source, bench/smtp_load).  Python 3 standard library only."""
 
 import argparse
 import json
@@ -63,6 +64,33 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def pgroup_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (utime+stime) of every live process in process group
+    `pgid`, plus what the group leader's reaped children used (its cutime +
+    cstime).  The difference of two calls is the CPU the whole group spent
+    in between, processes that came and went included, as long as the
+    leader reaps its children (Postfix's master does).  For a process tree
+    such as a private Postfix, whose daemons live for a while and exit."""
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read().decode()
+        except OSError:
+            continue  # gone in between
+        fields = data[data.rindex(")") + 2 :].split()
+        # fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15,
+        # cutime 16, cstime 17.
+        if int(fields[2]) != pgid:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+        if int(name) == pgid:
+            ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLK_TCK
+
+
 def system_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs from /proc/stat."""
     with open("/proc/stat") as f:
@@ -76,6 +104,23 @@ def system_cpu() -> tuple[float, float]:
 
 def fmt(v, spec: str, none: str = "-") -> str:
     return none if v is None else format(v, spec)
+
+
+def markdown_table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
+    """A GitHub-style Markdown table, columns padded so that it also reads
+    as plain text; the first `left` columns are left-aligned, the others
+    right-aligned."""
+    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
+    widths = [max(w, 3) for w in widths]
+
+    def line(cells):
+        out = [str(c).ljust(widths[i]) if i < left else str(c).rjust(widths[i])
+               for i, c in enumerate(cells)]
+        return "| " + " | ".join(out) + " |"
+
+    rule = "|" + "|".join((":" if i < left else "-") + "-" * (w) +
+                          (":" if i >= left else "-") for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(head), rule] + [line(r) for r in rows])
 
 
 class Runner:
@@ -216,3 +261,34 @@ def scan_smtplb_log(log: Path) -> dict:
             if re.search(r"\s(warn|warning|error|critical)\s", line) and len(bad) < 5:
                 bad.append(line.rstrip()[:300])
     return {"delivered": delivered, "other_results": other, "warnings": bad}
+
+
+def run_smtp_load(runner: "Runner", argv: list, name: str, timeout: float) -> dict:
+    """Runs bench/smtp_load (argv) to completion and returns its JSON result
+    plus "exit_status", "stderr" and "outer_wall_s" (the wall time seen from
+    here).  Raises BenchError when it did not finish within `timeout`, exited
+    with status 2 (bad usage or setup: a CA file it could not read, ...) or
+    printed no JSON object.  Whether the run succeeded (messages_failed,
+    aborted, errors) is the caller's to judge: exit status 1 only says that
+    some message failed."""
+    runner.note(argv)
+    t0 = time.monotonic()
+    try:
+        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                            timeout=timeout, cwd=runner.workdir)
+    except subprocess.TimeoutExpired as e:
+        raise BenchError(f"{name}: smtp_load did not finish within {timeout:g}s; stderr so far: "
+                         f"{(e.stderr or b'').decode(errors='replace')[-500:]!r}") from None
+    wall = time.monotonic() - t0
+    err = cp.stderr.decode(errors="replace").strip()
+    if cp.returncode not in (0, 1):
+        raise BenchError(f"{name}: smtp_load exited with status {cp.returncode}: {err[:500]!r}")
+    try:
+        doc = json.loads(cp.stdout.decode(errors="replace"))
+    except ValueError:
+        raise BenchError(f"{name}: smtp_load printed no JSON (status {cp.returncode}, "
+                         f"stderr {err[:300]!r}, stdout {cp.stdout[:300]!r})") from None
+    doc["exit_status"] = cp.returncode
+    doc["stderr"] = err
+    doc["outer_wall_s"] = wall
+    return doc

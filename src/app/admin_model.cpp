@@ -42,13 +42,14 @@ void family(std::string& out, std::string_view name, std::string_view type, std:
 
 // Every Failure value that can be counted, by name.
 constexpr client::Failure kLeftReasons[] = {
-    client::Failure::kConnectRefused,  client::Failure::kConnectTimeout,
-    client::Failure::kBannerRefused,   client::Failure::kEhloRefused,
-    client::Failure::kShuttingDown,    client::Failure::kTransient,
-    client::Failure::kPermanent,       client::Failure::kDropped,
-    client::Failure::kStalled,         client::Failure::kSilentFinalDot,
-    client::Failure::kProtocol,        client::Failure::kNotCapable,
-    client::Failure::kRecipientRefused};
+    client::Failure::kConnectRefused,   client::Failure::kConnectTimeout,
+    client::Failure::kBannerRefused,    client::Failure::kEhloRefused,
+    client::Failure::kShuttingDown,     client::Failure::kTransient,
+    client::Failure::kPermanent,        client::Failure::kDropped,
+    client::Failure::kStalled,          client::Failure::kSilentFinalDot,
+    client::Failure::kProtocol,         client::Failure::kNotCapable,
+    client::Failure::kRecipientRefused, client::Failure::kTls,
+    client::Failure::kNoXclient,        client::Failure::kXclientRefused};
 
 }  // namespace
 

@@ -75,10 +75,14 @@ BackendSession::BackendSession(asio::any_io_executor ex, balance::BackendState& 
     : backend_(backend), cfg_(cfg), sock_(ex) {}
 
 BackendSession::~BackendSession() {
+  if (sock_.is_open()) close();  // as close() says, for TLS resumption
   if (holds_slot_) backend_.close_session();
 }
 
-Failure BackendSession::failure_from(const error_code& ec) const {
+Failure BackendSession::failure_from(const error_code& ec) {
+  // An error of the TLS layer itself (a bad record, an alert): OpenSSL's
+  // rule applies, that session is not resumed (close()).
+  if (ec.category() == asio::error::get_ssl_category()) tls_broken_ = true;
   if (ec == asio::error::timed_out) return Failure::kStalled;
   return Failure::kDropped;
 }
@@ -144,13 +148,28 @@ awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, OpenTimeouts t,
     if (!xclient_) co_return fail(Failure::kNoXclient, "EHLO offers no XCLIENT");
     if (!xclient_->addr) co_return fail(Failure::kNoXclient, "XCLIENT without ADDR");
   }
+  offered_ = caps_;
   state_ = State::kReady;
   created_ = last_used_ = Clock::now();
   co_return Failure::kNone;
 }
 
-awaitable<Failure> BackendSession::hello(Duration d, bool learn_xclient) {
-  auto ehlo = co_await command("EHLO " + cfg_.hostname + "\r\n", d);
+awaitable<Failure> BackendSession::hello(Duration d, bool learn_xclient, std::string_view name,
+                                         bool helo_only) {
+  const std::string me(name.empty() ? std::string_view(cfg_.hostname) : name);
+  if (helo_only) {
+    auto helo = co_await command("HELO " + me + "\r\n", d);
+    if (helo.failure != Failure::kNone) co_return helo.failure;
+    if (helo.reply.code != 250) {
+      open_reply_ = helo.reply;
+      close();
+      co_return helo.reply.code == 421 ? Failure::kShuttingDown : Failure::kEhloRefused;
+    }
+    caps_ = Capabilities();
+    xclient_offered_ = false;
+    co_return Failure::kNone;
+  }
+  auto ehlo = co_await command("EHLO " + me + "\r\n", d);
   if (ehlo.failure != Failure::kNone) {
     close();
     co_return ehlo.failure;
@@ -169,7 +188,7 @@ awaitable<Failure> BackendSession::hello(Duration d, bool learn_xclient) {
   }
   // RFC 5321 3.2: a server that does not know EHLO gets HELO.
   open_reply_ = ehlo.reply;
-  auto helo = co_await command("HELO " + cfg_.hostname + "\r\n", d);
+  auto helo = co_await command("HELO " + me + "\r\n", d);
   if (helo.failure != Failure::kNone || helo.reply.code != 250) {
     close();
     co_return helo.failure != Failure::kNone ? helo.failure : Failure::kEhloRefused;
@@ -221,6 +240,7 @@ awaitable<Failure> BackendSession::handshake(Duration d) {
   // The last session this backend gave, to resume; SSL_set_session takes
   // a reference of its own, so ours is dropped right after.
   SSL_SESSION* resume = client->session_to_resume();
+  const bool offered = resume != nullptr;
   const bool named = sock_.prepare_client_tls(client->context(), name, client->verify(), resume);
   if (resume) SSL_SESSION_free(resume);
   if (!named) co_return fail(Failure::kTls, "OpenSSL refused the server name " + name);
@@ -244,6 +264,7 @@ awaitable<Failure> BackendSession::handshake(Duration d) {
       .add("server_name", name)
       .add("version", tls_.version)
       .add("cipher", tls_.cipher)
+      .add("session_offered", offered ? "yes" : "no")
       .add("resumed", tls_.resumed ? "yes" : "no")
       .emit(spdlog::level::debug);
   co_return Failure::kNone;
@@ -270,9 +291,13 @@ awaitable<Failure> BackendSession::send_xclient(const ClientIdentity& client, Du
       co_return fail(Failure::kXclientRefused, "XCLIENT refused: " + r.reply.summary());
     }
   }
-  // The attributes the first EHLO offered stay what later XCLIENTs use:
-  // the EHLO that follows speaks to the client XCLIENT named.
-  Failure f = co_await hello(d, false);
+  // Then greet as the client did (XCLIENT_README's example: "EHLO
+  // spike.porcupine.org" after XCLIENT): Postfix takes the HELO name and
+  // the protocol from this command, not from the attributes, so EHLO with
+  // smtplb's name would undo HELO=, and EHLO after PROTO=SMTP would say
+  // ESMTP.  The name was validated at the client's HELO (SECURITY.md 2).
+  // The attributes the first EHLO offered stay what later XCLIENTs use.
+  Failure f = co_await hello(d, false, client.helo, client.proto == "SMTP");
   if (f != Failure::kNone && detail_.empty()) detail_ = "EHLO after XCLIENT failed";
   co_return f;
 }
@@ -344,6 +369,16 @@ awaitable<void> BackendSession::quit() {
 
 void BackendSession::close() {
   state_ = State::kClosed;
+  if (SSL* ssl = sock_.tls_handle(); ssl && !tls_broken_ && SSL_is_init_finished(ssl)) {
+    // OpenSSL takes a connection freed without a close_notify sent as
+    // broken and marks its session not resumable -- the very session
+    // object ClientTls keeps for the next connection (TLS 1.3 tickets are
+    // the live connection's).  A connection we close on purpose (QUIT,
+    // pool expiry, a failover for an SMTP reason) is no sign of a bad
+    // session: say so, so the next connection resumes.  SMTP has ended
+    // the dialog already; no close_notify is waited for.
+    SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  }
   sock_.close();
 }
 

@@ -91,7 +91,8 @@ class BackendSession {
   // not an XCLIENT one whose backend stopped offering XCLIENT after the
   // last one (Postfix authorizes XCLIENT by the client address in effect,
   // so a connection that named a client outside
-  // smtpd_authorized_xclient_hosts can name no other client).
+  // smtpd_authorized_xclient_hosts can name no other client), or that
+  // greeted with HELO for a HELO client (no keywords: nobody knows).
   bool poolable() const {
     return !one_client_per_connection(identity()) &&
            (identity() != config::Identity::kXclient || xclient_offered_);
@@ -111,7 +112,13 @@ class BackendSession {
   void cancel() { sock_.cancel(); }
 
   balance::BackendState& backend() { return backend_; }
+  // What the backend offers in the session's current greeting (after an
+  // XCLIENT, the client's: MAIL is built from these).
   const Capabilities& caps() const { return caps_; }
+  // What it offered smtplb's own EHLO at open(): what it can do, whoever a
+  // later XCLIENT named (a pooled session whose last client said HELO
+  // still relays 8BITMIME for the next one).
+  const Capabilities& offered() const { return offered_; }
   State state() const { return state_; }
   void set_state(State s) { state_ = s; }
   bool is_open() const { return state_ != State::kClosed && sock_.is_open(); }
@@ -128,10 +135,12 @@ class BackendSession {
   bool rset_pending = false;
 
  private:
-  Failure failure_from(const error_code& ec) const;
-  // EHLO (HELO when EHLO is refused); learns the capabilities, and the
+  Failure failure_from(const error_code& ec);
+  // EHLO `name` (smtplb's hostname when empty; HELO when EHLO is refused,
+  // or only HELO with `helo_only`); learns the capabilities, and the
   // XCLIENT attributes when `learn_xclient`.
-  awaitable<Failure> hello(Duration d, bool learn_xclient);
+  awaitable<Failure> hello(Duration d, bool learn_xclient, std::string_view name = {},
+                           bool helo_only = false);
   // STARTTLS on a greeted session, then the handshake.
   awaitable<Failure> starttls(Duration reply, Duration handshake);
   // The client side of the handshake, SNI and verification per `tls:`.
@@ -150,9 +159,11 @@ class BackendSession {
   smtp::ReplyParser parser_;
   std::array<char, 4096> buf_{};
   Capabilities caps_;
+  Capabilities offered_;
   std::optional<smtp::XclientSupport> xclient_;  // from the EHLO before any XCLIENT
   bool xclient_offered_ = false;                 // by the last EHLO
   net::TlsInfo tls_;
+  bool tls_broken_ = false;  // a TLS-level error: its session is not resumed
   smtp::Reply open_reply_;
   std::string detail_;
   State state_ = State::kConnecting;

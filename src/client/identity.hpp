@@ -89,18 +89,22 @@ inline std::string proxy_local_v2() {
 
 // What a new connection to a backend with this identity mode sends before
 // anything else (before TLS, before the banner); empty for none and
-// XCLIENT.  With `client`, its address and the one it connected to.
-// Without (a health check) the connection's own addresses, `local` (ours)
-// and `remote` (the backend's): v2 says LOCAL; v1 has "PROXY UNKNOWN" for
-// that, but Postfix 3.7 refuses it ("bad or missing protocol type"), so
-// v1 names the two addresses, which means the same.
+// XCLIENT.  With `client`, its address and the one it connected to (when
+// that is unknown, the address of this connection, `local`: the client is
+// what matters and is never dropped).  Without (a health check) the
+// connection's own addresses, `local` (ours) and `remote` (the backend's):
+// v2 says LOCAL; v1 has "PROXY UNKNOWN" for that, but Postfix 3.7 refuses
+// it ("bad or missing protocol type"), so v1 names the two addresses,
+// which means the same.
 inline std::string proxy_preamble(config::Identity mode, const ClientIdentity* client,
                                   const tcp::endpoint& local, const tcp::endpoint& remote) {
   if (mode != config::Identity::kProxyV1 && mode != config::Identity::kProxyV2) return {};
   const bool v1 = mode == config::Identity::kProxyV1;
-  if (client && !is_unspecified(client->ip) && !is_unspecified(client->local_ip)) {
+  if (client && !is_unspecified(client->ip)) {
     auto src = proxy_address(client->ip, client->port);
-    auto dst = proxy_address(client->local_ip, client->local_port);
+    auto dst = is_unspecified(client->local_ip)
+                   ? proxy_address(ip_bytes(local.address()), local.port())
+                   : proxy_address(client->local_ip, client->local_port);
     return v1 ? smtp::encode_proxy_v1(src, dst) : smtp::encode_proxy_v2(src, dst);
   }
   if (!v1) return proxy_local_v2();

@@ -220,7 +220,11 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::
       co_return xf;
     }
   }
-  // After XCLIENT's EHLO: the capabilities the backend now offers.
+  // After XCLIENT's EHLO: the capabilities the backend now offers (to
+  // this client; never a silent downgrade, as in acquire()).
+  if ((env_.needs_smtputf8 && !s.caps().smtputf8) ||
+      (env_.needs_8bitmime && !s.caps().eightbitmime))
+    co_return Failure::kNotCapable;
   std::string mail = mail_line(s.caps());
   if (s.caps().pipelining) {
     // RFC 2920: (RSET,) MAIL and the RCPTs in one write, replies read in order.
@@ -331,7 +335,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       fail_backend(why, detail);
       continue;
     }
-    const Capabilities& caps = session_->caps();
+    const Capabilities& caps = session_->offered();
     if ((env_.needs_smtputf8 && !caps.smtputf8) || (env_.needs_8bitmime && !caps.eightbitmime)) {
       // Never downgrade: RFC 6531 3.4 and RFC 6152 3 forbid sending such
       // mail to a server that did not offer the extension.

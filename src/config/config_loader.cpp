@@ -668,6 +668,8 @@ class Loader {
                   error(x, "identity: `" + *s + "` is not none, xclient, proxy_v1 or proxy_v2");
                 else
                   b.identity = it->second;
+                if (b.identity == Identity::kProxyV1 || b.identity == Identity::kProxyV2)
+                  proxy_identity_used_ = true;
               }
             }
           });

@@ -119,10 +119,14 @@ std::shared_ptr<ClientTls> ClientTls::make(bool verify, const std::string& ca, s
 int ClientTls::on_new_session(SSL* s, SSL_SESSION* session) {
   auto* self = static_cast<ClientTls*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(s), client_tls_index()));
   if (!self || SSL_SESSION_is_resumable(session) != 1) return 0;
+  // A copy: OpenSSL marks the connection's own session not resumable when
+  // that connection ends without close_notify (a backend that just closes).
+  SSL_SESSION* copy = SSL_SESSION_dup(session);
+  if (!copy) return 0;
   std::lock_guard lock(self->mutex_);
   if (self->last_session_) SSL_SESSION_free(self->last_session_);
-  self->last_session_ = session;
-  return 1;  // we keep the reference OpenSSL gave us
+  self->last_session_ = copy;
+  return 0;  // OpenSSL keeps its reference to `session`
 }
 
 SSL_SESSION* ClientTls::session_to_resume() {

@@ -47,7 +47,8 @@ def keywords(ehlo):
 
 class TlsCase(IntegrationCase):
 
-    def start(self, mode="starttls", require_tls=False, extra_listener=None, **over):
+    def start(self, mode="starttls", require_tls=False, extra_listener=None, proxy_networks=None,
+              **over):
         reason = tls_certs.skip_reason()
         if reason:
             self.skipTest(reason)
@@ -58,6 +59,9 @@ class TlsCase(IntegrationCase):
                                       "key": self.certs.server_key, "mode": mode}
         if require_tls:
             cfg["listeners"][0]["require_tls"] = True
+        if proxy_networks:
+            cfg["listeners"][0]["proxy_protocol"] = True
+            cfg["proxy_networks"] = proxy_networks
         if extra_listener:
             cfg["listeners"].append(extra_listener)
         self.cfg = cfg
@@ -288,3 +292,48 @@ class CertificateReloadTest(TlsCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ProxyThenImplicitTlsTest(TlsCase):
+    """A listener behind a TCP balancer with implicit TLS: the PROXY header
+    and the ClientHello arrive in one segment; smtplb must read exactly the
+    header and leave every TLS byte to OpenSSL."""
+
+    def handshake_in_one_write_with(self, header):
+        sock = socket.create_connection((HOST, self.lb.port), timeout=10)
+        self.addCleanup(sock.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self.context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+        first = True
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                data = outgoing.read()
+                if first:
+                    data, first = header + data, False  # header and ClientHello together
+                if data:
+                    sock.sendall(data)
+                chunk = sock.recv(65536)
+                self.assertTrue(chunk, "smtplb closed during the handshake")
+                incoming.write(chunk)
+        sock.sendall(outgoing.read())
+        # The banner, under TLS.
+        buf = b""
+        while b"\r\n" not in buf:
+            try:
+                buf += tls.read(4096)
+            except ssl.SSLWantReadError:
+                incoming.write(sock.recv(65536))
+        return buf
+
+    def test_proxy_v1_and_v2_headers_then_tls_in_the_same_segment(self):
+        self.start(mode="implicit", proxy_networks=["127.0.0.0/8"])
+        v1 = b"PROXY TCP4 192.0.2.7 192.0.2.1 40000 465\r\n"
+        self.assertTrue(self.handshake_in_one_write_with(v1).startswith(b"220 "))
+        import struct
+        body = socket.inet_aton("192.0.2.8") + socket.inet_aton("192.0.2.1") + struct.pack(
+            "!HH", 40001, 465)
+        v2 = b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body)) + body
+        self.assertTrue(self.handshake_in_one_write_with(v2).startswith(b"220 "))

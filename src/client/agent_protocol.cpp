@@ -46,7 +46,10 @@ void figures_from_reason(std::string_view r, AgentReply& out) {
 }  // namespace
 
 std::optional<AgentReply> parse_agent_reply(std::string_view line) {
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  // One line ending, LF or CR LF, and no more: a CR or LF left over is a
+  // control character, refused below like any other.
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.size() > kMaxAgentReply) return std::nullopt;
   for (unsigned char c : line)
     if ((c < 0x20 && c != '\t') || c == 0x7f) return std::nullopt;

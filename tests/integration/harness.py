@@ -14,6 +14,7 @@ directory).
 """
 
 import json
+import random
 import os
 import re
 import shutil
@@ -79,11 +80,35 @@ def wait_for(predicate, timeout, what, interval=0.02):
 
 
 def free_port():
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port nothing is bound to, on any address, chosen below Linux's
+    ephemeral range (32768-60999): a test that opens thousands of client
+    connections takes ephemeral ports, and must not take the one another
+    test running beside it was just given."""
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(10000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("0.0.0.0", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port in 10000-32000")
+
+
+def _sanitized(binary):
+    """True when `binary` is built with AddressSanitizer (its allocator
+    keeps freed memory in quarantine, so RSS says little there)."""
+    try:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "libasan" in out
+
+
+SANITIZED = _sanitized(SMTPLB_BIN) if os.path.exists(SMTPLB_BIN) else False
 
 
 def port_accepts(port):

@@ -21,8 +21,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import (HOST, IntegrationCase, SmtpClient, base_config, free_port, message,
-                     wait_for)
+from harness import (HOST, SANITIZED, IntegrationCase, SmtpClient, base_config, free_port,
+                     message, wait_for)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.com"
@@ -205,7 +205,9 @@ class StarvationTest(LimitsCase):
                 time.sleep(0.01)
         self.assertIsNotNone(stalled_since, "smtplb kept reading %d octets without end" % sent)
         grown = rss_kb(self.lb.proc.pid) - rss_before
-        self.assertLess(grown, 16 * 1024, "smtplb grew %d KB for a client that never reads "
+        # ASan keeps freed blocks in quarantine: its RSS grows with churn.
+        bound = (128 if SANITIZED else 16) * 1024
+        self.assertLess(grown, bound, "smtplb grew %d KB for a client that never reads "
                         "(it sent %d octets)" % (grown, sent))
         # Others are served meanwhile.
         other = self.connect("127.0.0.13")
@@ -247,7 +249,8 @@ class StarvationTest(LimitsCase):
             per_conn = (rss_after - rss_before) * 1024 / n
             # A bound, not the target (bench/ measures that): an idle
             # session must not hold buffers sized for traffic.
-            self.assertLess(per_conn, 32 * 1024, "%.0f octets per idle connection" % per_conn)
+            bound = (128 if SANITIZED else 32) * 1024
+            self.assertLess(per_conn, bound, "%.0f octets per idle connection" % per_conn)
         finally:
             for s in idle:
                 s.close()

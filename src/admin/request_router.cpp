@@ -3,9 +3,14 @@
 #include <array>
 #include <cstdint>
 
+#include "smtp/ascii.hpp"
+
 namespace smtplb::admin {
 
 namespace {
+
+using smtp::iequals;
+using smtp::istarts_with;
 
 // A Host or Origin without a port means the scheme's default (RFC 9110
 // 4.2.1); the admin API speaks plain HTTP.
@@ -13,21 +18,6 @@ constexpr std::uint16_t kDefaultHttpPort = 80;
 
 constexpr std::string_view kGetAllow = "GET, HEAD";
 constexpr std::string_view kPostAllow = "POST";
-
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -37,7 +27,7 @@ std::string_view trim(std::string_view s) {
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
-  c = lower(c);
+  c = smtp::ascii_lower(c);
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
 }

@@ -2,20 +2,13 @@
 
 #include <charconv>
 
+#include "smtp/ascii.hpp"
+
 namespace smtplb::client {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x + 32);
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y + 32);
-    if (x != y) return false;
-  }
-  return true;
-}
+using smtp::iequals;
 
 std::optional<int> number(std::string_view s, int max) {
   int n = 0;

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "smtp/ascii.hpp"
+
 namespace smtplb::smtp {
 
 namespace {
@@ -171,17 +173,6 @@ bool parse_mailbox(std::string_view s, Mailbox& out, std::string& err) {
   }
   out.local_part = std::string(local);
   out.domain = std::string(domain);
-  return true;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x += 32;
-    if (y >= 'A' && y <= 'Z') y += 32;
-    if (x != y) return false;
-  }
   return true;
 }
 

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "smtp/ascii.hpp"
 #include "smtp/replies.hpp"
 
 namespace smtplb::smtp::sasl {
@@ -25,17 +26,6 @@ int sextet(char c) {
   if (c == '+') return 62;
   if (c == '/') return 63;
   return -1;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = a[i], y = b[i];
-    if (x >= 'a' && x <= 'z') x -= 32;
-    if (y >= 'a' && y <= 'z') y -= 32;
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // The name is a password-file key and goes to the logs: no control

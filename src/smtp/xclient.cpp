@@ -2,6 +2,7 @@
 
 #include <array>
 
+#include "smtp/ascii.hpp"
 #include "smtp/xtext.hpp"
 
 namespace smtplb::smtp {
@@ -14,21 +15,6 @@ constexpr std::string_view kVerb = "XCLIENT";
 constexpr std::string_view kCrlf = "\r\n";
 // Room for one "NAME=value" on a line of its own.
 constexpr std::size_t kMaxAttribute = kMaxXclientLine - kVerb.size() - 1 - kCrlf.size();
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    unsigned char x = a[i], y = b[i];
-    if (x >= 'a' && x <= 'z') x -= 32;
-    if (y >= 'a' && y <= 'z') y -= 32;
-    if (x != y) return false;
-  }
-  return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
 
 // The next space-separated word of `s`, consumed; empty at the end.
 std::string_view next_word(std::string_view& s) {

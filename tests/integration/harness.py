@@ -700,6 +700,20 @@ class SmtpClient:
         return out
 
 
+def api_pools(port):
+    """GET /api/pools from the admin API on `port`, as JSON."""
+    import http.client
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", "/api/pools", headers={"Host": "%s:%d" % (HOST, port)})
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == 200, "GET /api/pools: %d %r" % (r.status, body[:300])
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
 def session(port, helo="client.test.example"):
     """A connected client that has had the banner and EHLO."""
     c = SmtpClient(port)

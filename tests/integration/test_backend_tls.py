@@ -18,47 +18,16 @@ Failover tests put the backend at fault first in a one-worker round_robin
 pool (as test_failover.py does), so the first transaction meets it.
 """
 
-import http.client
-import json
 import os
-import shutil
-import tempfile
 
-from harness import HOST, IntegrationCase, base_config, free_port, message, wait_for
+from harness import HOST, api_pools, IntegrationCase, base_config, free_port, message, wait_for
 from postfix_instance import postfix_for
 import tls_certs
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.com"
 
-_certs_dir = None
 
-
-def shared_certs():
-    """One certificate set for this module (made once, removed at exit)."""
-    global _certs_dir
-    if _certs_dir is None:
-        _certs_dir = tempfile.mkdtemp(prefix="smtplb-it-backend-tls-certs-")
-    return tls_certs.make_certs(_certs_dir)
-
-
-def tearDownModule():
-    global _certs_dir
-    if _certs_dir is not None:
-        shutil.rmtree(_certs_dir, ignore_errors=True)
-        _certs_dir = None
-
-
-def api_pools(port):
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request("GET", "/api/pools", headers={"Host": "%s:%d" % (HOST, port)})
-        r = conn.getresponse()
-        body = r.read()
-        assert r.status == 200, "GET /api/pools: %d %r" % (r.status, body[:300])
-        return json.loads(body)
-    finally:
-        conn.close()
 
 
 class BackendTls(IntegrationCase):
@@ -68,7 +37,7 @@ class BackendTls(IntegrationCase):
         reason = tls_certs.skip_reason()
         if reason:
             self.skipTest(reason)
-        self.certs = shared_certs()
+        self.certs = tls_certs.shared_certs("backend-tls")
 
     # -- building blocks --
 

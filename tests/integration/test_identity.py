@@ -22,15 +22,11 @@ its header, QUIT after its transaction); health checks of a PROXY backend
 send a header of their own and pass.
 """
 
-import http.client
-import json
 import os
 import re
-import shutil
 import socket
-import tempfile
 
-from harness import (HOST, IntegrationCase, SmtpClient, base_config, dot_stuff, free_port,
+from harness import (HOST, IntegrationCase, SmtpClient, api_pools, base_config, dot_stuff, free_port,
                      message, wait_for)
 from postfix_instance import PostfixInstance, postfix_for, skip_reason as postfix_skip
 import tls_certs
@@ -38,33 +34,7 @@ import tls_certs
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.com"
 
-_certs_dir = None
 
-
-def shared_certs():
-    global _certs_dir
-    if _certs_dir is None:
-        _certs_dir = tempfile.mkdtemp(prefix="smtplb-it-identity-certs-")
-    return tls_certs.make_certs(_certs_dir)
-
-
-def tearDownModule():
-    global _certs_dir
-    if _certs_dir is not None:
-        shutil.rmtree(_certs_dir, ignore_errors=True)
-        _certs_dir = None
-
-
-def api_pools(port):
-    conn = http.client.HTTPConnection(HOST, port, timeout=10)
-    try:
-        conn.request("GET", "/api/pools", headers={"Host": "%s:%d" % (HOST, port)})
-        r = conn.getresponse()
-        body = r.read()
-        assert r.status == 200, "GET /api/pools: %d %r" % (r.status, body[:300])
-        return json.loads(body)
-    finally:
-        conn.close()
 
 
 class SourceClient(SmtpClient):
@@ -285,7 +255,7 @@ class Identity(IntegrationCase):
         self.assertEqual([t.get("tried") for t in self.lb.transactions()], ["", ""])
 
     def test_xclient_after_starttls_to_postfix(self):
-        certs = shared_certs()
+        certs = tls_certs.shared_certs("identity")
         pf = postfix_for(self, certs=certs)
         self.start([pf.address], "xclient",
                    tls={"mode": "starttls", "ca": certs.ca_cert, "sni": "localhost"})
@@ -343,7 +313,7 @@ class Identity(IntegrationCase):
         self.proxy_one_client_per_connection(2)
 
     def test_proxy_header_comes_before_implicit_tls(self):
-        certs = shared_certs()
+        certs = tls_certs.shared_certs("identity")
         a = self.fault_backend("a", proxy_protocol=True, implicit_tls=True,
                                tls_cert=certs.server_cert, tls_key=certs.server_key)
         self.start([a], "proxy_v2", tls={"mode": "implicit", "ca": certs.ca_cert})

@@ -314,3 +314,19 @@ def make_passwd(path, users, scheme="sha512"):
         f.writelines(lines)
     os.rename(tmp, path)
     return path
+
+
+_shared_dirs = {}
+
+
+def shared_certs(name):
+    """One certificate set per test module `name`, made once and removed
+    when the process exits."""
+    if name not in _shared_dirs:
+        import atexit
+        import shutil
+        import tempfile
+        d = tempfile.mkdtemp(prefix="smtplb-it-%s-certs-" % name)
+        atexit.register(shutil.rmtree, d, True)
+        _shared_dirs[name] = d
+    return make_certs(_shared_dirs[name])

@@ -292,3 +292,30 @@ def run_smtp_load(runner: "Runner", argv: list, name: str, timeout: float) -> di
     doc["stderr"] = err
     doc["outer_wall_s"] = wall
     return doc
+
+
+def haproxy_tcp_config(listen_port: int, backend_ports: list[int], maxconn: int, *,
+                       written_by: str, backend: str = "sinks", server: str = "sink") -> str:
+    """HAProxy 2.6 in TCP mode, round robin over `backend_ports` on loopback:
+    the baseline every benchmark here compares smtplb with."""
+    servers = "\n".join(f"    server {server}{i} 127.0.0.1:{p}"
+                        for i, p in enumerate(backend_ports, 1))
+    return f"""\
+# written by {written_by}
+global
+    maxconn {maxconn}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+
+frontend smtp_in
+    bind 127.0.0.1:{listen_port}
+    default_backend {backend}
+
+backend {backend}
+    balance roundrobin
+{servers}
+"""

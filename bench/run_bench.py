@@ -40,7 +40,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
+from benchlib import (BenchError, Runner, finish, fmt, free_port, haproxy_tcp_config,  # noqa: E402
+                      make_workdir, parse_size,
                       print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
                       scan_smtplb_log, system_cpu, wait_listening)
 
@@ -144,28 +145,6 @@ limits:
 """
 
 
-def haproxy_config(listen_port: int, sink_ports: list[int], maxconn: int) -> str:
-    servers = "\n".join(f"    server sink{i} 127.0.0.1:{p}" for i, p in enumerate(sink_ports, 1))
-    return f"""\
-# written by bench/run_bench.py
-global
-    maxconn {maxconn}
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-
-frontend smtp_in
-    bind 127.0.0.1:{listen_port}
-    default_backend sinks
-
-backend sinks
-    balance roundrobin
-{servers}
-"""
-
 
 def start_sinks(runner: Runner, args, tag: str, n: int) -> list[tuple[subprocess.Popen, Path, int]]:
     sinks = []
@@ -194,7 +173,8 @@ def start_proxy(runner: Runner, args, setup: str, tag: str, sink_ports: list[int
         p, _out, err = runner.start(argv, f"{tag}-smtplb")
     else:
         cfg = runner.workdir / f"{tag}-haproxy.cfg"
-        cfg.write_text(haproxy_config(port, sink_ports, max(4096, args.concurrency * 4)))
+        cfg.write_text(haproxy_tcp_config(port, sink_ports, max(4096, args.concurrency * 4),
+                                          written_by="bench/run_bench.py"))
         argv = [args.haproxy, "-f", cfg.name, "-db"]
         p, _out, err = runner.start(argv, f"{tag}-haproxy")
     wait_listening(port, p, setup)

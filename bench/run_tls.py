@@ -55,7 +55,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir,  # noqa: E402
+from benchlib import (BenchError, Runner, finish, fmt, free_port, haproxy_tcp_config,  # noqa: E402
+                      make_workdir,
                       markdown_table, parse_size, pgroup_cpu_seconds, proc_cpu_seconds,
                       run_smtp_load, scan_smtplb_log, system_cpu, wait_listening)
 from run_bench import proc_status_kb, sink_count, size_label, start_sinks, tool_version  # noqa: E402
@@ -214,28 +215,6 @@ limits:
 """
 
 
-def haproxy_config(listen_port: int, backend_ports: list[int], maxconn: int) -> str:
-    servers = "\n".join(f"    server pf{i} 127.0.0.1:{p}" for i, p in enumerate(backend_ports, 1))
-    return f"""\
-# written by bench/run_tls.py: TCP mode, TLS passes through end to end
-global
-    maxconn {maxconn}
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-
-frontend smtp_in
-    bind 127.0.0.1:{listen_port}
-    default_backend postfix
-
-backend postfix
-    balance roundrobin
-{servers}
-"""
-
 
 def start_middle(runner: Runner, args, setup: str, tag: str, backends: Backends):
     """(proc, listen port, log path, config path) of a fresh smtplb or HAProxy."""
@@ -248,8 +227,10 @@ def start_middle(runner: Runner, args, setup: str, tag: str, backends: Backends)
         p, _out, log = runner.start(argv, f"{tag}-smtplb")
     else:
         cfg = runner.workdir / f"{tag}-haproxy.cfg"
-        cfg.write_text(haproxy_config(port, backends.postfix_ports(),
-                                      max(4096, args.concurrency * 4)))
+        cfg.write_text(haproxy_tcp_config(port, backends.postfix_ports(),
+                                          max(4096, args.concurrency * 4),
+                                          written_by="bench/run_tls.py: TCP mode, TLS passes "
+                                          "through end to end", backend="postfix", server="pf"))
         p, _out, log = runner.start([args.haproxy, "-f", cfg.name, "-db"], f"{tag}-haproxy")
     wait_listening(port, p, setup)
     return p, port, log, cfg

@@ -52,6 +52,25 @@ awaitable<std::pair<error_code, std::size_t>> TimedSocket::read_some(asio::mutab
   co_return std::pair{disarm(ec), n};
 }
 
+awaitable<std::pair<error_code, std::size_t>> TimedSocket::read_when_ready(asio::mutable_buffer buf,
+                                                                           Duration d) {
+  if (!sock_.non_blocking()) {
+    error_code ignored;
+    sock_.non_blocking(true, ignored);
+  }
+  // Try first: the bytes may be there already (pipelined commands, a
+  // readiness edge already consumed), and a wait would not see them.
+  for (;;) {
+    error_code ec;
+    std::size_t n = sock_.read_some(buf, ec);
+    if (ec != asio::error::would_block && ec != asio::error::try_again) co_return std::pair{ec, n};
+    arm(d);
+    auto [wait_ec] = co_await sock_.async_wait(tcp::socket::wait_read, use_nothrow);
+    wait_ec = disarm(wait_ec);
+    if (wait_ec) co_return std::pair{wait_ec, std::size_t{0}};
+  }
+}
+
 awaitable<error_code> TimedSocket::write_all(std::string_view data, Duration d) {
   arm(d);
   auto [ec, n] = co_await start_write(asio::buffer(data.data(), data.size()));

@@ -36,6 +36,13 @@ class TimedSocket {
   awaitable<error_code> connect(const tcp::endpoint& ep, Duration d);
   // Reads at least one byte into buf.
   awaitable<std::pair<error_code, std::size_t>> read_some(asio::mutable_buffer buf, Duration d);
+  // Plaintext only: waits until the peer has sent something, then reads it
+  // into `buf` at once.  No buffer is held while waiting, so `buf` may be a
+  // scratch area every session of a core shares (the bytes must be taken
+  // out of it before the caller waits again): an idle connection then
+  // costs no read buffer, the way nginx keeps idle connections cheap.
+  awaitable<std::pair<error_code, std::size_t>> read_when_ready(asio::mutable_buffer buf,
+                                                                Duration d);
   awaitable<error_code> write_all(std::string_view data, Duration d);
 
   // Starts TLS on the connection (once).  A failed handshake leaves the

@@ -93,6 +93,10 @@ class Core {
   ~Core();
 
   asio::io_context& io() { return io_; }
+  // Where plaintext sessions of this core read into: taken out at once
+  // after each read (TimedSocket::read_when_ready), so no session holds a
+  // read buffer while it waits.
+  asio::mutable_buffer scratch() { return asio::buffer(scratch_); }
   // Opens this core's acceptors; throws std::runtime_error naming the
   // listener on a bind error (start-up only).
   void listen();
@@ -141,6 +145,9 @@ class Core {
   std::shared_ptr<CoreView> build_view(std::shared_ptr<const Generation> gen) const;
   void make_lookup(const config::Config& cfg);
   void quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now);
+
+  // 64 KiB: one DATA read, or every command a pipelining client sent.
+  std::vector<char> scratch_ = std::vector<char>(64 * 1024);
 
   int index_;
   Shared& shared_;

@@ -20,8 +20,6 @@ namespace {
 // Replies are flushed early once this much is queued: a client that
 // pipelines and never reads stalls on our write, not our memory.
 constexpr std::size_t kMaxQueuedReplies = 64 * 1024;
-// One read in DATA; the message itself streams through, it is not held.
-constexpr std::size_t kDataReadSize = 64 * 1024;
 // RCPTs beyond max_recipients a transaction may have refused before every
 // further RCPT gets 452.
 constexpr int kMaxRefusedRecipients = 100;
@@ -126,13 +124,28 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
     if (!line_deadline) line_deadline = Clock::now() + cfg_->timeouts.client_command;
     auto left = std::chrono::duration_cast<Duration>(*line_deadline - Clock::now());
     if (left <= Duration::zero()) co_return ReadResult::kTimeout;
-    auto [ec, n] = co_await sock_.read_some(asio::buffer(rbuf_), read_bound(left));
+    auto [ec, n] = co_await read_input(read_bound(left));
     idle_wait_ = false;
     if (ec == asio::error::timed_out) co_return ReadResult::kTimeout;
     if (ec == asio::error::operation_aborted) co_return ReadResult::kShutdown;
     if (ec) co_return ReadResult::kClosed;
-    reader_.append(std::string_view(rbuf_.data(), n));
+    reader_.append(std::string_view(input_, n));
   }
+}
+
+awaitable<std::pair<error_code, std::size_t>> FrontendSession::read_input(Duration d) {
+  if (sock_.is_tls()) {
+    // OpenSSL may hold decrypted bytes the socket no longer shows, so TLS
+    // reads go through it, into the session's own buffer (OpenSSL's own
+    // state costs tens of KB a connection anyway).
+    if (!tls_input_) tls_input_ = std::make_unique<std::array<char, kTlsReadSize>>();
+    input_ = tls_input_->data();
+    auto r = co_await sock_.read_some(asio::buffer(*tls_input_), d);
+    co_return r;
+  }
+  input_ = static_cast<const char*>(core_.scratch().data());
+  auto r = co_await sock_.read_when_ready(core_.scratch(), d);
+  co_return r;
 }
 
 awaitable<bool> FrontendSession::read_proxy_header() {
@@ -205,15 +218,15 @@ awaitable<bool> FrontendSession::read_proxy_header() {
     auto left = std::chrono::duration_cast<Duration>(deadline - Clock::now());
     if (left <= Duration::zero()) co_return refuse("no complete PROXY header in time");
     const std::size_t room = proxy_read_size(in);
-    auto [ec, n] = co_await sock_.read_some(asio::buffer(rbuf_.data(), room), left);
+    auto [ec, n] = co_await sock_.read_when_ready(asio::buffer(core_.scratch(), room), left);
     if (ec == asio::error::timed_out) co_return refuse("no complete PROXY header in time");
     if (ec) co_return refuse("closed before a complete PROXY header");
-    in.append(rbuf_.data(), n);
+    in.append(static_cast<const char*>(core_.scratch().data()), n);
   }
 }
 
 std::size_t FrontendSession::proxy_read_size(std::string_view so_far) const {
-  const std::size_t room = std::min(rbuf_.size(), smtp::kMaxProxyHeader - so_far.size());
+  const std::size_t room = smtp::kMaxProxyHeader - so_far.size();
   if (listener_->tls.mode != config::TlsMode::kImplicit) return room;
   // v2 says its length in bytes 14-15; v1 ends at its CR LF, which only
   // reading byte by byte finds without reading past it (at most 107 reads,
@@ -746,7 +759,6 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   smtp::DataDecoder decoder;
   smtp::DataEncoder encoder;
   std::string content, wire;
-  std::string dbuf(kDataReadSize, '\0');
   const auto data_deadline = Clock::now() + cfg_->timeouts.client_data_total;
 
   // Bytes the client pipelined behind DATA are the start of the message.
@@ -781,8 +793,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       co_return replies::shutting_down(cfg_->hostname);
     }
     auto left = std::chrono::duration_cast<Duration>(data_deadline - Clock::now());
-    auto [ec, n] = co_await sock_.read_some(
-        asio::buffer(dbuf),
+    auto [ec, n] = co_await read_input(
         read_bound(std::max(Duration(1), std::min(cfg_->timeouts.client_data, left))));
     if (ec) {
       // Client gone or too slow in mid-DATA: nothing is delivered.
@@ -799,7 +810,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_->hostname);
       co_return smtp::Reply{};
     }
-    chunk.assign(dbuf.data(), n);
+    chunk.assign(input_, n);
   }
 
   smtp::Reply final_reply;

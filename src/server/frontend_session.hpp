@@ -47,6 +47,11 @@ class FrontendSession {
   using Duration = std::chrono::milliseconds;
 
   awaitable<ReadResult> read_line(std::string& line);
+  // The client's next bytes, at input_: the core's scratch area in
+  // plaintext (no buffer held while waiting), the session's own under TLS.
+  // Taken out before the next wait.
+  awaitable<std::pair<error_code, std::size_t>> read_input(Duration d);
+  static constexpr std::size_t kTlsReadSize = 16 * 1024;  // one TLS record
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
   awaitable<bool> read_proxy_header();
@@ -109,7 +114,8 @@ class FrontendSession {
   Clock::time_point started_ = Clock::now();
 
   smtp::LineReader reader_{smtp::kMaxParameterCommandLine};
-  std::array<char, 4096> rbuf_{};
+  const char* input_ = nullptr;
+  std::unique_ptr<std::array<char, kTlsReadSize>> tls_input_;
   std::string out_;
   bool idle_wait_ = false;  // blocked on a command read with no transaction open
   bool forced_ = false;

@@ -87,6 +87,18 @@ Failure BackendSession::failure_from(const error_code& ec) {
   return Failure::kDropped;
 }
 
+Failure BackendSession::expect_220(const CommandResult& r, std::string_view verb, Failure refused) {
+  const std::string v(verb);
+  if (r.failure != Failure::kNone) {
+    detail_ = "no reply to " + v;
+    return r.failure;
+  }
+  if (r.reply.code == 220) return Failure::kNone;
+  open_reply_ = r.reply;
+  if (r.reply.code == 421) return fail(Failure::kShuttingDown, "421 to " + v);
+  return fail(refused, v + " refused: " + r.reply.summary());
+}
+
 Failure BackendSession::fail(Failure f, std::string detail) {
   detail_ = std::move(detail);
   close();
@@ -204,18 +216,7 @@ awaitable<Failure> BackendSession::starttls(Duration reply, Duration handshake_t
   // that stops offering STARTTLS may be behind a downgrading middlebox.
   if (!caps_.has("STARTTLS")) co_return fail(Failure::kTls, "STARTTLS not offered");
   auto r = co_await command("STARTTLS\r\n", reply);
-  if (r.failure != Failure::kNone) {
-    detail_ = "no reply to STARTTLS";
-    co_return r.failure;
-  }
-  if (r.reply.code == 421) {
-    open_reply_ = r.reply;
-    co_return fail(Failure::kShuttingDown, "421 to STARTTLS");
-  }
-  if (r.reply.code != 220) {
-    open_reply_ = r.reply;
-    co_return fail(Failure::kTls, "STARTTLS refused: " + r.reply.summary());
-  }
+  if (Failure f = expect_220(r, "STARTTLS", Failure::kTls); f != Failure::kNone) co_return f;
   // CVE-2021-38371: anything behind the 220 was sent in plain text by
   // whoever sits on the path and would be read as if it came over TLS.
   // Bytes that arrive later than this look are not a TLS record and fail
@@ -278,18 +279,8 @@ awaitable<Failure> BackendSession::send_xclient(const ClientIdentity& client, Du
   // it (XCLIENT_README: the server answers as to a new connection).
   for (const auto& line : smtp::xclient_commands(xclient_attributes(client), *xclient_)) {
     auto r = co_await command(line, d);
-    if (r.failure != Failure::kNone) {
-      detail_ = "no reply to XCLIENT";
-      co_return r.failure;
-    }
-    if (r.reply.code == 421) {
-      open_reply_ = r.reply;
-      co_return fail(Failure::kShuttingDown, "421 to XCLIENT");
-    }
-    if (r.reply.code != 220) {
-      open_reply_ = r.reply;
-      co_return fail(Failure::kXclientRefused, "XCLIENT refused: " + r.reply.summary());
-    }
+    if (Failure f = expect_220(r, "XCLIENT", Failure::kXclientRefused); f != Failure::kNone)
+      co_return f;
   }
   // Then greet as the client did (XCLIENT_README's example: "EHLO
   // spike.porcupine.org" after XCLIENT): Postfix takes the HELO name and

@@ -149,6 +149,9 @@ class BackendSession {
   // the backend was found under, else the address's host.
   std::string server_name() const;
   Failure fail(Failure f, std::string detail);
+  // STARTTLS and XCLIENT both answer 220 when they take effect: kNone, or
+  // the failure (421: shutting down; another code: `refused`), recorded.
+  Failure expect_220(const CommandResult& r, std::string_view verb, Failure refused);
 
   bool holds_slot_ = false;
 

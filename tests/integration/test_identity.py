@@ -37,20 +37,9 @@ RCPT = "rcpt@example.com"
 
 
 
-class SourceClient(SmtpClient):
-    """SmtpClient connecting from a given loopback address."""
-
-    def __init__(self, port, source, timeout=15):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout,
-                                             source_address=(source, 0))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.timeout = timeout
-        self.buf = b""
-        self.eof = False
-
-    @property
-    def source_port(self):
-        return self.sock.getsockname()[1]
+def SourceClient(port, source, timeout=15):
+    """A client connecting from a given loopback address."""
+    return SmtpClient(port, timeout=timeout, source=source)
 
 
 class Identity(IntegrationCase):
@@ -88,7 +77,7 @@ class Identity(IntegrationCase):
         replies = c.transaction(SENDER, [RCPT], content)
         self.assertEqual([r.code for r in replies], [250, 250, 354, 250],
                          "client dialog: %r" % replies)
-        return content, c.source_port
+        return content, c.sock.getsockname()[1]
 
     def backend_state(self, address):
         for p in api_pools(self.admin_port)["pools"]:
@@ -290,14 +279,14 @@ class Identity(IntegrationCase):
             self.assertEqual(c.reply().code, 250)
         _, m1 = self.assertDeliveredOnce("proxy-v%d-1" % version, contents["proxy-v%d-1" % version])
         _, m2 = self.assertDeliveredOnce("proxy-v%d-2" % version, contents["proxy-v%d-2" % version])
-        self.check_proxy(m1, version, "127.0.0.2", c1.source_port, self.lb.port)
-        self.check_proxy(m2, version, "127.0.0.3", c2.source_port, self.lb.port)
+        self.check_proxy(m1, version, "127.0.0.2", c1.sock.getsockname()[1], self.lb.port)
+        self.check_proxy(m2, version, "127.0.0.3", c2.sock.getsockname()[1], self.lb.port)
         self.assertNotEqual(m1["conn"], m2["conn"])
         # The same client again: a new connection with its header; the
         # others were closed with QUIT, never pooled.
         content3, _ = self.relay_from("127.0.0.2", "proxy-v%d-3" % version, c=c1)
         _, m3 = self.assertDeliveredOnce("proxy-v%d-3" % version, content3)
-        self.check_proxy(m3, version, "127.0.0.2", c1.source_port, self.lb.port)
+        self.check_proxy(m3, version, "127.0.0.2", c1.sock.getsockname()[1], self.lb.port)
         self.assertNotIn(m3["conn"], (m1["conn"], m2["conn"]))
         self.assertEqual(len(a.events("proxy")), 3)
         quits = wait_for(lambda: (lambda q: len(q) >= 3 and q)(

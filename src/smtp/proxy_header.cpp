@@ -252,8 +252,11 @@ std::uint16_t be16(std::string_view s, std::size_t at) {
                                     static_cast<unsigned char>(s[at + 1]));
 }
 
-void copy_bytes(std::string_view s, std::size_t at, std::size_t n, std::uint8_t* out) {
-  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::uint8_t>(s[at + i]);
+// An address of `n` (4 or 16) bytes into the last `n` bytes of `ip`, where
+// the IPv4-mapped form keeps it.
+void copy_address(std::string_view s, std::size_t at, std::size_t n,
+                  std::array<std::uint8_t, 16>& ip) {
+  std::memcpy(ip.data() + (ip.size() - n), s.data() + at, n);
 }
 
 // `in` starts with the 12-byte signature.  Each fixed byte is judged as soon
@@ -318,8 +321,8 @@ ProxyParse parse_v2(std::string_view in) {
         a->ip[11] = 0xff;
       }
     }
-    copy_bytes(in, at, alen, h.source.ip.data() + (16 - alen));
-    copy_bytes(in, at + alen, alen, h.destination.ip.data() + (16 - alen));
+    copy_address(in, at, alen, h.source.ip);
+    copy_address(in, at + alen, alen, h.destination.ip);
     h.source.port = be16(in, at + 2 * alen);
     h.destination.port = be16(in, at + 2 * alen + 2);
   }

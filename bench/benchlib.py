@@ -319,3 +319,31 @@ backend {backend}
     balance roundrobin
 {servers}
 """
+
+
+def smtplb_round_robin_config(listen_port: int, backend_ports: list[int], *, written_by: str,
+                              max_connections: int = 4000) -> str:
+    """smtplb round robin over `backend_ports` on loopback, the senders
+    trusted (an outbound relay for the organisation's own bulk senders): the
+    setup every benchmark compares with HAProxy's `haproxy_tcp_config`."""
+    backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in backend_ports)
+    return f"""\
+# written by {written_by}
+hostname: lb.bench.example.com
+listeners:
+  - name: mx
+    listen: 127.0.0.1:{listen_port}
+    role: inbound
+local_domains: [example.com]
+trusted_networks: [127.0.0.0/8]
+pools:
+  - name: main
+    algorithm: round_robin
+    backends:
+{backends}
+routes:
+  - pool: main
+limits:
+  max_connections: {max_connections}
+  max_connections_per_ip: {max_connections}
+"""

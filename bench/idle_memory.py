@@ -173,6 +173,22 @@ def measure(args, system: str, state: str, runner: Runner) -> dict:
             runner.stop(p)
 
 
+def run_all(opts, runner: Runner, systems) -> list[dict]:
+    """For bench/compare.py: every state of every system, with its options
+    (smtplb, haproxy, smtp_sink, idle_connections)."""
+    args = argparse.Namespace(smtplb=opts.smtplb, haproxy=opts.haproxy, smtp_sink=opts.smtp_sink,
+                              connections=opts.idle_connections, warmup=200)
+    raise_nofile(2 * (args.connections + args.warmup) + 100)
+    results = []
+    for system in systems:
+        for state in STATES if system == "smtplb" else ("banner",):
+            r = measure(args, system, state, runner)
+            print(f"  idle       {system:8} {state:7} {r['rss_bytes_per_conn']:6.0f} B/conn",
+                  file=sys.stderr)
+            results.append(r)
+    return results
+
+
 def raise_nofile(need: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:

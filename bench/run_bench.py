@@ -43,6 +43,7 @@ from pathlib import Path
 from benchlib import (BenchError, Runner, finish, fmt, free_port, haproxy_tcp_config,  # noqa: E402
                       make_workdir, parse_size,
                       print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
+                      smtplb_round_robin_config,
                       scan_smtplb_log, system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
@@ -122,30 +123,6 @@ def wait_sink_total(outs: list[Path], expected: int, timeout: float = 3.0) -> li
 # ---------------------------------------------------------------- setups
 
 
-def smtplb_config(listen_port: int, sink_ports: list[int]) -> str:
-    backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in sink_ports)
-    return f"""\
-# written by bench/run_bench.py
-hostname: lb.bench.example.com
-listeners:
-  - name: mx
-    listen: 127.0.0.1:{listen_port}
-    role: inbound
-local_domains: [example.com]
-trusted_networks: [127.0.0.0/8]
-pools:
-  - name: main
-    algorithm: round_robin
-    backends:
-{backends}
-routes:
-  - pool: main
-limits:
-  max_connections_per_ip: 1000
-"""
-
-
-
 def start_sinks(runner: Runner, args, tag: str, n: int) -> list[tuple[subprocess.Popen, Path, int]]:
     sinks = []
     for i in range(n):
@@ -166,7 +143,8 @@ def start_proxy(runner: Runner, args, setup: str, tag: str, sink_ports: list[int
     port = free_port()
     if setup == "smtplb":
         cfg = runner.workdir / f"{tag}-smtplb.yaml"
-        cfg.write_text(smtplb_config(port, sink_ports))
+        cfg.write_text(smtplb_round_robin_config(port, sink_ports, written_by="bench/run_bench.py",
+                                                 max_connections=1000))
         argv = [args.smtplb, "run", "-c", cfg.name]
         if args.smtplb_log_level:
             argv += ["--log-level", args.smtplb_log_level]

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""report.py: bench/compare.py's result as Markdown (bench/RESULTS.md) and
+as a PNG chart.  The chart needs matplotlib (Debian's python3-matplotlib);
+when the running interpreter lacks it, the chart is drawn by the system's
+/usr/bin/python3, which has it.
+
+  bench/report.py results.json RESULTS.md results.png   # redraw from a saved run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SYSTEMS = ("direct", "haproxy", "smtplb")
+
+
+def first_line(argv: list[str]) -> str:
+    try:
+        cp = subprocess.run(argv, capture_output=True, timeout=10)
+        text = (cp.stdout or cp.stderr).decode(errors="replace").strip()
+        return text.splitlines()[0] if text else "unknown"
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"unknown ({e})"
+
+
+def environment(args) -> dict:
+    cpu = "unknown"
+    try:
+        m = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1) if m else cpu
+    except OSError:
+        pass
+    os_name = "unknown"
+    try:
+        m = re.search(r'^PRETTY_NAME="(.*)"', Path("/etc/os-release").read_text(), re.M)
+        os_name = m.group(1) if m else os_name
+    except OSError:
+        pass
+    build_type = None
+    cache = Path(args.smtplb).resolve().parent / "CMakeCache.txt"
+    if cache.is_file():
+        m = re.search(r"^CMAKE_BUILD_TYPE:STRING=(.*)$", cache.read_text(errors="replace"), re.M)
+        build_type = m.group(1) if m else None
+    mem_kb = 0
+    try:
+        m = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
+        mem_kb = int(m.group(1)) if m else 0
+    except OSError:
+        pass
+    return {
+        "cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "os": os_name, "kernel": platform.release(),
+        "smtplb": first_line([args.smtplb, "version"]), "smtplb_build_type": build_type,
+        "compiler": first_line(["g++", "--version"]),
+        "haproxy": first_line([args.haproxy, "-v"]),
+        "postfix": first_line(["postconf", "-d", "-h", "mail_version"]),
+        "python": platform.python_version(),
+    }
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def f(v, spec: str, none: str = "–") -> str:
+    return none if v is None else format(v, spec)
+
+
+def mrange(t, spec: str) -> str:
+    """median (min–max)"""
+    if not t:
+        return "–"
+    med, lo, hi = t
+    if lo == hi:
+        return format(med, spec)
+    return f"{format(med, spec)} ({format(lo, spec)}–{format(hi, spec)})"
+
+
+def med(t):
+    return t[0] if t else None
+
+
+def table(head: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |",
+           "|" + "|".join("---" if i < 2 else "---:" for i in range(len(head))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def main_table(doc: dict) -> str:
+    rows = []
+    for r in doc["rows"]:
+        if "msgs_per_s" not in r:
+            rows.append([r["workload"], r["system"], "FAILED: " + "; ".join(r["errors"])[:200]]
+                        + [""] * 9)
+            continue
+        rows.append([
+            r["workload"], r["system"], mrange(r["msgs_per_s"], ".0f"),
+            f(r["vs_direct"], ".2f"), f(r["vs_haproxy"], ".2f"),
+            f(med(r["cpu_us_per_msg"]), ".0f"),
+            f(None if not r["peak_rss_kb"] else med(r["peak_rss_kb"]) / 1024, ".1f"),
+            f(med(r["p50_ms"]), ".2f"), f(med(r["p99_ms"]), ".2f"),
+            f(r["p99_added_ms"], "+.2f"), f"{r['lost']} / {r['duplicated']}",
+        ])
+    return table(["workload", "system", "msgs/s median (min–max)", "× direct", "× HAProxy",
+                  "CPU µs/msg", "peak RSS MB", "p50 ms", "p99 ms", "p99 added ms",
+                  "lost / dup"], rows)
+
+
+def targets(doc: dict) -> str:
+    """The issue's targets, each judged from this run."""
+    by = {(r["workload"], r["system"]): r for r in doc["rows"]}
+
+    def get(w, s, k):
+        r = by.get((w, s)) or {}
+        return r.get(k)
+
+    lines = []
+
+    def judge(what: str, value, ok: bool | None, shown: str):
+        mark = "–" if ok is None else ("met" if ok else "**missed**")
+        lines.append([what, shown if value is not None else "not measured", mark])
+
+    v = get("1KB x1", "smtplb", "vs_haproxy")
+    judge("1 KB, one per connection: ≥ 1.3× HAProxy", v, None if v is None else v >= 1.3,
+          f(v, ".2f") + "×")
+    for w in ("1KB xN", "100KB x1", "100KB xN"):
+        v = get(w, "smtplb", "vs_haproxy")
+        judge(f"{w}: ≥ 1.0× HAProxy", v, None if v is None else v >= 1.0, f(v, ".2f") + "×")
+        v = get(w, "smtplb", "vs_direct")
+        judge(f"{w}: ≥ 0.8× direct", v, None if v is None else v >= 0.8, f(v, ".2f") + "×")
+    for w in sorted({r["workload"] for r in doc["rows"]}, key=_order(doc)):
+        v = get(w, "smtplb", "cpu_vs_haproxy")
+        judge(f"{w}: CPU per message ≤ HAProxy's", v, None if v is None else v <= 1.0,
+              f(v, ".2f") + "× HAProxy's")
+    v = get("1KB x1", "smtplb", "p99_added_ms")
+    judge("1 KB: p99 added over direct < 1 ms (4 connections)", v,
+          None if v is None else v < 1.0, f(v, "+.2f") + " ms")
+    for r in doc.get("idle", []):
+        if r["system"] != "smtplb":
+            continue
+        limit = 1024 if r["state"] == "banner" else 3072
+        v = r["rss_bytes_per_conn"]
+        judge(f"idle connection, {r['state']}: ≤ {limit} B", v, v <= limit, f(v, ".0f") + " B")
+    lost = sum(r.get("lost", 0) for r in doc["rows"]) + sum(
+        r["lost"] for r in doc.get("failover", []))
+    dup = sum(r.get("duplicated", 0) for r in doc["rows"]) + sum(
+        r["duplicated"] for r in doc.get("failover", []))
+    judge("0 lost, 0 duplicated in every row (failover included)", lost,
+          lost == 0 and dup == 0, f"{lost} lost, {dup} duplicated")
+    return table(["target", "this run", "verdict"], lines)
+
+
+def _order(doc):
+    names = [w["name"] for w in doc["workloads"]]
+    return lambda n: names.index(n) if n in names else 99
+
+
+def failover_table(doc: dict) -> str:
+    rows = [[r["system"], f"{r['seconds']:.0f} s, {r['kills']} kills", f(r["msgs_per_s"], ".0f"),
+             f(r["p50_ms"], ".2f"), f(r["p99_ms"], ".2f"), str(r["failed"]), str(r["lost"]),
+             str(r["duplicated"]), str(r["unconfirmed"])] for r in doc.get("failover", [])]
+    return table(["system", "run", "msgs/s", "p50 ms", "p99 ms", "failed at the client",
+                  "lost", "duplicated", "unconfirmed"], rows)
+
+
+def idle_table(doc: dict) -> str:
+    rows = [[r["system"], r["state"], str(r["connections"]), f(r["rss_bytes_per_conn"], ".0f"),
+             f(r["pss_bytes_per_conn"], ".0f")] for r in doc.get("idle", [])]
+    return table(["system", "state", "connections", "RSS B/conn", "PSS B/conn"], rows)
+
+
+def markdown(doc: dict, chart: str | None) -> str:
+    env = doc["environment"]
+    wl = "\n".join(
+        f"| {w['name']} | {w['size']} B | {'many (smtp-source -d)' if w['reuse'] else 'one'} | "
+        f"{w['sessions']} | {w['messages']} | {w['direct_sinks']} |" for w in doc["workloads"])
+    parts = [f"""\
+# smtplb benchmark results
+
+Written by `bench/run.sh` (`bench/compare.py`) on {doc['date']}; every figure
+below comes from this one run ({doc['elapsed_s'] / 60:.0f} minutes, {doc['reps']}
+repetitions interleaved, the order of the systems rotated each repetition;
+medians, with min–max where they differ).  Load average before the run:
+{' / '.join(f'{x:.2f}' for x in doc['load_before'])}.
+
+## Environment
+
+| | |
+|---|---|
+| CPU | {env['cpu']}, {env['cpus']} cores shared by the load generator, the sinks and the middle box |
+| memory | {env['memory_gib']} GiB |
+| OS, kernel | {env['os']}, {env['kernel']} |
+| smtplb | {env['smtplb']} ({env['smtplb_build_type']} build), {env['compiler']} |
+| HAProxy | {env['haproxy']} |
+| Postfix (smtp-source, smtp-sink) | {env['postfix']} |
+
+## Workloads
+
+| workload | message size | messages per connection | client sessions | messages per run | direct: sinks |
+|---|---:|---|---:|---:|---:|
+{wl}
+
+HAProxy (`mode tcp`, `balance roundrobin`) and smtplb (`algorithm: round_robin`)
+each front two `smtp-sink` processes; "direct" is smtp-source straight to the
+sinks (two sinks, the load split over two smtp-source processes, where the
+workload says so).  smtplb runs with its defaults (one worker per core,
+pooled backend sessions, info-level logging of every transaction to a file).
+
+## Throughput, CPU, memory, latency
+
+{main_table(doc)}
+
+- **msgs/s**: smtp-source's messages over its wall time.  **CPU µs/msg**:
+  utime+stime of the middle box (smtplb or HAProxy) over the run, per message.
+  **peak RSS**: its VmHWM.
+- **p50/p99**: `bench/smtp_load` at moderate load (4 connections, the
+  same message size and messages per connection), right after each run,
+  against the same processes.  One message per connection is timed from
+  the connect to the 250 after the final dot; many per connection from MAIL
+  to that 250.  **p99 added**: over direct, same workload.
+- **lost / dup**: what the sinks counted (`smtp-sink -c`) against what the
+  clients had accepted, summed over the repetitions.
+"""]
+    if chart:
+        parts.append(f"![msgs/s and CPU per message by workload and system]({chart})\n")
+    if doc.get("failover"):
+        parts.append(f"""\
+## Failover: a backend killed with SIGKILL every few seconds
+
+{failover_table(doc)}
+
+smtp_load (20 connections, ~1 KB, one message per connection) through the
+middle box while sink A is killed with SIGKILL every 4 s and restarted on
+the same port 0.5 s later.  The sinks write every message to its own file
+(`smtp-sink -d`), so this row's msgs/s is not comparable with the table
+above.  Every X-Test-Id the client saw accepted is looked up in those files.
+**failed at the client**: transactions the client saw fail (it reconnects
+and sends the next).  **unconfirmed**: arrived once but the client got no
+250: the backend died after taking the message and before its reply (SMTP
+cannot tell this case apart, RFC 1047; the client keeps the message and
+retries it, so it may arrive twice then, by the client's doing).
+""")
+    if doc.get("idle"):
+        parts.append(f"""\
+## Memory per idle client connection
+
+{idle_table(doc)}
+
+`bench/idle_memory.py`: 200 warm-up connections, then {doc['idle'][0]['connections']}
+more held open; the growth of the middle box's RSS and PSS (smaps_rollup)
+divided by their number.  smtplb with one worker.  **banner**: connected, 220
+read, nothing sent; **mail**: EHLO and MAIL FROM accepted (a transaction open;
+smtplb contacts a backend at the first RCPT).  HAProxy holds a backend
+connection for each client from the start.
+""")
+    parts.append(f"""\
+## Targets
+
+{targets(doc)}
+
+## Commands
+
+```
+{chr(10).join(doc['commands'][:40])}
+```
+""")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------- chart
+
+
+def chart(doc: dict, out: Path) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        system_python = "/usr/bin/python3"
+        if sys.executable == system_python or not os.path.exists(system_python):
+            print("report: matplotlib is missing (apt-get install python3-matplotlib); "
+                  "no chart", file=sys.stderr)
+            return
+        saved = out.with_suffix(".json.tmp")
+        saved.write_text(json.dumps(doc))
+        try:
+            subprocess.run([system_python, __file__, "--chart-only", str(saved), str(out)],
+                           check=True)
+        finally:
+            saved.unlink(missing_ok=True)
+        return
+    draw(doc, out)
+
+
+def draw(doc: dict, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [w["name"] for w in doc["workloads"]]
+    by = {(r["workload"], r["system"]): r for r in doc["rows"]}
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    width = 0.27
+    colors = {"direct": "#9e9e9e", "haproxy": "#e08a2c", "smtplb": "#2c6fbb"}
+    for i, system in enumerate(SYSTEMS):
+        xs = [n + (i - 1) * width for n in range(len(names))]
+        vals = [med((by.get((w, system)) or {}).get("msgs_per_s")) or 0 for w in names]
+        ax1.bar(xs, vals, width, label=system, color=colors[system])
+    ax1.set_yscale("log")
+    ax1.set_xticks(range(len(names)), names, rotation=20)
+    ax1.set_ylabel("messages per second (log scale)")
+    ax1.set_title("Throughput (median)")
+    ax1.legend()
+    for i, system in enumerate(("haproxy", "smtplb")):
+        xs = [n + (i - 0.5) * width for n in range(len(names))]
+        vals = [med((by.get((w, system)) or {}).get("cpu_us_per_msg")) or 0 for w in names]
+        ax2.bar(xs, vals, width, label=system, color=colors[system])
+    ax2.set_yscale("log")
+    ax2.set_xticks(range(len(names)), names, rotation=20)
+    ax2.set_ylabel("CPU µs per message of the middle box (log scale)")
+    ax2.set_title("CPU per message (median)")
+    ax2.legend()
+    fig.suptitle(f"smtplb vs HAProxy vs direct, {doc['environment']['cpus']} cores, {doc['date']}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--chart-only":
+        draw(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))
+        sys.exit(0)
+    if len(sys.argv) == 4:
+        d = json.loads(Path(sys.argv[1]).read_text())
+        Path(sys.argv[2]).write_text(markdown(d, Path(sys.argv[3]).name))
+        chart(d, Path(sys.argv[3]))
+        sys.exit(0)
+    print(__doc__, file=sys.stderr)
+    sys.exit(2)

@@ -7,6 +7,8 @@
 //   - content never holds a bare CR or LF and its size is counted right,
 //   - feeding in two pieces (split point from the input) and one byte at a
 //     time gives the same result as one feed,
+//   - the decoder's wire output (Output::kWire), fed in the same two pieces,
+//     is byte for byte the encoder's output for the content,
 //   - the encoded stream ends exactly at its final dot, no earlier line is a
 //     lone ".", it holds only CR LF line endings, and it decodes back to the
 //     same content.
@@ -116,6 +118,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t half = whole.content.size() / 2;
   enc.encode(std::string_view(whole.content).substr(0, half), wire);
   enc.encode(std::string_view(whole.content).substr(half), wire);
+
+  DataDecoder wire_decoder(DataDecoder::Output::kWire);
+  std::string direct;
+  DataDecoder::Result wr = wire_decoder.feed(in.substr(0, cut), direct);
+  if (!wr.done) wr = wire_decoder.feed(in.substr(cut), direct);
+  CHECK(direct == wire);
+  CHECK(wire_decoder.content_size() == whole.size);
+
   enc.finish(wire);
 
   check_no_bare_line_ending(wire);

@@ -19,6 +19,12 @@ void DataDecoder::end_bare_line(std::string& out) {
   after_bare_ = true;
 }
 
+void DataDecoder::leading_dot(std::string& out) {
+  if (output_ == Output::kWire) out.push_back('.');
+  out.push_back('.');
+  ++content_size_;
+}
+
 DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
   Result r;
   std::size_t i = 0;
@@ -75,15 +81,16 @@ DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
           ++i;
         } else if (c == '\n') {
           // ".\n": not the end (only CR LF . CR LF is); a line holding ".".
-          out.push_back('.');
-          ++content_size_;
+          leading_dot(out);
           end_bare_line(out);
           ++i;
         } else {
           // A stuffed dot: drop it and read c as content (RFC 5321 4.5.2).
           // It does not count towards the 1000-octet line limit either
           // (4.5.3.1.6: "not counting the leading dot duplicated for
-          // transparency").
+          // transparency").  Wire output keeps it when the content line
+          // starts with "." (the encoder would stuff that line again).
+          if (c == '.' && output_ == Output::kWire) out.push_back('.');
           state_ = State::kMiddle;
           --line_len_;
         }
@@ -94,8 +101,7 @@ DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
           // line before it did not end in CR LF, so this is not CR LF . CR LF
           // and must not end the data (SMTP smuggling, SECURITY.md 1).  It is
           // a content line holding "."; the encoder re-stuffs it.
-          out.push_back('.');
-          ++content_size_;
+          leading_dot(out);
           end_line(out);
           ++i;
           break;
@@ -108,8 +114,7 @@ DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
           return r;
         }
         // ".\r" then not LF: a line holding "." ended by a bare CR.
-        out.push_back('.');
-        ++content_size_;
+        leading_dot(out);
         end_bare_line(out);
         break;
     }

@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "smtp/data_encoder.hpp"
 
@@ -365,6 +366,40 @@ TEST(DataDecoder, CanBeFedAgainAfterTheEndForTheNextMessage) {
   DataDecoder::Result r2 = d.feed(std::string_view(in).substr(r1.consumed), out);
   EXPECT_TRUE(r2.done);
   EXPECT_EQ(out, ".b\r\n");
+}
+
+// Wire output is exactly what DataEncoder makes of the content, for every
+// input shape above (valid, smuggling, bare endings, dot lines) and every
+// split of the input into two feeds.
+std::string encode_content(std::string_view in) {
+  DataDecoder d;
+  std::string content, wire;
+  d.feed(in, content);
+  DataEncoder enc;
+  enc.encode(content, wire);
+  return wire;
+}
+
+TEST(DataDecoder, WireOutputIsTheEncodedContent) {
+  std::vector<std::string> inputs;
+  for (const auto& c : kValidCases) inputs.emplace_back(c.in);
+  for (const auto& c : kSmuggleCases) inputs.push_back("x" + c.terminator + kSmuggled + ".\r\n");
+  for (const char* in : {"..\r\n.\r\n", "...\r\n.\r\n", ".x\r\n.\r\n", ".\n.\r\n", ".\rx\r\n.\r\n",
+                         "a\n.\r\n.\r\n", "a\r.\r\nb\r\n.\r\n", "..\n..\r..\r\n.\r\n"})
+    inputs.emplace_back(in);
+  for (const std::string& in : inputs) {
+    const std::string want = encode_content(in);
+    for (std::size_t cut = 0; cut <= in.size(); ++cut) {
+      DataDecoder d(DataDecoder::Output::kWire);
+      DataDecoder content_decoder;
+      std::string wire, content;
+      DataDecoder::Result r = d.feed(std::string_view(in).substr(0, cut), wire);
+      if (!r.done) d.feed(std::string_view(in).substr(cut), wire);
+      content_decoder.feed(in, content);
+      EXPECT_EQ(wire, want) << "input " << testing::PrintToString(in) << " cut at " << cut;
+      EXPECT_EQ(d.content_size(), content.size()) << testing::PrintToString(in);
+    }
+  }
 }
 
 }  // namespace

@@ -4,6 +4,11 @@
 // The first `memory_limit` bytes stay in memory; the rest goes to a
 // temporary file that is unlinked from the start (O_TMPFILE), so a 50 MB
 // message costs bounded memory and a crash leaves nothing behind.
+//
+// The memory part is recycled through a small per-thread cache: without
+// it every message grew a fresh string by doubling (a copy per doubling)
+// into pages the kernel had to fault in, which was most of the copying
+// cost of a 100 KB message.  Per thread, so no lock on the data path.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +19,7 @@ namespace smtplb::client {
 
 class ReplayBuffer {
  public:
-  ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir)
-      : memory_limit_(memory_limit), temp_dir_(std::move(temp_dir)) {}
+  ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir);
   ~ReplayBuffer();
   ReplayBuffer(const ReplayBuffer&) = delete;
   ReplayBuffer& operator=(const ReplayBuffer&) = delete;
@@ -28,6 +32,10 @@ class ReplayBuffer {
   // Reads up to `max` bytes at `offset` into `out` (replacing it).
   bool read(std::uint64_t offset, std::size_t max, std::string& out) const;
   void clear();
+
+  // What this thread's cache keeps for the next message, at most.
+  static constexpr std::size_t kCachedBuffers = 8;
+  static constexpr std::size_t kCachedBytes = 4 << 20;
 
  private:
   std::uint64_t memory_limit_;

@@ -97,6 +97,10 @@ def run_messages(w: Workload, scale: float) -> int:
     return max(2, int(w.messages * scale) // 2 * 2)
 
 
+def latency_messages(w: Workload, scale: float) -> int:
+    return max(20, int(w.latency_messages * scale) // 2 * 2)
+
+
 # ---------------------------------------------------------------- processes
 
 
@@ -195,7 +199,7 @@ def latency_probe(runner: Runner, args, w: Workload, ports: list[int], tag: str)
     for i, port in enumerate(ports):
         argv = [args.smtp_load, "--server", f"127.0.0.1:{port}",
                 "-c", str(max(1, LATENCY_CONNECTIONS // len(ports))), "-m", per_conn,
-                "-s", str(w.size), "-n", str(w.latency_messages // len(ports)),
+                "-s", str(w.size), "-n", str(latency_messages(w, args.scale) // len(ports)),
                 "--threads", "1", "--id-prefix", f"{tag}-{i}", "--timeout", "30"]
         docs.append(run_smtp_load(runner, argv, f"{tag} latency", args.run_timeout))
     failed = sum(d["messages_failed"] for d in docs)

@@ -2,8 +2,8 @@
 
 smtp_load sends ~1 KB messages, one per connection, through the middle box
 (smtplb or HAProxy) to two smtp-sinks for a fixed time, while sink A is
-killed with SIGKILL every KILL_PERIOD seconds and restarted on the same port
-RESTART_AFTER seconds later.  Every message carries an X-Test-Id; the sinks
+killed with SIGKILL every KILL_PERIOD seconds (a third of the run, if that
+is shorter) and restarted on the same port RESTART_AFTER seconds later.  Every message carries an X-Test-Id; the sinks
 dump each message to its own file (smtp-sink -d), and at the end the ids
 the client saw accepted are matched against the ids that arrived:
 
@@ -36,9 +36,10 @@ ID_RE = re.compile(rb"^X-Test-Id: (\S+)", re.M)
 
 def killer(runner: Runner, args, sink: dict, dump: Path, stop: threading.Event,
            kills: list[float]) -> None:
-    """SIGKILLs sink A every KILL_PERIOD s and starts it again on its port."""
+    """SIGKILLs sink A every period and starts it again on its port."""
     import compare  # noqa: E402 (its start_sink)
-    while not stop.wait(KILL_PERIOD):
+    period = min(KILL_PERIOD, args.failover_seconds / 3)
+    while not stop.wait(period):
         sink["proc"].send_signal(signal.SIGKILL)
         sink["proc"].wait()
         kills.append(time.monotonic())
@@ -89,6 +90,7 @@ def measure(runner: Runner, args, system: str) -> dict:
             raise BenchError(f"{tag}: {system} exited with status {box.returncode}")
         res = {
             "system": system, "seconds": args.failover_seconds, "kills": len(kills),
+            "kill_period_s": min(KILL_PERIOD, args.failover_seconds / 3),
             "accepted": len(accepted), "msgs_per_s": doc["msgs_per_s"],
             "p50_ms": doc["connect_latency_ms"]["p50"], "p99_ms": doc["connect_latency_ms"]["p99"],
             "failed": doc["messages_failed"], "errors": doc.get("errors", {}),

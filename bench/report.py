@@ -230,14 +230,15 @@ pooled backend sessions, info-level logging of every transaction to a file).
     if chart:
         parts.append(f"![msgs/s and CPU per message by workload and system]({chart})\n")
     if doc.get("failover"):
+        period = doc["failover"][0].get("kill_period_s", 4.0)
         parts.append(f"""\
 ## Failover: a backend killed with SIGKILL every few seconds
 
 {failover_table(doc)}
 
 smtp_load (20 connections, ~1 KB, one message per connection) through the
-middle box while sink A is killed with SIGKILL every 4 s and restarted on
-the same port 0.5 s later.  The sinks write every message to its own file
+middle box while sink A is killed with SIGKILL every {period:g} s and
+restarted on the same port 0.5 s later.  The sinks write every message to its own file
 (`smtp-sink -d`), so this row's msgs/s is not comparable with the table
 above.  Every X-Test-Id the client saw accepted is looked up in those files.
 **failed at the client**: transactions the client saw fail (it reconnects

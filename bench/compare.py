@@ -48,6 +48,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -58,7 +59,7 @@ from pathlib import Path
 
 from benchlib import (BenchError, Runner, free_port, haproxy_tcp_config, make_workdir,
                       proc_cpu_seconds, run_smtp_load, run_smtp_source, scan_smtplb_log,
-                      smtplb_round_robin_config, wait_listening)
+                      smtplb_round_robin_config, system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -90,6 +91,12 @@ WORKLOADS = (
     Workload("10MB", 10 * KB * KB, False, 4, 150, 2, 20),
     Workload("500 conns", 1 * KB, False, 500, 40000, 1, 2000),
 )
+
+
+def children_cpu_seconds() -> float:
+    """CPU of this process's reaped children (the load generators)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def run_messages(w: Workload, scale: float) -> int:
@@ -236,8 +243,15 @@ def measure(runner: Runner, args, w: Workload, system: str, rep: int) -> dict:
             ports = [port]
             res["config"] = cfg.read_text()
         cpu0 = proc_cpu_seconds(box.pid) if box else None
+        gen0, sys0 = children_cpu_seconds(), system_cpu()
         wall = run_sources(runner, args, w, ports, messages, tag)
+        gen1, sys1 = children_cpu_seconds(), system_cpu()
         cpu1 = proc_cpu_seconds(box.pid) if box else None
+        # Is the load generator the limit?  Its own CPU per message, and how
+        # busy the whole machine was (100%: every core was working).
+        res["loadgen_cpu_us_per_msg"] = (gen1 - gen0) / messages * 1e6
+        busy, total = sys1[0] - sys0[0], sys1[1] - sys0[1]
+        res["machine_busy_pct"] = 100.0 * busy / total if total > 0 else None
         res["wall_s"] = wall
         res["msgs_per_s"] = messages / wall
         res["cpu_us_per_msg"] = (cpu1 - cpu0) / messages * 1e6 if box else None
@@ -303,6 +317,8 @@ def summarize(runs: list[dict], workloads) -> list[dict]:
                 "p50_ms": median_range([x["p50_ms"] for x in lat]),
                 "p99_ms": median_range([x["p99_ms"] for x in lat]),
                 "client_cpu_pct": median_range([x["client_cpu_pct_of_wall"] for x in lat]),
+                "loadgen_cpu_us_per_msg": median_range([r["loadgen_cpu_us_per_msg"] for r in mine]),
+                "machine_busy_pct": median_range([r["machine_busy_pct"] for r in mine]),
                 "lost": sum(r["lost"] for r in mine),
                 "duplicated": sum(r["duplicated"] for r in mine),
             }

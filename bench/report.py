@@ -97,7 +97,7 @@ def main_table(doc: dict) -> str:
     for r in doc["rows"]:
         if "msgs_per_s" not in r:
             rows.append([r["workload"], r["system"], "FAILED: " + "; ".join(r["errors"])[:200]]
-                        + [""] * 9)
+                        + [""] * 12)
             continue
         rows.append([
             r["workload"], r["system"], mrange(r["msgs_per_s"], ".0f"),
@@ -106,10 +106,12 @@ def main_table(doc: dict) -> str:
             f(None if not r["peak_rss_kb"] else med(r["peak_rss_kb"]) / 1024, ".1f"),
             f(med(r["p50_ms"]), ".2f"), f(med(r["p99_ms"]), ".2f"),
             f(r["p99_added_ms"], "+.2f"), f"{r['lost']} / {r['duplicated']}",
+            f(med(r.get("loadgen_cpu_us_per_msg")), ".0f"), f(med(r.get("machine_busy_pct")), ".0f"),
+            f(med(r.get("client_cpu_pct")), ".0f"),
         ])
     return table(["workload", "system", "msgs/s median (min–max)", "× direct", "× HAProxy",
                   "CPU µs/msg", "peak RSS MB", "p50 ms", "p99 ms", "p99 added ms",
-                  "lost / dup"], rows)
+                  "lost / dup", "smtp-source µs/msg", "machine busy %", "smtp_load CPU %"], rows)
 
 
 def targets(doc: dict) -> str:
@@ -226,6 +228,11 @@ pooled backend sessions, info-level logging of every transaction to a file).
   to that 250.  **p99 added**: over direct, same workload.
 - **lost / dup**: what the sinks counted (`smtp-sink -c`) against what the
   clients had accepted, summed over the repetitions.
+- Is the client the bottleneck?  **smtp-source µs/msg**: the load
+  generator's own CPU per message; **machine busy %**: both cores during the
+  run (near 100: the machine, shared by everything, is the limit, not one
+  process); **smtp_load CPU %**: the latency client's CPU over its wall time
+  (well under 100: it was waiting for the servers, not for itself).
 """]
     if chart:
         parts.append(f"![msgs/s and CPU per message by workload and system]({chart})\n")

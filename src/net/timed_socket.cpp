@@ -3,10 +3,12 @@
 namespace smtplb::net {
 
 void TimedSocket::arm(Duration d) {
-  std::uint64_t gen = ++state_->generation;
-  state_->fired = false;
-  timer_.expires_after(d);
-  timer_.async_wait([st = state_, gen, this](error_code ec) {
+  if (!deadline_) deadline_ = std::make_shared<Deadline>(sock_.get_executor());
+  Deadline& dl = *deadline_;
+  std::uint64_t gen = ++dl.generation;
+  dl.fired = false;
+  dl.timer.expires_after(d);
+  dl.timer.async_wait([st = deadline_, gen, this](error_code ec) {
     if (ec || !st->alive || gen != st->generation) return;
     st->fired = true;
     error_code ignored;
@@ -15,10 +17,18 @@ void TimedSocket::arm(Duration d) {
 }
 
 error_code TimedSocket::disarm(error_code ec) {
-  ++state_->generation;
-  timer_.cancel();
-  if (state_->fired && ec == asio::error::operation_aborted) return asio::error::timed_out;
+  ++deadline_->generation;
+  deadline_->timer.cancel();
+  if (deadline_->fired && ec == asio::error::operation_aborted) return asio::error::timed_out;
   return ec;
+}
+
+void TimedSocket::release_timer() {
+  if (!deadline_) return;
+  // A wait still pending holds the block until its handler has run.
+  deadline_->alive = false;
+  deadline_->timer.cancel();
+  deadline_.reset();
 }
 
 awaitable<error_code> TimedSocket::connect(const tcp::endpoint& ep, Duration d) {

@@ -2,11 +2,13 @@
 //
 // One timer per socket, armed around each operation: when it fires the
 // socket's operations are cancelled and the operation reports
-// asio::error::timed_out.  The timer's handler shares a small state block
-// with the socket rather than pointing at it: the handler can run after the
+// asio::error::timed_out.  The timer lives in a small block it shares with
+// its handler rather than in the socket: the handler can run after the
 // operation completed and the socket was destroyed (both finished in one
-// reactor pass), and it must then do nothing.  An operation that completed
-// on its own is never reported as timed out.
+// reactor pass), and it must then do nothing.  The block is made at the
+// first operation and can be given back between operations
+// (release_timer()), so a socket nobody is waiting on costs no timer.  An
+// operation that completed on its own is never reported as timed out.
 //
 // TLS (STARTTLS, implicit TLS, either side) is a layer the socket may gain
 // once: after handshake() every read and write goes through OpenSSL.  The
@@ -27,9 +29,9 @@ class TimedSocket {
  public:
   using Duration = std::chrono::milliseconds;
 
-  explicit TimedSocket(asio::any_io_executor ex) : timer_(ex), sock_(ex) {}
-  explicit TimedSocket(tcp::socket sock) : timer_(sock.get_executor()), sock_(std::move(sock)) {}
-  ~TimedSocket() { state_->alive = false; }
+  explicit TimedSocket(asio::any_io_executor ex) : sock_(std::move(ex)) {}
+  explicit TimedSocket(tcp::socket sock) : sock_(std::move(sock)) {}
+  ~TimedSocket() { release_timer(); }
   TimedSocket(const TimedSocket&) = delete;
   TimedSocket& operator=(const TimedSocket&) = delete;
 
@@ -59,6 +61,9 @@ class TimedSocket {
   bool prepare_client_tls(asio::ssl::context& ctx, const std::string& server_name, bool verify,
                           SSL_SESSION* resume);
 
+  // Frees the deadline timer while no operation is pending (the next one
+  // makes it again): for sockets that wait long without an operation.
+  void release_timer();
   // Cancels whatever is pending (shutdown, a forced close); the operation
   // sees operation_aborted.
   void cancel() {
@@ -81,10 +86,12 @@ class TimedSocket {
   tcp::socket& socket() { return sock_; }
 
  private:
-  struct TimerState {
+  struct Deadline {
+    explicit Deadline(const asio::any_io_executor& ex) : timer(ex) {}
+    asio::steady_timer timer;
     std::uint64_t generation = 0;
     bool fired = false;
-    bool alive = true;  // false once the TimedSocket is gone
+    bool alive = true;  // false once the TimedSocket is gone or let it go
   };
 
   void arm(Duration d);
@@ -95,10 +102,9 @@ class TimedSocket {
   awaitable<std::tuple<error_code, std::size_t>> start_read(asio::mutable_buffer buf);
   awaitable<std::tuple<error_code, std::size_t>> start_write(asio::const_buffer buf);
 
-  asio::steady_timer timer_;  // declared first: sock_ is built from its executor
   tcp::socket sock_;
-  std::unique_ptr<TlsStream> tls_;  // after handshake(); borrows sock_
-  std::shared_ptr<TimerState> state_ = std::make_shared<TimerState>();
+  std::unique_ptr<TlsStream> tls_;      // after handshake(); borrows sock_
+  std::shared_ptr<Deadline> deadline_;  // made by arm()
 };
 
 }  // namespace smtplb::net

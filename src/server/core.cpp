@@ -29,6 +29,7 @@ client::PoolRuntime* CoreView::pool(std::string_view name) const {
 
 Core::Core(int index, Shared& shared)
     : index_(index), shared_(shared), view_(build_view(shared.generation)) {
+  sessions_.prev = sessions_.next = &sessions_;
   make_lookup(view_->cfg());
 }
 
@@ -99,7 +100,11 @@ std::shared_ptr<client::PoolRuntime> Core::recipient_pool(
   return rt;
 }
 
-Core::~Core() = default;
+Core::~Core() {
+  // The io_context, destroyed next, destroys the handlers of parked
+  // sessions, which unpark: park_timer_ is gone by then.
+  destroying_ = true;
+}
 
 std::shared_ptr<CoreView> Core::build_view(std::shared_ptr<const Generation> gen) const {
   auto view = std::make_shared<CoreView>(gen);
@@ -271,8 +276,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     auto slot = std::make_unique<ConnectionSlot>(shared_.limiter, ip);
     auto session = std::make_unique<FrontendSession>(*this, std::move(view), *l, std::move(sock),
                                                      ep, std::move(slot));
-    asio::co_spawn(
-        io_, [s = std::move(session)]() -> awaitable<void> { co_await s->run(); }, asio::detached);
+    FrontendSession::start(std::move(session));
   }
 }
 
@@ -340,6 +344,70 @@ awaitable<void> Core::sweep_loop() {
   }
 }
 
+void Core::add(FrontendSession* s) {
+  SessionLink* l = s;
+  l->prev = sessions_.prev;
+  l->next = &sessions_;
+  sessions_.prev->next = l;
+  sessions_.prev = l;
+  ++session_count_;
+}
+
+void Core::remove(FrontendSession* s) {
+  SessionLink* l = s;
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l->next = nullptr;
+  --session_count_;
+}
+
+std::vector<FrontendSession*> Core::session_list() const {
+  std::vector<FrontendSession*> v;
+  v.reserve(session_count_);
+  for (const SessionLink* l = sessions_.next; l != &sessions_; l = l->next)
+    v.push_back(static_cast<FrontendSession*>(const_cast<SessionLink*>(l)));
+  return v;
+}
+
+Core::Parked::iterator Core::park(Clock::time_point deadline, FrontendSession* s) {
+  auto it = parked_.emplace(deadline, s);
+  if (deadline < park_timer_at_) {
+    park_timer_at_ = deadline;
+    park_timer_.expires_at(deadline);
+    park_timer_.async_wait([this](error_code ec) {
+      if (!ec) on_park_timer();
+    });
+  }
+  return it;
+}
+
+void Core::unpark(Parked::iterator it) {
+  parked_.erase(it);
+  if (!parked_.empty() || destroying_) return;
+  // Nothing to wait for: a shutting down core's io_context must run out
+  // of work once its sessions are gone.
+  park_timer_at_ = Clock::time_point::max();
+  park_timer_.cancel();
+}
+
+void Core::on_park_timer() {
+  // A wait that was re-armed to an earlier deadline may still come here
+  // once: nothing expired then, and the timer is armed for the first one.
+  const auto now = Clock::now();
+  park_timer_at_ = Clock::time_point::max();
+  while (!parked_.empty() && parked_.begin()->first <= now) {
+    FrontendSession* s = parked_.begin()->second;
+    parked_.erase(parked_.begin());
+    s->on_park_deadline();
+  }
+  if (parked_.empty()) return;
+  park_timer_at_ = parked_.begin()->first;
+  park_timer_.expires_at(park_timer_at_);
+  park_timer_.async_wait([this](error_code ec) {
+    if (!ec) on_park_timer();
+  });
+}
+
 void Core::begin_shutdown() {
   asio::post(io_, [this] {
     shutting_down_ = true;
@@ -355,15 +423,13 @@ void Core::begin_shutdown() {
       if (auto b = w.lock()) quit_idle(*b, true, now);
     for (auto& [key, w] : recipient_hosts_)
       if (auto b = w.lock()) quit_idle(*b, true, now);
-    for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
-      s->on_shutdown();
+    for (auto* s : session_list()) s->on_shutdown();
   });
 }
 
 void Core::force_close() {
   asio::post(io_, [this] {
-    for (auto* s : std::vector<FrontendSession*>(sessions_.begin(), sessions_.end()))
-      s->force_close();
+    for (auto* s : session_list()) s->force_close();
   });
 }
 

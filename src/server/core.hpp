@@ -32,6 +32,13 @@ namespace smtplb::server {
 
 class FrontendSession;
 
+// A session's place in its core's list (FrontendSession derives from it):
+// listing a session allocates nothing.
+struct SessionLink {
+  SessionLink* prev = nullptr;
+  SessionLink* next = nullptr;
+};
+
 // What all cores share.  `generation` is replaced on reload by the first
 // core (which also runs the admin API and the health checks, its only
 // readers); the other cores get their copy through Core::adopt.
@@ -133,10 +140,17 @@ class Core {
   bool shutting_down() const { return shutting_down_; }
   int index() const { return index_; }
   std::string next_session_id();
-  std::size_t session_count() const { return sessions_.size(); }
+  std::size_t session_count() const { return session_count_; }
 
-  void add(FrontendSession* s) { sessions_.insert(s); }
-  void remove(FrontendSession* s) { sessions_.erase(s); }
+  void add(FrontendSession* s);
+  void remove(FrontendSession* s);
+
+  // Sessions parked between commands (FrontendSession::park), by deadline:
+  // one timer for all of them, so a parked session holds no timer wait of
+  // its own.  At its deadline a session gets on_park_deadline().
+  using Parked = std::multimap<Clock::time_point, FrontendSession*>;
+  Parked::iterator park(Clock::time_point deadline, FrontendSession* s);
+  void unpark(Parked::iterator it);
 
  private:
   awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string listener);
@@ -145,6 +159,10 @@ class Core {
   std::shared_ptr<CoreView> build_view(std::shared_ptr<const Generation> gen) const;
   void make_lookup(const config::Config& cfg);
   void quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now);
+  // The sessions as they are now (what is called may end some).
+  std::vector<FrontendSession*> session_list() const;
+  // Wakes the parked sessions whose deadline passed; waits for the next.
+  void on_park_timer();
 
   // 64 KiB: one DATA read, or every command a pipelining client sent.
   std::vector<char> scratch_ = std::vector<char>(64 * 1024);
@@ -153,10 +171,13 @@ class Core {
   Shared& shared_;
   // Declaration order is destruction order, reversed, and it matters: the
   // io_context destroys the coroutine frames still in it (sessions cut
-  // off by a forced stop), whose destructors use sessions_; everything
-  // holding sockets or timers (pools, acceptors, the sweep timer) must go
-  // before the io_context.
-  std::set<FrontendSession*> sessions_;
+  // off by a forced stop, parked sessions' handlers), whose destructors use
+  // sessions_ and parked_; everything holding sockets or timers (pools,
+  // acceptors, the sweep and park timers) must go before the io_context.
+  SessionLink sessions_;  // circular, this one the head
+  std::size_t session_count_ = 0;
+  Parked parked_;
+  bool destroying_ = false;  // ~Core() has begun: park_timer_ is gone
   asio::io_context io_{1};
   std::shared_ptr<CoreView> view_;
   // Backends a reload removed whose runtimes sessions of older views may
@@ -177,6 +198,8 @@ class Core {
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;
   asio::steady_timer sweep_timer_{io_};
+  asio::steady_timer park_timer_{io_};
+  Clock::time_point park_timer_at_ = Clock::time_point::max();  // max: not armed
 };
 
 }  // namespace smtplb::server

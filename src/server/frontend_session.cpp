@@ -54,6 +54,25 @@ std::string ip_text(const std::array<std::uint8_t, 16>& ip) {
   return a.to_string();
 }
 
+// Asio keeps freed operation memory per thread and hands it to the next
+// operation that fits: a parked session's wait would take the block of
+// whatever ran before it (an accept's, 336 bytes) and hold it as long as
+// the session stays parked.  This allocator is not recycled: the wait
+// costs its own size.
+template <class T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p); }
+  template <class U>
+  bool operator==(const ExactAllocator<U>&) const {
+    return true;
+  }
+};
+
 bool is_own_error(const smtp::Reply& r) {
   // Protocol errors the client made, counted towards limits.max_errors.
   return r.code == 500 || r.code == 501 || r.code == 503 || r.code == 555;
@@ -70,7 +89,9 @@ FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
       listener_(&listener),
       sock_(std::move(sock)),
       slot_(std::move(slot)),
-      id_(core.next_session_id()) {
+      id_{} {
+  const std::string id = core.next_session_id();
+  id.copy(id_.data(), id_.size() - 1);
   client_ip_ = ip_string(peer);
   client_port_ = peer.port();
   ip_ = ip_bytes(peer);
@@ -80,11 +101,19 @@ FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
 }
 
 FrontendSession::~FrontendSession() {
+  if (parked_) core_.unpark(parked_at_);
   core_.remove(this);
 }
 
 void FrontendSession::on_shutdown() {
   if (idle_wait_) sock_.cancel();
+}
+
+void FrontendSession::on_park_deadline() {
+  // The Core has already dropped its entry.
+  parked_ = false;
+  park_expired_ = true;
+  sock_.cancel();
 }
 
 void FrontendSession::force_close() {
@@ -106,10 +135,20 @@ awaitable<bool> FrontendSession::flush() {
   co_return !ec;
 }
 
-awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& line) {
+awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& line,
+                                                                  bool may_park) {
   // client_command bounds the whole line, not each read (SECURITY.md 7:
   // one byte every few seconds must not hold the session).
   std::optional<Clock::time_point> line_deadline;
+  if (may_park && park_deadline_ != Clock::time_point{}) {
+    // Woken up: the wait was this line's first, and the bytes that ended
+    // it are read before parking again.
+    line_deadline = park_deadline_;
+    park_deadline_ = {};
+    may_park = false;
+    ReadResult woke = std::exchange(woke_, ReadResult::kLine);
+    if (woke != ReadResult::kLine) co_return woke;
+  }
   for (;;) {
     auto item = reader_.next();
     if (item.kind == smtp::LineReader::Kind::kLine) {
@@ -119,17 +158,21 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
     if (item.kind == smtp::LineReader::Kind::kTooLong) co_return ReadResult::kTooLong;
     // About to wait for the client: the replies so far go out now.
     if (!co_await flush()) co_return ReadResult::kClosed;
-    if (forced_ || (core_.shutting_down() && !envelope_)) co_return ReadResult::kShutdown;
-    idle_wait_ = !envelope_;
+    if (forced_ || (core_.shutting_down() && !txn_)) co_return ReadResult::kShutdown;
+    idle_wait_ = !txn_;
     if (!line_deadline) line_deadline = Clock::now() + cfg_->timeouts.client_command;
     auto left = std::chrono::duration_cast<Duration>(*line_deadline - Clock::now());
     if (left <= Duration::zero()) co_return ReadResult::kTimeout;
+    if (may_park && can_park()) {
+      park_deadline_ = *line_deadline;
+      co_return ReadResult::kParked;
+    }
     auto [ec, n] = co_await read_input(read_bound(left));
     idle_wait_ = false;
     if (ec == asio::error::timed_out) co_return ReadResult::kTimeout;
     if (ec == asio::error::operation_aborted) co_return ReadResult::kShutdown;
     if (ec) co_return ReadResult::kClosed;
-    reader_.append(std::string_view(input_, n));
+    reader_.append(std::string_view(input(), n));
   }
 }
 
@@ -139,11 +182,9 @@ awaitable<std::pair<error_code, std::size_t>> FrontendSession::read_input(Durati
     // reads go through it, into the session's own buffer (OpenSSL's own
     // state costs tens of KB a connection anyway).
     if (!tls_input_) tls_input_ = std::make_unique<std::array<char, kTlsReadSize>>();
-    input_ = tls_input_->data();
     auto r = co_await sock_.read_some(asio::buffer(*tls_input_), d);
     co_return r;
   }
-  input_ = static_cast<const char*>(core_.scratch().data());
   auto r = co_await sock_.read_when_ready(core_.scratch(), d);
   co_return r;
 }
@@ -155,7 +196,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
   const auto deadline = Clock::now() + kProxyHeaderTimeout;
   auto refuse = [&](std::string_view why) {
     log::Record("proxy_refused")
-        .add("s", id_)
+        .add("s", id())
         .add("listener", listener_->name)
         .add("peer", client_ip_)
         .add("reason", why)
@@ -179,7 +220,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
       reader_.append(std::string_view(in).substr(p.consumed));
       trusted_ = is_trusted(*cfg_, ip_);
       log::Record("proxy")
-          .add("s", id_)
+          .add("s", id())
           .add("peer", peer)
           .add("client", client_ip_)
           .add("port", client_port_)
@@ -250,7 +291,7 @@ awaitable<bool> FrontendSession::start_tls() {
   if (ec) {
     core_.shared().tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
     log::Record("tls_failed")
-        .add("s", id_)
+        .add("s", id())
         .add("listener", listener_->name)
         .add("client", client_ip_)
         .add("reason",
@@ -258,14 +299,14 @@ awaitable<bool> FrontendSession::start_tls() {
         .emit(spdlog::level::info);
     co_return false;
   }
-  tls_ = net::tls_info(sock_.tls_handle());
+  tls_ = std::make_unique<net::TlsInfo>(net::tls_info(sock_.tls_handle()));
   core_.shared().tls_handshakes.fetch_add(1, std::memory_order_relaxed);
   log::Record("tls")
-      .add("s", id_)
+      .add("s", id())
       .add("client", client_ip_)
-      .add("version", tls_.version)
-      .add("cipher", tls_.cipher)
-      .add("resumed", tls_.resumed ? "yes" : "no")
+      .add("version", tls_->version)
+      .add("cipher", tls_->cipher)
+      .add("resumed", tls_->resumed ? "yes" : "no")
       .emit(spdlog::level::debug);
   co_return true;
 }
@@ -273,7 +314,7 @@ awaitable<bool> FrontendSession::start_tls() {
 void FrontendSession::discard_pipelined_before_tls() {
   if (!reader_.has_pending()) return;
   log::Record("starttls_pipelined")
-      .add("s", id_)
+      .add("s", id())
       .add("client", client_ip_)
       .add("discarded", static_cast<long long>(reader_.pending().size()))
       .emit(spdlog::level::warn);
@@ -283,7 +324,7 @@ void FrontendSession::discard_pipelined_before_tls() {
 std::optional<smtp::Reply> FrontendSession::starttls_refusal() const {
   if (sock_.is_tls()) return replies::bad_sequence("TLS already active");
   if (listener_->tls.mode != config::TlsMode::kStartTls) return replies::tls_not_available();
-  if (envelope_) return replies::bad_sequence("STARTTLS inside a transaction");
+  if (txn_) return replies::bad_sequence("STARTTLS inside a transaction");
   return std::nullopt;
 }
 
@@ -293,7 +334,7 @@ std::optional<smtp::Reply> FrontendSession::auth_refusal() const {
   if (!sock_.is_tls()) return replies::auth_needs_tls();
   if (greeting_ != Greeting::kEhlo) return replies::bad_sequence("send EHLO first");
   if (!auth_user_.empty()) return replies::auth_already_done();
-  if (envelope_) return replies::bad_sequence("AUTH inside a transaction");
+  if (txn_) return replies::bad_sequence("AUTH inside a transaction");
   return std::nullopt;
 }
 
@@ -302,7 +343,7 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
   if (!shared.auth_throttle->on_attempt(ip_, Clock::now()).allowed) {
     shared.auth_locked_out.fetch_add(1, std::memory_order_relaxed);
     log::Record("auth_refused")
-        .add("s", id_)
+        .add("s", id())
         .add("client", client_ip_)
         .add("reason", "too many failed attempts from this address")
         .emit(spdlog::level::warn);
@@ -347,7 +388,7 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
   shared.auth_throttle->on_success(ip_);
   auth_user_ = credentials.username;
   log::Record("auth")
-      .add("s", id_)
+      .add("s", id())
       .add("client", client_ip_)
       .add("user", auth_user_)
       .add("mechanism", smtp::sasl::to_string(credentials.mechanism))
@@ -360,7 +401,7 @@ awaitable<smtp::Reply> FrontendSession::auth_failure(std::string_view user, smtp
   shared.auth_failed.fetch_add(1, std::memory_order_relaxed);
   auto delay = shared.auth_throttle->on_failure(ip_, Clock::now());
   log::Record("auth_failed")
-      .add("s", id_)
+      .add("s", id())
       .add("client", client_ip_)
       .add("user", user)
       .add("delay_ms", static_cast<long long>(
@@ -382,26 +423,95 @@ void FrontendSession::forget_before_tls() {
   auth_user_.clear();
 }
 
-awaitable<void> FrontendSession::run() {
-  if (listener_->proxy_protocol && !co_await read_proxy_header()) {
-    sock_.close();
-    co_return;
+void FrontendSession::start(std::unique_ptr<FrontendSession> s) {
+  serve(std::move(s), true);
+}
+
+void FrontendSession::serve(std::unique_ptr<FrontendSession> s, bool fresh) {
+  // The lambda owns the session while the coroutine runs, and hands it to
+  // park() when the coroutine ends with the session waiting.
+  auto& io = s->core_.io();
+  asio::co_spawn(
+      io,
+      [s = std::move(s), fresh]() mutable -> awaitable<void> {
+        bool parked = co_await s->run(fresh);
+        if (parked) park(std::move(s));
+      },
+      asio::detached);
+}
+
+bool FrontendSession::can_park() const {
+  // Under TLS, OpenSSL may hold decrypted bytes the socket does not show;
+  // a transaction with a backend keeps its coroutine (rare while idle).
+  return !reader_.has_pending() && !sock_.is_tls() && !tx_ && out_.empty();
+}
+
+void FrontendSession::park(std::unique_ptr<FrontendSession> s) {
+  FrontendSession& self = *s;
+  self.shrink_buffers();
+  self.sock_.release_timer();
+  auto left = std::chrono::duration_cast<Duration>(self.park_deadline_ - Clock::now());
+  self.parked_at_ =
+      self.core_.park(Clock::now() + self.read_bound(std::max(Duration(1), left)), &self);
+  self.parked_ = true;
+  self.sock_.socket().async_wait(
+      tcp::socket::wait_read,
+      asio::bind_allocator(ExactAllocator<void>(),
+                           [s = std::move(s)](error_code ec) mutable { wake(std::move(s), ec); }));
+}
+
+void FrontendSession::wake(std::unique_ptr<FrontendSession> s, error_code ec) {
+  // The same outcomes as a read_line wait's (timeout, shutdown, closed);
+  // readable: read_line reads what came.
+  s->idle_wait_ = false;
+  if (s->parked_) s->core_.unpark(s->parked_at_);
+  s->parked_ = false;
+  // Like TimedSocket's deadline: a wait that ended on its own did not
+  // time out.
+  const bool expired = std::exchange(s->park_expired_, false);
+  if (expired && ec == asio::error::operation_aborted)
+    s->woke_ = ReadResult::kTimeout;
+  else if (ec == asio::error::operation_aborted)
+    s->woke_ = ReadResult::kShutdown;
+  else if (ec)
+    s->woke_ = ReadResult::kClosed;
+  serve(std::move(s), false);
+}
+
+void FrontendSession::shrink_buffers() {
+  // An empty string keeps its capacity; a copy of an empty reader has none
+  // and keeps its state (the tail of an over-long line being skipped).
+  std::string().swap(out_);
+  reader_.clear();
+  smtp::LineReader empty(reader_);
+  std::swap(reader_, empty);
+}
+
+awaitable<bool> FrontendSession::run(bool fresh) {
+  // One coroutine: GCC 12 built a separate one for the opening below with
+  // a corrupt frame (`this` read from the wrong offset).
+  if (fresh) {
+    if (listener_->proxy_protocol && !co_await read_proxy_header()) {
+      sock_.close();
+      co_return false;
+    }
+    if (listener_->tls.mode == config::TlsMode::kImplicit && !co_await start_tls()) {
+      sock_.close();
+      co_return false;
+    }
+    log::Record("connect")
+        .add("s", id())
+        .add("listener", listener_->name)
+        .add("client", client_ip_)
+        .add("port", client_port_)
+        .add("trusted", trusted_ ? "yes" : "no")
+        .emit(spdlog::level::debug);
+    queue(replies::banner(cfg_->hostname));
   }
-  if (listener_->tls.mode == config::TlsMode::kImplicit && !co_await start_tls()) {
-    sock_.close();
-    co_return;
-  }
-  log::Record("connect")
-      .add("s", id_)
-      .add("listener", listener_->name)
-      .add("client", client_ip_)
-      .add("port", client_port_)
-      .add("trusted", trusted_ ? "yes" : "no")
-      .emit(spdlog::level::debug);
-  queue(replies::banner(cfg_->hostname));
   std::string line;
   for (;;) {
-    ReadResult rr = co_await read_line(line);
+    ReadResult rr = co_await read_line(line, true);
+    if (rr == ReadResult::kParked) co_return true;
     if (rr == ReadResult::kClosed) break;
     // A client that keeps input buffered never waits on a read: the
     // session's bound is checked per command too.
@@ -465,12 +575,13 @@ awaitable<void> FrontendSession::run() {
     if (out_.size() > kMaxQueuedReplies && !co_await flush()) break;
   }
   if (tx_) tx_->abort();
-  if (envelope_) co_await end_transaction();
+  if (txn_) co_await end_transaction();
   if (!out_.empty()) {
     // Bounded: a client that stopped reading does not hold the session.
     co_await sock_.write_all(out_, std::chrono::seconds(5));
   }
   sock_.close();
+  co_return false;
 }
 
 smtp::Reply FrontendSession::ehlo_reply() const {
@@ -489,7 +600,7 @@ smtp::Reply FrontendSession::ehlo_reply() const {
 std::string FrontendSession::protocol_name() const {
   // RFC 3848 / RFC 6531: S for TLS, A for an authenticated client.
   std::string suffix = std::string(sock_.is_tls() ? "S" : "") + (auth_user_.empty() ? "" : "A");
-  if (envelope_ && envelope_->needs_smtputf8) return "UTF8SMTP" + suffix;
+  if (txn_ && txn_->envelope.needs_smtputf8) return "UTF8SMTP" + suffix;
   if (greeting_ == Greeting::kEhlo) return "ESMTP" + suffix;
   return suffix.empty() ? "SMTP" : "ESMTP" + suffix;
 }
@@ -500,7 +611,7 @@ awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd) {
     case Verb::kHelo:
     case Verb::kEhlo:
       // RFC 5321 4.1.4: EHLO in the middle of a transaction resets it.
-      if (envelope_) co_await end_transaction();
+      if (txn_) co_await end_transaction();
       co_return on_helo(cmd);
     case Verb::kMail:
       co_return on_mail(cmd);
@@ -559,7 +670,7 @@ void FrontendSession::adopt_current_view() {
 
 smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (greeting_ == Greeting::kNone) return replies::bad_sequence("send EHLO first");
-  if (envelope_) return replies::bad_sequence("nested MAIL command");
+  if (txn_) return replies::bad_sequence("nested MAIL command");
   if (listener_->require_tls && !sock_.is_tls()) return replies::tls_required();
   if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii()) return replies::utf8_needs_smtputf8();
   adopt_current_view();
@@ -595,11 +706,12 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   env.client.helo = helo_name_;
   env.client.proto = greeting_ == Greeting::kEhlo ? "ESMTP" : "SMTP";
   env.client.login = auth_user_;
-  envelope_ = std::move(env);
+  txn_ = std::make_unique<Transaction>();
+  txn_->envelope = std::move(env);
   tx_logged_ = false;
   ++tx_count_;
-  tx_id_ = id_ + "." + std::to_string(tx_count_);
-  tx_started_ = Clock::now();
+  txn_->id = std::string(id()) + "." + std::to_string(tx_count_);
+  txn_->started = Clock::now();
   return replies::sender_ok();
 }
 
@@ -611,8 +723,8 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
   std::optional<smtp::Reply> refusal;
   switch (t.kind) {
     case dns::MxTarget::Kind::kHosts:
-      mx_pool_ = core_.recipient_pool(view_->gen->cfg, p, domain, t);
-      if (!mx_pool_) refusal = replies::no_mail_host();  // only our own listeners
+      txn_->mx_pool = core_.recipient_pool(view_->gen->cfg, p, domain, t);
+      if (!txn_->mx_pool) refusal = replies::no_mail_host();  // only our own listeners
       break;
     case dns::MxTarget::Kind::kNxDomain:
       refusal = replies::domain_not_found();
@@ -630,8 +742,8 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
   }
   if (refusal) {
     log::Record("mx_lookup")
-        .add("s", id_)
-        .add("t", tx_id_)
+        .add("s", id())
+        .add("t", txn_->id)
         .add("pool", p.name)
         .add("domain", domain)
         .add("result", dns::to_string(t.kind))
@@ -640,11 +752,11 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
         .emit(spdlog::level::warn);
     co_return refusal;
   }
-  mx_domain_ = domain;
+  txn_->mx_domain = domain;
   if (t.stale)
     log::Record("mx_lookup")
-        .add("s", id_)
-        .add("t", tx_id_)
+        .add("s", id())
+        .add("t", txn_->id)
         .add("pool", p.name)
         .add("domain", domain)
         .add("result", "stale")
@@ -654,79 +766,79 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
 }
 
 awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
-  if (!envelope_) co_return replies::bad_sequence("need MAIL before RCPT");
+  if (!txn_) co_return replies::bad_sequence("need MAIL before RCPT");
   // max_recipients counts accepted recipients (RFC 5321 4.5.3.1.8); refused
   // ones are bounded too, so a client cannot probe addresses without end.
-  if (static_cast<int>(accepted_.size()) >= cfg_->limits.max_recipients ||
+  if (static_cast<int>(txn_->accepted.size()) >= cfg_->limits.max_recipients ||
       rcpt_attempts_ >= cfg_->limits.max_recipients + kMaxRefusedRecipients)
     co_return replies::too_many_recipients();
   ++rcpt_attempts_;
   const smtp::Mailbox& rcpt = cmd.path.mailbox;
-  if (!envelope_->needs_smtputf8 && rcpt.has_non_ascii()) {
-    refused_.push_back(rcpt.str());
+  if (!txn_->envelope.needs_smtputf8 && rcpt.has_non_ascii()) {
+    txn_->refused.push_back(rcpt.str());
     co_return replies::utf8_needs_smtputf8();
   }
   // An authenticated client may relay, like a trusted one.
   if (check_recipient(*cfg_, listener_->role, trusted_ || !auth_user_.empty(), rcpt) ==
       Verdict::kRelayDenied) {
-    refused_.push_back(rcpt.str());
+    txn_->refused.push_back(rcpt.str());
     log::Record("relay_denied")
-        .add("s", id_)
-        .add("t", tx_id_)
+        .add("s", id())
+        .add("t", txn_->id)
         .add("client", client_ip_)
         .add("rcpt", rcpt.str())
         .emit();
     co_return replies::relay_denied();
   }
   std::string domain = routing_domain(*cfg_, rcpt);
-  std::string sender_domain = smtp::ascii_lower(envelope_->sender.mailbox.domain);
+  std::string sender_domain = smtp::ascii_lower(txn_->envelope.sender.mailbox.domain);
   const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
   client::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool) {
-    refused_.push_back(rcpt.str());
+    txn_->refused.push_back(rcpt.str());
     co_return smtp::make_reply(550, "5.7.1", "No route for this recipient");
   }
   if (pool->cfg->mx == config::MxMode::kRecipient) {
     if (pool_ && pool_->cfg != pool->cfg) {
-      refused_.push_back(rcpt.str());
+      txn_->refused.push_back(rcpt.str());
       co_return replies::other_pool();
     }
     if (pool_) {
       // The transaction's hosts are its first recipient domain's.
-      if (domain != mx_domain_) {
-        refused_.push_back(rcpt.str());
+      if (domain != txn_->mx_domain) {
+        txn_->refused.push_back(rcpt.str());
         co_return replies::other_domain();
       }
       pool = pool_;
     } else {
       auto reply = co_await recipient_hosts(*pool->cfg, domain);
       if (reply) {
-        refused_.push_back(rcpt.str());
+        txn_->refused.push_back(rcpt.str());
         co_return *reply;
       }
-      pool = mx_pool_.get();
+      pool = txn_->mx_pool.get();
     }
   }
   if (pool_ && pool != pool_) {
-    refused_.push_back(rcpt.str());
+    txn_->refused.push_back(rcpt.str());
     co_return replies::other_pool();
   }
   if (!tx_) {
     pool_ = pool;
     tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
-                                                     *envelope_);
+                                                     txn_->envelope);
   }
   smtp::Reply r = co_await tx_->rcpt(cmd.path);
   if (r.code == 250 || r.code == 251)
-    accepted_.push_back(rcpt.str());
+    txn_->accepted.push_back(rcpt.str());
   else
-    refused_.push_back(rcpt.str());
+    txn_->refused.push_back(rcpt.str());
   co_return r;
 }
 
 awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
-  if (!envelope_) co_return replies::bad_sequence("need MAIL and RCPT before DATA");
-  if (accepted_.empty()) {
+  if (!txn_) co_return replies::bad_sequence("need MAIL and RCPT before DATA");
+  if (txn_->accepted.empty()) {
     if (rcpt_attempts_ == 0) co_return replies::bad_sequence("need RCPT before DATA");
     co_return replies::no_valid_recipients();
   }
@@ -747,9 +859,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   ri.client_ip = client_ip_;
   ri.hostname = cfg_->hostname;
   ri.protocol = protocol_name();
-  if (!tls_.version.empty()) ri.tls = tls_.version + " with cipher " + tls_.cipher;
-  ri.id = tx_id_;
-  if (accepted_.size() == 1) ri.recipient = accepted_.front();
+  if (tls_ && !tls_->version.empty()) ri.tls = tls_->version + " with cipher " + tls_->cipher;
+  ri.id = txn_->id;
+  if (txn_->accepted.size() == 1) ri.recipient = txn_->accepted.front();
   ri.when = std::chrono::system_clock::now();
   co_await tx_->data_chunk(received_field(ri));
 
@@ -810,7 +922,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_->hostname);
       co_return smtp::Reply{};
     }
-    chunk.assign(input_, n);
+    chunk.assign(input(), n);
   }
 
   smtp::Reply final_reply;
@@ -828,7 +940,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
     case Refusal::kNone: {
       smtp::Reply backend_reply = co_await tx_->finish();
       if (backend_reply.positive()) {
-        final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + tx_id_);
+        final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + txn_->id);
         result = "delivered";
       } else {
         final_reply = backend_reply;
@@ -849,18 +961,14 @@ awaitable<void> FrontendSession::end_transaction() {
   // A transaction that ends before its data (every RCPT refused, RSET,
   // QUIT, the client gone) is logged too, once: an operator looking for a
   // message must find what became of it.
-  if (envelope_ && !tx_logged_ && rcpt_attempts_ > 0) log_transaction(smtp::Reply{}, "abandoned");
+  if (txn_ && !tx_logged_ && rcpt_attempts_ > 0) log_transaction(smtp::Reply{}, "abandoned");
   if (tx_) {
     co_await tx_->release();
     tx_.reset();
   }
-  envelope_.reset();
+  txn_.reset();
   pool_ = nullptr;
-  mx_pool_.reset();
-  mx_domain_.clear();
   rcpt_attempts_ = 0;
-  accepted_.clear();
-  refused_.clear();
 }
 
 void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char* result) {
@@ -877,23 +985,23 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
       tried += a.backend + ":" + client::to_string(a.failure);
     }
   }
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - tx_started_);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - txn_->started);
   core_.shared().metrics->count_transaction(
       *view_->gen->metrics, listener_->name,
       pool_ && pool_->cfg ? std::string_view(pool_->cfg->name) : "",
       tx_ ? std::string_view(tx_->backend_name()) : "", result,
       static_cast<double>(us.count()) / 1e6);
   log::Record rec("transaction");
-  rec.add("s", id_)
-      .add("t", tx_id_)
+  rec.add("s", id())
+      .add("t", txn_->id)
       .add("listener", listener_->name)
       .add("client", client_ip_)
       .add("helo", helo_name_)
       .add("user", auth_user_)
-      .add("from", envelope_ ? envelope_->sender.str() : "")
+      .add("from", txn_ ? txn_->envelope.sender.str() : "")
       .add("pool", pool_ && pool_->cfg ? pool_->cfg->name : "")
-      .add("rcpts", join(accepted_))
-      .add("refused", join(refused_))
+      .add("rcpts", join(txn_->accepted))
+      .add("refused", join(txn_->refused))
       .add("size", static_cast<long long>(tx_ ? tx_->data_size() : 0))
       .add("tried", tried)
       .add("backend", tx_ ? tx_->backend_name() : "")

@@ -26,7 +26,7 @@
 
 namespace smtplb::server {
 
-class FrontendSession {
+class FrontendSession : public SessionLink {
  public:
   // `peer`: the client's address, as the accept saw it.
   FrontendSession(Core& core, std::shared_ptr<CoreView> view, const config::Listener& listener,
@@ -34,24 +34,52 @@ class FrontendSession {
                   std::unique_ptr<ConnectionSlot> slot);
   ~FrontendSession();
 
-  awaitable<void> run();
+  // Runs the session, which owns itself from here on: a coroutine while it
+  // works, a bare completion handler while it waits for a command.
+  static void start(std::unique_ptr<FrontendSession> s);
 
   // Shutdown: an idle session (waiting for a command, no transaction)
   // stops waiting at once; a busy one finishes its transaction first.
   void on_shutdown();
   void force_close();
+  // Core: a parked session's deadline passed.
+  void on_park_deadline();
 
  private:
   enum class Greeting { kNone, kHelo, kEhlo };
-  enum class ReadResult { kLine, kTooLong, kClosed, kTimeout, kShutdown };
+  enum class ReadResult { kLine, kTooLong, kClosed, kTimeout, kShutdown, kParked };
   using Duration = std::chrono::milliseconds;
 
-  awaitable<ReadResult> read_line(std::string& line);
-  // The client's next bytes, at input_: the core's scratch area in
+  // One stretch of work: from the start (`fresh`) or a wake-up, to the end
+  // of the session or the next time it parks.
+  static void serve(std::unique_ptr<FrontendSession> s, bool fresh);
+  // `fresh`: PROXY header, implicit TLS and banner first.  Then the
+  // command loop; true: parked (the caller hands the session to park()),
+  // false: the session is over and closed.
+  awaitable<bool> run(bool fresh);
+  // Waiting for the next command with nothing in progress costs no
+  // coroutine frame, timer or buffer (the way nginx keeps idle connections
+  // cheap): the session waits for readability with a plain handler, its
+  // deadline kept by the Core, and serve() starts again when the client
+  // speaks, the deadline passes or shutdown cancels the wait.
+  bool can_park() const;
+  static void park(std::unique_ptr<FrontendSession> s);
+  static void wake(std::unique_ptr<FrontendSession> s, error_code ec);
+  // Gives back the buffers an empty reader and reply queue keep.
+  void shrink_buffers();
+
+  // `may_park`: the command loop's read, which may end in kParked instead
+  // of waiting.
+  awaitable<ReadResult> read_line(std::string& line, bool may_park = false);
+  // The client's next bytes, at input(): the core's scratch area in
   // plaintext (no buffer held while waiting), the session's own under TLS.
   // Taken out before the next wait.
   awaitable<std::pair<error_code, std::size_t>> read_input(Duration d);
   static constexpr std::size_t kTlsReadSize = 16 * 1024;  // one TLS record
+  const char* input() const {
+    if (sock_.is_tls()) return tls_input_->data();
+    return static_cast<const char*>(core_.scratch().data());
+  }
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
   awaitable<bool> read_proxy_header();
@@ -104,8 +132,11 @@ class FrontendSession {
   const config::Listener* listener_;
   net::TimedSocket sock_;
   std::unique_ptr<ConnectionSlot> slot_;
-  std::string id_;
   std::string client_ip_;
+  // The session id, 16 hex digits (Core::next_session_id): inline, no
+  // allocation per connection.  Next to the small members: no padding.
+  std::array<char, 17> id_;
+  std::string_view id() const { return id_.data(); }
   std::uint16_t client_port_ = 0;
   ConnectionLimiter::Ip ip_{};
   ConnectionLimiter::Ip local_ip_{};  // where the client connected (PROXY: as announced)
@@ -114,31 +145,42 @@ class FrontendSession {
   Clock::time_point started_ = Clock::now();
 
   smtp::LineReader reader_{smtp::kMaxParameterCommandLine};
-  const char* input_ = nullptr;
   std::unique_ptr<std::array<char, kTlsReadSize>> tls_input_;
   std::string out_;
   bool idle_wait_ = false;  // blocked on a command read with no transaction open
   bool forced_ = false;
   int errors_ = 0;
+  // Parked: how the wait ended (kLine: readable), the line's deadline.
+  ReadResult woke_ = ReadResult::kLine;
+  bool parked_ = false;
+  bool park_expired_ = false;
+  Clock::time_point park_deadline_{};
+  Core::Parked::iterator parked_at_{};  // valid while `parked_`
 
   // Session and transaction state.
   Greeting greeting_ = Greeting::kNone;
   std::string helo_name_;
-  net::TlsInfo tls_;       // version empty: no TLS
-  std::string auth_user_;  // empty: not authenticated
-  std::optional<client::Envelope> envelope_;
+  std::unique_ptr<net::TlsInfo> tls_;  // null: no TLS
+  std::string auth_user_;              // empty: not authenticated
+  // What only an open transaction (MAIL to its end) needs, allocated at
+  // MAIL: a session waiting between transactions costs none of it.
+  struct Transaction {
+    client::Envelope envelope;
+    // `mx: recipient`: the transaction's hosts and their domain.
+    std::shared_ptr<client::PoolRuntime> mx_pool;
+    std::string mx_domain;
+    std::vector<std::string> accepted;
+    std::vector<std::string> refused;
+    std::string id;
+    Clock::time_point started;
+  };
+  std::unique_ptr<Transaction> txn_;  // null: no transaction
   client::PoolRuntime* pool_ = nullptr;
-  // `mx: recipient`: the transaction's hosts and their domain.
-  std::shared_ptr<client::PoolRuntime> mx_pool_;
-  std::string mx_domain_;
+  // Declared after txn_, so destroyed before the pool it may point into.
   std::unique_ptr<client::RelayTransaction> tx_;
   int rcpt_attempts_ = 0;
-  std::vector<std::string> accepted_;
-  std::vector<std::string> refused_;
   int tx_count_ = 0;
   bool tx_logged_ = false;  // this transaction's log line is written
-  std::string tx_id_;
-  Clock::time_point tx_started_;
 };
 
 }  // namespace smtplb::server

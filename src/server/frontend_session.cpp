@@ -868,18 +868,26 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   enum class Refusal { kNone, kTooBig, kBareLineEnding, kLongLine };
   Refusal refusal = Refusal::kNone;
   const bool normalize = cfg_->limits.bare_line_endings == config::BareLineEndings::kNormalize;
-  smtp::DataDecoder decoder;
+  // Strict input (the default, bare line endings refused) is decoded
+  // straight to its wire form, one pass and one copy per byte; only
+  // `normalize` needs the content on its own, to re-encode it.
+  smtp::DataDecoder decoder(normalize ? smtp::DataDecoder::Output::kContent
+                                      : smtp::DataDecoder::Output::kWire);
   smtp::DataEncoder encoder;
   std::string content, wire;
+  std::string& decoded = normalize ? content : wire;
   const auto data_deadline = Clock::now() + cfg_->timeouts.client_data_total;
 
-  // Bytes the client pipelined behind DATA are the start of the message.
-  std::string chunk(reader_.pending());
+  // Bytes the client pipelined behind DATA are the start of the message;
+  // after them, each read is decoded where it landed (the core's scratch
+  // area) before the next wait, without a copy of its own.
+  const std::string pipelined(reader_.pending());
+  std::string_view chunk = pipelined;
   reader_.clear();
   for (;;) {
     if (!chunk.empty()) {
-      auto res = decoder.feed(chunk, content);
-      if (res.done) reader_.append(std::string_view(chunk).substr(res.consumed));
+      auto res = decoder.feed(chunk, decoded);
+      if (res.done) reader_.append(chunk.substr(res.consumed));
       if (refusal == Refusal::kNone) {
         if (decoder.content_size() > cfg_->limits.max_message_size)
           refusal = Refusal::kTooBig;
@@ -890,7 +898,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
         if (refusal != Refusal::kNone) {
           tx_->abort();
         } else {
-          encoder.encode(content, wire);
+          if (normalize) encoder.encode(content, wire);
           co_await tx_->data_chunk(wire);
         }
       }
@@ -922,7 +930,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_->hostname);
       co_return smtp::Reply{};
     }
-    chunk.assign(input(), n);
+    chunk = std::string_view(input(), n);
   }
 
   smtp::Reply final_reply;

@@ -197,7 +197,10 @@ awaitable<void> Core::refuse(tcp::socket sock) {
 
 awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener) {
   for (;;) {
-    auto [ec, sock] = co_await acceptor.async_accept(use_nothrow);
+    // The peer's address comes with the accept (no getpeername per
+    // connection).
+    tcp::endpoint ep;
+    auto [ec, sock] = co_await acceptor.async_accept(ep, use_nothrow);
     if (shutting_down_) co_return;
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
@@ -210,12 +213,13 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
       continue;
     }
     error_code rec;
-    auto ep = sock.remote_endpoint(rec);
-    if (rec) continue;
     // Replies go out as soon as they are written: with Nagle a second small
     // write (a TLS 1.3 session ticket, then the EHLO reply) waits for the
     // client's delayed ACK, 40 ms.
     sock.set_option(tcp::no_delay(true), rec);
+    // Non-blocking once, for Asio and for the session's own reads alike:
+    // otherwise each sets it on first use, one ioctl apiece.
+    sock.non_blocking(true, rec);
     ConnectionLimiter::Ip ip{};
     if (ep.address().is_v4()) {
       ip[10] = ip[11] = 0xff;

@@ -5,7 +5,8 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <vector>
+
+#include "client/buffer_cache.hpp"
 
 namespace smtplb::client {
 
@@ -33,37 +34,6 @@ bool write_all(int fd, std::string_view bytes) {
   return true;
 }
 
-// Emptied buffers of earlier messages, with their capacity, for the next
-// ones on this thread; bounded in number and in bytes.
-class MemoryCache {
- public:
-  std::string take() {
-    if (free_.empty()) return {};
-    std::string s = std::move(free_.back());
-    free_.pop_back();
-    bytes_ -= s.capacity();
-    return s;
-  }
-  void give(std::string&& s) {
-    s.clear();
-    if (s.capacity() == 0) return;
-    if (free_.size() >= ReplayBuffer::kCachedBuffers ||
-        bytes_ + s.capacity() > ReplayBuffer::kCachedBytes)
-      return;  // freed by the caller's destructor
-    bytes_ += s.capacity();
-    free_.push_back(std::move(s));
-  }
-
- private:
-  std::vector<std::string> free_;
-  std::size_t bytes_ = 0;
-};
-
-MemoryCache& memory_cache() {
-  thread_local MemoryCache cache;
-  return cache;
-}
-
 }  // namespace
 
 ReplayBuffer::ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir)
@@ -75,7 +45,10 @@ ReplayBuffer::~ReplayBuffer() {
 
 bool ReplayBuffer::append(std::string_view bytes) {
   if (failed_) return false;
-  if (memory_.capacity() == 0 && !bytes.empty()) memory_ = memory_cache().take();
+  if (memory_.empty() && !bytes.empty()) {
+    std::string cached = take_buffer();
+    if (cached.capacity() > memory_.capacity()) memory_.swap(cached);
+  }
   if (memory_.size() < memory_limit_) {
     std::size_t room = static_cast<std::size_t>(memory_limit_ - memory_.size());
     std::size_t n = std::min(room, bytes.size());
@@ -117,7 +90,7 @@ bool ReplayBuffer::read(std::uint64_t offset, std::size_t max, std::string& out)
 }
 
 void ReplayBuffer::clear() {
-  memory_cache().give(std::move(memory_));
+  give_buffer(std::move(memory_));
   memory_ = std::string();
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;

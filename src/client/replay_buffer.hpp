@@ -5,10 +5,8 @@
 // temporary file that is unlinked from the start (O_TMPFILE), so a 50 MB
 // message costs bounded memory and a crash leaves nothing behind.
 //
-// The memory part is recycled through a small per-thread cache: without
-// it every message grew a fresh string by doubling (a copy per doubling)
-// into pages the kernel had to fault in, which was most of the copying
-// cost of a 100 KB message.  Per thread, so no lock on the data path.
+// The memory part comes from, and returns to, the thread's buffer cache
+// (buffer_cache.hpp).
 #pragma once
 
 #include <cstdint>
@@ -32,10 +30,8 @@ class ReplayBuffer {
   // Reads up to `max` bytes at `offset` into `out` (replacing it).
   bool read(std::uint64_t offset, std::size_t max, std::string& out) const;
   void clear();
-
-  // What this thread's cache keeps for the next message, at most.
-  static constexpr std::size_t kCachedBuffers = 8;
-  static constexpr std::size_t kCachedBytes = 4 << 20;
+  // Bytes held in memory now, with room to grow (for tests).
+  std::size_t memory_capacity() const { return memory_.capacity(); }
 
  private:
   std::uint64_t memory_limit_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "client/buffer_cache.hpp"
 #include "log/log.hpp"
 #include "server/policy.hpp"
 #include "server/received.hpp"
@@ -874,7 +875,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   smtp::DataDecoder decoder(normalize ? smtp::DataDecoder::Output::kContent
                                       : smtp::DataDecoder::Output::kWire);
   smtp::DataEncoder encoder;
-  std::string content, wire;
+  std::string content;
+  client::CachedBuffer wire_buffer;  // reused across messages: no regrowth
+  std::string& wire = *wire_buffer;
   std::string& decoded = normalize ? content : wire;
   const auto data_deadline = Clock::now() + cfg_->timeouts.client_data_total;
 

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
+
+#include "client/buffer_cache.hpp"
 
 namespace smtplb::client {
 namespace {
@@ -48,4 +51,29 @@ TEST(ReplayBuffer, UnwritableDirectoryFailsInsteadOfLosingBytes) {
 }
 
 }  // namespace
+TEST(ReplayBuffer, TheNextMessageReusesTheMemoryOfTheLast) {
+  std::size_t grown = 0;
+  {
+    ReplayBuffer first(1 << 20, "/tmp");
+    ASSERT_TRUE(first.append(std::string(100 * 1024, 'x')));
+    grown = first.memory_capacity();
+  }
+  ReplayBuffer next(1 << 20, "/tmp");
+  ASSERT_TRUE(next.append("a"));
+  EXPECT_GE(next.memory_capacity(), grown);
+  std::string out;
+  ASSERT_TRUE(next.read(0, 10, out));
+  EXPECT_EQ(out, "a");  // nothing of the last message shows
+}
+
+TEST(BufferCache, KeepsBoundedBytesPerThread) {
+  std::vector<std::string> held;
+  for (int i = 0; i < 20; ++i) held.push_back(std::string(kCachedBufferBytes / 2, 'y'));
+  for (auto& s : held) give_buffer(std::move(s));
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < kCachedBuffers + 4; ++i) kept += take_buffer().capacity();
+  EXPECT_LE(kept, kCachedBufferBytes);
+  EXPECT_EQ(take_buffer().capacity(), std::string().capacity());  // drained
+}
+
 }  // namespace smtplb::client

@@ -64,6 +64,37 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def proc_status_kb(pid: int, key: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def sink_count(out: Path) -> int:
+    """The last `mesg=N` smtp-sink -c printed."""
+    try:
+        found = re.findall(rb"mesg=(\d+)", out.read_bytes())
+    except OSError:
+        return 0
+    return int(found[-1]) if found else 0
+
+
+def wait_sink_total(outs: list[Path], expected: int, timeout: float = 5.0) -> list[int]:
+    """Polls the sinks' counters until they add up to `expected` (or more:
+    a duplicate) or the time is up (a loss)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = [sink_count(o) for o in outs]
+        if sum(counts) >= expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)
+
+
 def pgroup_cpu_seconds(pgid: int) -> float:
     """CPU seconds (utime+stime) of every live process in process group
     `pgid`, plus what the group leader's reaped children used (its cutime +
@@ -321,12 +352,13 @@ backend {backend}
 """
 
 
-def smtplb_round_robin_config(listen_port: int, backend_ports: list[int], *, written_by: str,
-                              max_connections: int = 4000) -> str:
-    """smtplb round robin over `backend_ports` on loopback, the senders
-    trusted (an outbound relay for the organisation's own bulk senders): the
-    setup every benchmark compares with HAProxy's `haproxy_tcp_config`."""
-    backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in backend_ports)
+def smtplb_config(listen_port: int, pool: str, *, written_by: str, domain: str = "example.com",
+                  listener_extra: str = "", extra: str = "", max_connections: int = 4000) -> str:
+    """An smtplb configuration for the benchmarks: one inbound listener on
+    loopback, one round-robin pool (`pool`: its backends or `mx:` lines,
+    indented under the pool), the senders trusted (an outbound relay for the
+    organisation's own bulk senders).  `listener_extra` goes under the
+    listener, `extra` at the top level; both indented as they must be."""
     return f"""\
 # written by {written_by}
 hostname: lb.bench.example.com
@@ -334,16 +366,33 @@ listeners:
   - name: mx
     listen: 127.0.0.1:{listen_port}
     role: inbound
-local_domains: [example.com]
+{listener_extra}local_domains: [{domain}]
 trusted_networks: [127.0.0.0/8]
 pools:
   - name: main
     algorithm: round_robin
-    backends:
-{backends}
+{pool}
 routes:
   - pool: main
 limits:
   max_connections: {max_connections}
   max_connections_per_ip: {max_connections}
-"""
+{extra}"""
+
+
+def backend_lines(ports: list[int], extra: str = "") -> str:
+    """A pool's `backends:` on loopback; `extra`: lines under each backend."""
+    out = ["    backends:"]
+    for p in ports:
+        out.append(f"      - address: 127.0.0.1:{p}")
+        if extra:
+            out.append(extra)
+    return "\n".join(out)
+
+
+def smtplb_round_robin_config(listen_port: int, backend_ports: list[int], *, written_by: str,
+                              max_connections: int = 4000) -> str:
+    """smtplb round robin over `backend_ports`: the setup every benchmark
+    compares with HAProxy's `haproxy_tcp_config`."""
+    return smtplb_config(listen_port, backend_lines(backend_ports), written_by=written_by,
+                         max_connections=max_connections)

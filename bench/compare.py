@@ -58,7 +58,8 @@ import time
 from pathlib import Path
 
 from benchlib import (BenchError, Runner, free_port, haproxy_tcp_config, make_workdir,
-                      proc_cpu_seconds, run_smtp_load, run_smtp_source, scan_smtplb_log,
+                      proc_cpu_seconds, proc_status_kb, run_smtp_load, run_smtp_source,
+                      scan_smtplb_log, wait_sink_total,
                       smtplb_round_robin_config, system_cpu, wait_listening)
 
 HERE = Path(__file__).resolve().parent
@@ -109,37 +110,6 @@ def latency_messages(w: Workload, scale: float) -> int:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def proc_status_kb(pid: int, key: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def sink_count(out: Path) -> int:
-    """The last `mesg=N` smtp-sink -c printed."""
-    try:
-        found = re.findall(rb"mesg=(\d+)", out.read_bytes())
-    except OSError:
-        return 0
-    return int(found[-1]) if found else 0
-
-
-def wait_sink_total(outs: list[Path], expected: int, timeout: float = 5.0) -> list[int]:
-    """Polls the sinks' counters until they add up to `expected` (or more:
-    a duplicate) or the time is up (a loss)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = [sink_count(o) for o in outs]
-        if sum(counts) >= expected or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.05)
 
 
 def start_sink(runner: Runner, args, name: str, port: int | None = None,

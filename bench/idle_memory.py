@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchlib import (BenchError, Runner, free_port, haproxy_tcp_config, make_workdir,
-                      wait_listening)
+from benchlib import (BenchError, Runner, backend_lines, free_port, haproxy_tcp_config,
+                      make_workdir, smtplb_config, wait_listening)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -96,32 +96,6 @@ def settle(pid: int) -> tuple[int, int]:
     return last
 
 
-def smtplb_config(port: int, sinks: list[int], n: int) -> str:
-    backends = "\n".join(f"      - address: 127.0.0.1:{p}" for p in sinks)
-    return f"""\
-# written by bench/idle_memory.py
-hostname: lb.bench.example.com
-workers: 1
-listeners:
-  - name: mx
-    listen: 127.0.0.1:{port}
-    role: inbound
-local_domains: [example.com]
-pools:
-  - name: main
-    algorithm: round_robin
-    backends:
-{backends}
-routes:
-  - pool: main
-limits:
-  max_connections: {n * 2 + 1000}
-  max_connections_per_ip: {n * 2 + 1000}
-  max_connection_rate_per_ip: 1000000/s
-  max_message_rate_per_ip: 1000000/s
-"""
-
-
 def measure(args, system: str, state: str, runner: Runner) -> dict:
     sinks = []
     for name in ("A", "B"):
@@ -138,7 +112,9 @@ def measure(args, system: str, state: str, runner: Runner) -> dict:
     tag = f"idle-{system}-{state}"
     if system == "smtplb":
         cfg = runner.workdir / f"{tag}.yaml"
-        cfg.write_text(smtplb_config(port, [s[1] for s in sinks], args.connections))
+        cfg.write_text(smtplb_config(port, backend_lines([s[1] for s in sinks]),
+                                     written_by="bench/idle_memory.py", extra="workers: 1\n",
+                                     max_connections=args.connections * 2 + 1000))
         proc, _o, _e = runner.start([args.smtplb, "run", "-c", cfg.name, "--log-level", "warn"],
                                     tag)
     else:

@@ -324,24 +324,22 @@ def draw(doc: dict, out: Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     width = 0.27
     colors = {"direct": "#9e9e9e", "haproxy": "#e08a2c", "smtplb": "#2c6fbb"}
-    for i, system in enumerate(SYSTEMS):
-        xs = [n + (i - 1) * width for n in range(len(names))]
-        vals = [med((by.get((w, system)) or {}).get("msgs_per_s")) or 0 for w in names]
-        ax1.bar(xs, vals, width, label=system, color=colors[system])
-    ax1.set_yscale("log")
-    ax1.set_xticks(range(len(names)), names, rotation=20)
-    ax1.set_ylabel("messages per second (log scale)")
-    ax1.set_title("Throughput (median)")
-    ax1.legend()
-    for i, system in enumerate(("haproxy", "smtplb")):
-        xs = [n + (i - 0.5) * width for n in range(len(names))]
-        vals = [med((by.get((w, system)) or {}).get("cpu_us_per_msg")) or 0 for w in names]
-        ax2.bar(xs, vals, width, label=system, color=colors[system])
-    ax2.set_yscale("log")
-    ax2.set_xticks(range(len(names)), names, rotation=20)
-    ax2.set_ylabel("CPU µs per message of the middle box (log scale)")
-    ax2.set_title("CPU per message (median)")
-    ax2.legend()
+
+    def bars(ax, systems, key, ylabel, title):
+        middle = (len(systems) - 1) / 2
+        for i, system in enumerate(systems):
+            xs = [n + (i - middle) * width for n in range(len(names))]
+            vals = [med((by.get((w, system)) or {}).get(key)) or 0 for w in names]
+            ax.bar(xs, vals, width, label=system, color=colors[system])
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend()
+
+    bars(ax1, SYSTEMS, "msgs_per_s", "messages per second (log scale)", "Throughput (median)")
+    bars(ax2, ("haproxy", "smtplb"), "cpu_us_per_msg",
+         "CPU µs per message of the middle box (log scale)", "CPU per message (median)")
     fig.suptitle(f"smtplb vs HAProxy vs direct, {doc['environment']['cpus']} cores, {doc['date']}")
     fig.tight_layout()
     fig.savefig(out, dpi=110)

@@ -42,7 +42,8 @@ from pathlib import Path
 
 from benchlib import (BenchError, Runner, finish, fmt, free_port, haproxy_tcp_config,  # noqa: E402
                       make_workdir, parse_size,
-                      print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
+                      print_commands_and_configs, proc_cpu_seconds, proc_status_kb,
+                      run_smtp_source, wait_sink_total,
                       smtplb_round_robin_config,
                       scan_smtplb_log, system_cpu, wait_listening)
 
@@ -64,17 +65,6 @@ def size_label(n: int) -> str:
         if n >= mult and n % mult == 0:
             return f"{n // mult}{unit}"
     return f"{n}B"
-
-
-def proc_status_kb(pid: int, key: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def children_cpu() -> float:
@@ -99,25 +89,6 @@ def run_source(runner: Runner, args, port: int, sessions: int, messages: int, si
     """Runs smtp-source to completion; returns wall time and checks success."""
     return run_smtp_source(runner, smtp_source_argv(args, port, sessions, messages, size),
                            messages, name, timeout)
-
-
-def sink_count(out: Path) -> int:
-    """Last 'mesg=N' of a smtp-sink -c counter line."""
-    try:
-        text = out.read_bytes().decode(errors="replace")
-    except OSError:
-        return 0
-    found = re.findall(r"mesg=(\d+)", text)
-    return int(found[-1]) if found else 0
-
-
-def wait_sink_total(outs: list[Path], expected: int, timeout: float = 3.0) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = [sink_count(o) for o in outs]
-        if sum(counts) >= expected or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- setups

@@ -54,7 +54,7 @@ from pathlib import Path
 
 from benchlib import (BenchError, Runner, finish, fmt, free_port, make_workdir, parse_size,  # noqa: E402
                       print_commands_and_configs, proc_cpu_seconds, run_smtp_source,
-                      system_cpu, wait_listening)
+                      smtplb_config, system_cpu, wait_listening)
 from run_bench import (check_smtplb_log, children_cpu, proc_status_kb, size_label,  # noqa: E402
                        tool_version, wait_sink_total)
 
@@ -240,8 +240,8 @@ def start_sinks(runner: Runner, args, tag: str) -> tuple[int, list[tuple[subproc
 # ---------------------------------------------------------------- smtplb
 
 
-def smtplb_config(setup: str, listen_port: int, admin_port: int, sink_port: int,
-                  dns_port: int) -> str:
+def mx_smtplb_config(setup: str, listen_port: int, admin_port: int, sink_port: int,
+                     dns_port: int) -> str:
     if setup == "listed":
         pool = "    backends:\n" + "\n".join(
             f"      - address: {addr}:{sink_port}" for _h, addr in MX_HOSTS)
@@ -249,27 +249,11 @@ def smtplb_config(setup: str, listen_port: int, admin_port: int, sink_port: int,
         pool = f"    mx: {DOMAIN}\n    port: {sink_port}"
     else:
         pool = f"    mx: recipient\n    port: {sink_port}"
-    return f"""\
-# written by bench/run_mx.py ({setup})
-hostname: lb.bench.example.com
-listeners:
-  - name: mx
-    listen: 127.0.0.1:{listen_port}
-    role: inbound
-local_domains: [{DOMAIN}]
-trusted_networks: [127.0.0.0/8]
-pools:
-  - name: main
-    algorithm: round_robin
-{pool}
-routes:
-  - pool: main
-limits:
-  max_connections_per_ip: 1000
-dns: {{servers: ["127.0.0.1:{dns_port}"], timeout: 500ms, attempts: 2}}
-admin:
-  listen: 127.0.0.1:{admin_port}
-"""
+    return smtplb_config(
+        listen_port, pool, written_by=f"bench/run_mx.py ({setup})", domain=DOMAIN,
+        max_connections=1000,
+        extra=(f'dns: {{servers: ["127.0.0.1:{dns_port}"], timeout: 500ms, attempts: 2}}\n'
+               f"admin:\n  listen: 127.0.0.1:{admin_port}\n"))
 
 
 def admin_pools(admin_port: int) -> dict:
@@ -323,7 +307,7 @@ def measure(runner: Runner, args, dns: Dnsmasq, setup: str, rnd: int) -> dict:
         while admin_port == listen_port:
             admin_port = free_port()
         cfg = runner.workdir / f"{tag}-smtplb.yaml"
-        cfg.write_text(smtplb_config(setup, listen_port, admin_port, sink_port, dns.port))
+        cfg.write_text(mx_smtplb_config(setup, listen_port, admin_port, sink_port, dns.port))
         res["config_file"] = str(cfg)
         res["config"] = cfg.read_text()
 

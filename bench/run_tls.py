@@ -58,7 +58,8 @@ from pathlib import Path
 from benchlib import (BenchError, Runner, finish, fmt, free_port, haproxy_tcp_config,  # noqa: E402
                       make_workdir,
                       markdown_table, parse_size, pgroup_cpu_seconds, proc_cpu_seconds,
-                      run_smtp_load, scan_smtplb_log, system_cpu, wait_listening)
+                      run_smtp_load, scan_smtplb_log, system_cpu, wait_listening,
+                      backend_lines, smtplb_config)
 from run_bench import proc_status_kb, sink_count, size_label, start_sinks, tool_version  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -185,35 +186,13 @@ class Backends:
 # ---------------------------------------------------------------- middle boxes
 
 
-def smtplb_config(setup: str, listen_port: int, backend_ports: list[int], certs) -> str:
-    lines = []
-    for p in backend_ports:
-        lines.append(f"      - address: 127.0.0.1:{p}")
-        if setup == "smtplb-postfix-tls":
-            lines.append(f"        tls: {{mode: starttls, ca: {certs.ca_cert}, sni: {TLS_NAME}}}")
-    backends = "\n".join(lines)
-    return f"""\
-# written by bench/run_tls.py
-hostname: lb.bench.example.com
-listeners:
-  - name: mx
-    listen: 127.0.0.1:{listen_port}
-    role: inbound
-    tls: {{certificate: {certs.server_cert}, key: {certs.server_key}}}
-local_domains: [example.com]
-trusted_networks: [127.0.0.0/8]
-pools:
-  - name: main
-    algorithm: round_robin
-    backends:
-{backends}
-routes:
-  - pool: main
-limits:
-  max_connections: 4000
-  max_connections_per_ip: 1000
-"""
-
+def tls_smtplb_config(setup: str, listen_port: int, backend_ports: list[int], certs) -> str:
+    backend_tls = ""
+    if setup == "smtplb-postfix-tls":
+        backend_tls = f"        tls: {{mode: starttls, ca: {certs.ca_cert}, sni: {TLS_NAME}}}"
+    return smtplb_config(
+        listen_port, backend_lines(backend_ports, backend_tls), written_by="bench/run_tls.py",
+        listener_extra=f"    tls: {{certificate: {certs.server_cert}, key: {certs.server_key}}}\n")
 
 
 def start_middle(runner: Runner, args, setup: str, tag: str, backends: Backends):
@@ -222,7 +201,7 @@ def start_middle(runner: Runner, args, setup: str, tag: str, backends: Backends)
     if MIDDLE[setup] == "smtplb":
         ports = backends.sink_ports() if setup == "smtplb" else backends.postfix_ports()
         cfg = runner.workdir / f"{tag}-smtplb.yaml"
-        cfg.write_text(smtplb_config(setup, port, ports, backends.certs))
+        cfg.write_text(tls_smtplb_config(setup, port, ports, backends.certs))
         argv = [args.smtplb, "run", "-c", cfg.name, "--log-level", args.smtplb_log_level]
         p, _out, log = runner.start(argv, f"{tag}-smtplb")
     else:

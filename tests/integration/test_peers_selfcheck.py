@@ -453,7 +453,10 @@ class PostfixForACase(IntegrationCase):
             s.rset()
         self.assertEqual(pf.wait_message("pf-for").client_addr, "127.0.0.1")
         self.assertEqual(pf.stop(), -15)
-        self.assertFalse(port_accepts(pf.port) or port_accepts(pf.proxy_port))
+        # The master has exited; an smtpd child that inherited the listening
+        # sockets may take a moment longer.
+        wait_for(lambda: not (port_accepts(pf.port) or port_accepts(pf.proxy_port)), 5,
+                 "the stopped Postfix's ports to close")
         self.assertEqual(pf.stop(), -15)  # again: nothing more to do
 
 

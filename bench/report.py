@@ -29,30 +29,21 @@ def first_line(argv: list[str]) -> str:
         return f"unknown ({e})"
 
 
+def file_field(path: Path, pattern: str):
+    """The first group of `pattern` (multiline) in the file, or None."""
+    try:
+        m = re.search(pattern, path.read_text(errors="replace"), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
 def environment(args) -> dict:
-    cpu = "unknown"
-    try:
-        m = re.search(r"^model name\s*:\s*(.*)$", Path("/proc/cpuinfo").read_text(), re.M)
-        cpu = m.group(1) if m else cpu
-    except OSError:
-        pass
-    os_name = "unknown"
-    try:
-        m = re.search(r'^PRETTY_NAME="(.*)"', Path("/etc/os-release").read_text(), re.M)
-        os_name = m.group(1) if m else os_name
-    except OSError:
-        pass
-    build_type = None
-    cache = Path(args.smtplb).resolve().parent / "CMakeCache.txt"
-    if cache.is_file():
-        m = re.search(r"^CMAKE_BUILD_TYPE:STRING=(.*)$", cache.read_text(errors="replace"), re.M)
-        build_type = m.group(1) if m else None
-    mem_kb = 0
-    try:
-        m = re.search(r"^MemTotal:\s*(\d+)", Path("/proc/meminfo").read_text(), re.M)
-        mem_kb = int(m.group(1)) if m else 0
-    except OSError:
-        pass
+    cpu = file_field(Path("/proc/cpuinfo"), r"^model name\s*:\s*(.*)$") or "unknown"
+    os_name = file_field(Path("/etc/os-release"), r'^PRETTY_NAME="(.*)"') or "unknown"
+    build_type = file_field(Path(args.smtplb).resolve().parent / "CMakeCache.txt",
+                            r"^CMAKE_BUILD_TYPE:STRING=(.*)$")
+    mem_kb = int(file_field(Path("/proc/meminfo"), r"^MemTotal:\s*(\d+)") or 0)
     return {
         "cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "os": os_name, "kernel": platform.release(),

@@ -29,6 +29,15 @@ bool BackendState::record_failure(Clock::time_point now, bool others_usable) {
   return prev <= now.time_since_epoch().count();
 }
 
+bool BackendState::record_suspect(Clock::time_point now, std::uint64_t transaction,
+                                  bool others_usable) {
+  const auto prev = suspect_transaction_.exchange(transaction, std::memory_order_relaxed);
+  const auto prev_at = Clock::time_point(Clock::duration(
+      suspect_at_.exchange(now.time_since_epoch().count(), std::memory_order_relaxed)));
+  if (prev == 0 || prev == transaction || now - prev_at > kSuspectWindow) return false;
+  return record_failure(now, others_usable);
+}
+
 bool BackendState::record_success() {
   if (failures_.load(std::memory_order_relaxed) == 0 &&
       down_until_.load(std::memory_order_relaxed) == 0)

@@ -126,6 +126,13 @@ class BackendState {
   // `others_usable` false the failure is counted but the backend stays:
   // ejecting the last one would only turn a flaky backend into none.
   bool record_failure(Clock::time_point now, bool others_usable = true);
+  // A fault that may be the transaction's doing rather than the
+  // backend's (a protocol violation, a stall at one recipient): counted as
+  // a failure only when the last one came from another transaction within
+  // kSuspectWindow (DESIGN.md: one odd recipient must not take the pool
+  // down).  `transaction`: any number unique to the transaction.
+  static constexpr std::chrono::minutes kSuspectWindow{5};
+  bool record_suspect(Clock::time_point now, std::uint64_t transaction, bool others_usable = true);
   // Returns true when the backend had been ejected or failing.
   bool record_success();
   int consecutive_failures() const { return failures_.load(std::memory_order_relaxed); }
@@ -207,6 +214,8 @@ class BackendState {
   config::Backend cfg_;
   std::atomic<Clock::rep> down_until_{0};
   std::atomic<int> failures_{0};
+  std::atomic<std::uint64_t> suspect_transaction_{0};
+  std::atomic<Clock::rep> suspect_at_{0};
   std::atomic<int> admin_{0};
   std::atomic<bool> check_down_{false};
   // Owned by the health checker's thread.

@@ -215,7 +215,10 @@ awaitable<Failure> BackendSession::starttls(Duration reply, Duration handshake_t
   // Never plain text once TLS is configured (SECURITY.md 3): a backend
   // that stops offering STARTTLS may be behind a downgrading middlebox.
   if (!caps_.has("STARTTLS")) co_return fail(Failure::kTls, "STARTTLS not offered");
-  auto r = co_await command("STARTTLS\r\n", reply);
+  // Not command(): bytes behind this 220 are the attack below, named so.
+  const Failure sent = co_await send("STARTTLS\r\n", reply);
+  CommandResult r{sent, {}};
+  if (sent == Failure::kNone) r = co_await read_reply(reply);
   if (Failure f = expect_220(r, "STARTTLS", Failure::kTls); f != Failure::kNone) co_return f;
   // CVE-2021-38371: anything behind the 220 was sent in plain text by
   // whoever sits on the path and would be read as if it came over TLS.
@@ -346,7 +349,17 @@ awaitable<Failure> BackendSession::send(std::string_view bytes, Duration d) {
 awaitable<CommandResult> BackendSession::command(std::string_view line, Duration d) {
   Failure f = co_await send(line, d);
   if (f != Failure::kNone) co_return CommandResult{f, {}};
-  co_return co_await read_reply(d);
+  CommandResult r = co_await read_reply(d);
+  if (r.failure == Failure::kNone && lines_.has_pending()) {
+    // One reply per command (RFC 2920): a second one in the same read
+    // would be taken as the answer to the next command.
+    detail_ = "bytes behind the reply to " + std::string(line.substr(0, line.find(' ')));
+    while (!detail_.empty() && (detail_.back() == '\n' || detail_.back() == '\r'))
+      detail_.pop_back();
+    close();
+    r.failure = Failure::kProtocol;
+  }
+  co_return r;
 }
 
 awaitable<void> BackendSession::quit() {

@@ -100,6 +100,8 @@ class BackendSession {
   bool is_tls() const { return sock_.is_tls(); }
   const net::TlsInfo& tls() const { return tls_; }
 
+  // One command, one reply, and nothing behind it: a second reply (or any
+  // byte) buffered behind the first is Failure::kProtocol, the session closed.
   awaitable<CommandResult> command(std::string_view line, Duration d);
   // `d` bounds the whole reply, not each read: a backend that dribbles a
   // byte at a time cannot hold a transaction past it.
@@ -124,6 +126,16 @@ class BackendSession {
   bool is_open() const { return state_ != State::kClosed && sock_.is_open(); }
   // Bytes the backend sent that no command asked for (SECURITY.md 8).
   bool has_unsolicited_input() const { return lines_.has_pending() || sock_.available() > 0; }
+  // Bytes already read behind the last reply: after the last reply a
+  // command (or a pipelined group) expects, a protocol violation
+  // (DESIGN.md "Backend replies are a strict sequence").  Free: no syscall.
+  bool has_buffered_input() const { return lines_.has_pending(); }
+  // Whether the backend spoke or hung up since its last expected reply,
+  // without waiting (before the final dot: nothing may have come since
+  // the 354).
+  net::TimedSocket::Peek peek() const {
+    return lines_.has_pending() ? net::TimedSocket::Peek::kInput : sock_.peek();
+  }
 
   Clock::time_point created() const { return created_; }
   Clock::time_point last_used() const { return last_used_; }

@@ -1,8 +1,9 @@
-// failure.hpp: why a backend was left, and whether that means a replay.
+// failure.hpp: why a backend was left.
 //
 // One enum for every way a backend can fail a transaction (Envoy's
-// UpstreamFailureReason); should_replay() is the single place that decides
-// "try the next backend" versus "the answer is final".
+// UpstreamFailureReason), for logs and counters.  What a failure means for
+// the transaction -- replay, answer, charge the backend -- is decided in
+// one place, relay/replay_policy.hpp.
 #pragma once
 
 namespace smtplb::client {
@@ -33,12 +34,6 @@ enum class Failure {
 };
 
 const char* to_string(Failure f);
-
-// Replay on another backend?  Everything but a 5xx, which is the backend's
-// authoritative answer about this message.
-inline bool should_replay(Failure f) {
-  return f != Failure::kNone && f != Failure::kPermanent;
-}
 
 // Does this failure count against the backend's health (passive detection)?
 // A capability mismatch or a recipient disagreement is not ill health.

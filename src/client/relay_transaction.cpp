@@ -1,6 +1,7 @@
 #include "client/relay_transaction.hpp"
 
 #include <algorithm>
+#include <atomic>
 
 #include "log/log.hpp"
 #include "smtp/replies.hpp"
@@ -44,14 +45,22 @@ std::string queue_id_from(const smtp::Reply& r) {
   return std::string(w);
 }
 
+// A number unique to each transaction of this process (record_suspect).
+std::uint64_t next_transaction_key() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Config& cfg,
-                                   PoolRuntime& pool, Envelope env)
+                                   PoolRuntime& pool, Envelope env, std::string id)
     : ex_(std::move(ex)),
       cfg_(cfg),
       pool_(pool),
       env_(std::move(env)),
+      id_(std::move(id)),
+      key_(next_transaction_key()),
       deadline_(Clock::now() + cfg.timeouts.transaction),
       replay_(cfg.limits.replay_memory, cfg.temp_directory) {
   // hash_sender keys on the sender's domain (the null sender hashes as "").
@@ -69,24 +78,38 @@ RelayTransaction::Duration RelayTransaction::bound(Duration d) const {
   return std::min(d, left);
 }
 
-void RelayTransaction::fail_backend(Failure f, std::string detail) {
+relay::Decision RelayTransaction::judge(relay::Stage stage, const CommandResult& r) const {
+  const relay::Outcome o =
+      r.failure != Failure::kNone ? relay::outcome_of(r.failure) : relay::classify(stage, r.reply);
+  return relay::decide(stage, o, relay::Context{first_hand_});
+}
+
+void RelayTransaction::leave(const relay::Decision& d, std::string detail) {
+  if (d.possible_duplicate) possible_duplicate_ = true;
   if (current_) {
-    attempts_.push_back({current_->state->name(), f, detail});
-    current_->state->count_left(static_cast<int>(f));
-    auto now = Clock::now();
+    balance::BackendState& st = *current_->state;
+    attempts_.push_back({st.name(), d.why, detail});
+    st.count_left(static_cast<int>(d.why));
+    const auto now = Clock::now();
     bool others_usable = false;
-    for (auto* st : pool_.states) others_usable |= st != current_->state && st->usable(now);
-    if (counts_against_backend(f) && current_->state->record_failure(now, others_usable)) {
+    for (auto* other : pool_.states) others_usable |= other != &st && other->usable(now);
+    bool ejected = false;
+    if (d.health == relay::Health::kCharge)
+      ejected = st.record_failure(now, others_usable);
+    else if (d.health == relay::Health::kSuspect)
+      ejected = st.record_suspect(now, key_, others_usable);
+    if (ejected) {
       // Logged once, on the change from usable to down (passive detection).
       log::Record("backend_down")
-          .add("pool", current_->state->pool())
-          .add("backend", current_->state->name())
-          .add("reason", to_string(f))
+          .add("t", id_)
+          .add("pool", st.pool())
+          .add("backend", st.name())
+          .add("reason", to_string(d.why))
           .add("detail", detail)
           .add("retry_in_ms",
-               static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          current_->state->down_until() - Clock::now())
-                                          .count()))
+               static_cast<long long>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(st.down_until() - now)
+                       .count()))
           .emit(spdlog::level::warn);
     }
   }
@@ -98,6 +121,41 @@ void RelayTransaction::fail_backend(Failure f, std::string detail) {
   streaming_ = false;
   unsent_.clear();  // in the replay buffer too: the next backend gets it all
   in_flight_.reset();
+}
+
+void RelayTransaction::fail_backend(Failure f, std::string detail) {
+  // Before MAIL: whatever went wrong is the backend's, except a violation
+  // (which waits for a second transaction) and what is no ill health.
+  relay::Health h = relay::Health::kNone;
+  if (f == Failure::kProtocol)
+    h = relay::Health::kSuspect;
+  else if (counts_against_backend(f))
+    h = relay::Health::kCharge;
+  leave(relay::Decision{relay::Verdict::kReplay, f, h}, std::move(detail));
+}
+
+void RelayTransaction::restart_walk() {
+  candidates_ = pool_.order(Clock::now(), smtp::ascii_lower(env_.sender.mailbox.domain));
+  next_candidate_ = 0;
+  backends_tried_ = 0;
+}
+
+bool RelayTransaction::walk_exhausted() const {
+  return next_candidate_ >= candidates_.size() || backends_tried_ >= pool_.max_tries();
+}
+
+bool RelayTransaction::out_of_step(CommandResult& r) const {
+  // One recv(MSG_PEEK): paid before each RCPT after the first (which goes
+  // with MAIL) and before DATA, not per pipelined reply.
+  const auto p = session_->peek();
+  if (p == net::TimedSocket::Peek::kQuiet) return false;
+  r.failure = p == net::TimedSocket::Peek::kClosed ? Failure::kDropped : Failure::kProtocol;
+  return true;
+}
+
+bool RelayTransaction::check_client_gone() {
+  if (!client_gone_ && client_gone_check_ && client_gone_check_()) client_gone_ = true;
+  return client_gone_;
 }
 
 void RelayTransaction::log_unusable(const BackendRuntime& b, Failure f,
@@ -196,12 +254,11 @@ void RelayTransaction::retire(BackendRuntime& b, std::unique_ptr<BackendSession>
       asio::detached);
 }
 
-awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::Reply& mail_reply,
-                                                       const smtp::Path* pending,
-                                                       std::optional<smtp::Reply>* pending_reply,
-                                                       bool& stale) {
+awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
+    BackendSession& s, const smtp::Path* pending, std::optional<CommandResult>* pending_result) {
+  using relay::Stage;
   const Duration d = bound(cfg_.timeouts.backend_reply);
-  stale = false;
+  Started st;
   if (s.identity() == config::Identity::kXclient) {
     // Before each MAIL, on a new and on a pooled session alike (SECURITY.md
     // 5): the attributes last for the connection, and a pooled connection
@@ -215,77 +272,98 @@ awaitable<Failure> RelayTransaction::start_transaction(BackendSession& s, smtp::
       // A pooled session the backend closed meanwhile costs a reconnect.
       // So does one whose authorization the last client changed (see
       // BackendSession::poolable): a fresh connection tells.
-      stale = s.reused && (xf == Failure::kDropped || xf == Failure::kXclientRefused);
-      xclient_detail_ = s.failure_detail();
-      co_return xf;
+      st.stale = s.reused && (xf == Failure::kDropped || xf == Failure::kXclientRefused);
+      st.detail = s.failure_detail();
+      st.decision = {relay::Verdict::kReplay, xf,
+                     counts_against_backend(xf) ? relay::Health::kCharge : relay::Health::kNone};
+      co_return st;
     }
   }
   // After XCLIENT's EHLO: the capabilities the backend now offers (to
   // this client; never a silent downgrade, as in acquire()).
   if ((env_.needs_smtputf8 && !s.caps().smtputf8) ||
-      (env_.needs_8bitmime && !s.caps().eightbitmime))
-    co_return Failure::kNotCapable;
+      (env_.needs_8bitmime && !s.caps().eightbitmime)) {
+    st.decision = {relay::Verdict::kReplay, Failure::kNotCapable, relay::Health::kNone};
+    co_return st;
+  }
   std::string mail = mail_line(s.caps());
-  if (s.caps().pipelining) {
-    // RFC 2920: (RSET,) MAIL and the RCPTs in one write, replies read in order.
-    const bool rset = std::exchange(s.rset_pending, false);
-    std::string batch = rset ? "RSET\r\n" + mail : mail;
-    for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
-    if (pending) batch += "RCPT TO:<" + pending->str() + ">\r\n";
-    Failure sent = co_await s.send(batch, d);
-    if (rset) {
-      // A pooled session the backend closed meanwhile costs a reconnect,
-      // never the backend's standing; a stall or a 421 is the backend's.
-      // (No co_await inside ?: here: g++ 12 miscompiles it.)
-      CommandResult r{sent, {}};
-      if (sent == Failure::kNone) r = co_await s.read_reply(d);
-      if (r.failure == Failure::kStalled) co_return Failure::kStalled;
-      if (r.failure == Failure::kNone && r.reply.code == 421) co_return Failure::kShuttingDown;
-      if (r.failure != Failure::kNone || r.reply.code != 250) {
-        stale = true;
-        co_return Failure::kDropped;
+  if (!s.caps().pipelining) {
+    auto m = co_await s.command(mail, d);
+    st.reply = m.reply;
+    st.decision = judge(Stage::kMail, m);
+    if (st.decision.verdict != relay::Verdict::kProceed) co_return st;
+    for (const auto& rcpt : accepted_) {
+      auto r = co_await s.command("RCPT TO:<" + rcpt.str() + ">\r\n", d);
+      st.reply = r.reply;
+      st.decision = judge(Stage::kReplayedRcpt, r);
+      if (st.decision.verdict != relay::Verdict::kProceed) co_return st;
+    }
+    co_return st;
+  }
+  // RFC 2920: (RSET,) MAIL and the RCPTs in one write, replies read in order.
+  const bool rset = std::exchange(s.rset_pending, false);
+  std::string batch = rset ? "RSET\r\n" + mail : mail;
+  for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
+  if (pending) batch += "RCPT TO:<" + pending->str() + ">\r\n";
+  Failure sent = co_await s.send(batch, d);
+  if (rset) {
+    // A pooled session the backend closed meanwhile costs a reconnect,
+    // never the backend's standing; a stall or a 421 is the backend's.
+    // (No co_await inside ?: here: g++ 12 miscompiles it.)
+    CommandResult r{sent, {}};
+    if (sent == Failure::kNone) r = co_await s.read_reply(d);
+    if (r.failure == Failure::kStalled || (r.failure == Failure::kNone && r.reply.code == 421)) {
+      st.decision = judge(Stage::kGreeting, r);
+      co_return st;
+    }
+    if (r.failure != Failure::kNone || r.reply.code != 250) {
+      st.stale = true;
+      co_return st;
+    }
+  }
+  if (sent != Failure::kNone) {
+    st.decision = judge(Stage::kMail, CommandResult{sent, {}});
+    co_return st;
+  }
+  auto m = co_await s.read_reply(d);
+  st.reply = m.reply;
+  st.decision = judge(Stage::kMail, m);
+  if (m.failure != Failure::kNone) co_return st;
+  // Every pipelined command gets its reply read, whatever MAIL's was; the
+  // first that keeps this backend from the transaction decides.
+  for (std::size_t i = 0; i < accepted_.size(); ++i) {
+    auto r = co_await s.read_reply(d);
+    relay::Decision rd = judge(Stage::kReplayedRcpt, r);
+    if (r.failure != Failure::kNone || st.decision.verdict == relay::Verdict::kProceed) {
+      if (rd.verdict != relay::Verdict::kProceed) {
+        st.decision = rd;
+        st.reply = r.reply;
       }
     }
-    if (sent != Failure::kNone) co_return sent;
-    auto m = co_await s.read_reply(d);
-    if (m.failure != Failure::kNone) co_return m.failure;
-    mail_reply = m.reply;
-    bool refused = false;
-    for (std::size_t i = 0; i < accepted_.size(); ++i) {
-      auto r = co_await s.read_reply(d);
-      if (r.failure != Failure::kNone) co_return r.failure;
-      if (r.reply.code == 421) co_return Failure::kShuttingDown;
-      if (r.reply.code != 250 && r.reply.code != 251) refused = true;
-    }
-    if (pending) {
-      // Read even when MAIL failed: every pipelined command gets a reply.
-      auto r = co_await s.read_reply(d);
-      if (r.failure != Failure::kNone) co_return r.failure;
-      if (r.reply.code == 421) co_return Failure::kShuttingDown;
-      *pending_reply = std::move(r.reply);
-    }
-    if (mail_reply.code == 421) co_return Failure::kShuttingDown;
-    if (mail_reply.transient()) co_return Failure::kTransient;
-    if (mail_reply.permanent()) co_return Failure::kPermanent;
-    co_return refused ? Failure::kRecipientRefused : Failure::kNone;
+    if (r.failure != Failure::kNone) co_return st;
   }
-  auto m = co_await s.command(mail, d);
-  if (m.failure != Failure::kNone) co_return m.failure;
-  mail_reply = m.reply;
-  if (mail_reply.code == 421) co_return Failure::kShuttingDown;
-  if (mail_reply.transient()) co_return Failure::kTransient;
-  if (mail_reply.permanent()) co_return Failure::kPermanent;
-  for (const auto& rcpt : accepted_) {
-    auto r = co_await s.command("RCPT TO:<" + rcpt.str() + ">\r\n", d);
-    if (r.failure != Failure::kNone) co_return r.failure;
-    if (r.reply.code == 421) co_return Failure::kShuttingDown;
-    if (r.reply.code != 250 && r.reply.code != 251) co_return Failure::kRecipientRefused;
+  if (pending) {
+    *pending_result = co_await s.read_reply(d);
+    if ((*pending_result)->failure != Failure::kNone) {
+      // The session is gone; MAIL's verdict stands, the recipient's
+      // result is judged by rcpt().
+      co_return st;
+    }
   }
-  co_return Failure::kNone;
+  if (s.has_buffered_input()) {
+    // More replies than commands: from here on each reply would answer
+    // the command before it.
+    st.decision = judge(Stage::kMail, CommandResult{Failure::kProtocol, {}});
+    st.reply = {};
+    st.detail = "bytes behind the last pipelined reply";
+    if (pending_result) pending_result->reset();
+    s.close();
+  }
+  co_return st;
 }
 
 awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
-    const smtp::Path* pending, std::optional<smtp::Reply>* pending_reply) {
+    const smtp::Path* pending, std::optional<CommandResult>* pending_result) {
   const int max_backends = pool_.max_tries();
   if (mail_refusal_) co_return *mail_refusal_;
   if (cancelled_) co_return smtp::make_reply(421, "4.3.2", "Service shutting down");
@@ -294,6 +372,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   std::vector<int> at_limit;
   const auto wait_until = Clock::now() + cfg_.timeouts.pool_wait;
   for (;;) {
+    if (!attempts_.empty() && check_client_gone()) co_return smtp::replies::no_backend();
     if (next_candidate_ >= candidates_.size() || backends_tried_ >= max_backends) {
       if (at_limit.empty() || backends_tried_ >= max_backends) break;
       if (Clock::now() >= wait_until || past_deadline()) co_return smtp::replies::pool_full();
@@ -345,12 +424,10 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       --backends_tried_;  // a capability mismatch is no failed attempt
       continue;
     }
-    smtp::Reply mail_reply;
-    if (pending_reply) pending_reply->reset();
-    bool stale = false;
-    xclient_detail_.clear();
-    Failure f = co_await start_transaction(*session_, mail_reply, pending, pending_reply, stale);
-    if (stale) {
+    if (pending_result) pending_result->reset();
+    first_hand_ = accepted_.empty();
+    Started st = co_await start_transaction(*session_, pending, pending_result);
+    if (st.stale) {
       // The same backend again, on another pooled session or a new one.
       session_->close();
       session_.reset();
@@ -359,7 +436,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       --next_candidate_;
       continue;
     }
-    if (f == Failure::kNone) {
+    const relay::Decision& d = st.decision;
+    if (d.verdict == relay::Verdict::kProceed) {
       in_flight_ = balance::InFlight(*b.state);
       if (b.state->record_success())
         log::Record("backend_up")
@@ -369,30 +447,35 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       clean_ = false;
       co_return std::nullopt;
     }
-    if (f == Failure::kPermanent || f == Failure::kRecipientRefused) {
+    if (d.why == Failure::kNotCapable) {
+      attempts_.push_back({b.state->name(), Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
+      put_back(b, std::move(session_));
+      current_ = nullptr;
+      --backends_tried_;
+      continue;
+    }
+    const bool in_step = session_->is_open() && d.why != Failure::kProtocol;
+    if (in_step && (d.verdict == relay::Verdict::kAnswer || d.why == Failure::kPermanent ||
+                    d.why == Failure::kRecipientRefused)) {
       // The backend is healthy and disagrees: its session is fine for the
       // next transaction.
-      attempts_.push_back({b.state->name(), f, mail_reply.summary()});
+      attempts_.push_back({b.state->name(), d.why, st.reply.summary()});
       auto rset = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
       if (rset.failure == Failure::kNone && rset.reply.code == 250)
         put_back(b, std::move(session_));
       session_.reset();
       current_ = nullptr;
-      if (f == Failure::kPermanent && accepted_.empty()) {
-        // The backend's answer about this sender is final (DESIGN.md: a 5xx
-        // to MAIL reaches the client) for the whole transaction.
-        mail_refusal_ = with_enhanced(mail_reply, "2.1.0");
+      if (d.verdict == relay::Verdict::kAnswer) {
+        // A first-hand backend's answer about this sender is final
+        // (DESIGN.md: a 5xx to MAIL reaches the client) for the whole
+        // transaction.
+        mail_refusal_ = with_enhanced(st.reply, "2.1.0");
         co_return *mail_refusal_;
       }
-      // A replay backend refusing what another accepted: try the next.
-      continue;
+      continue;  // a replay backend refusing what another accepted: the next
     }
-    if (!xclient_detail_.empty()) {
-      log_unusable(b, f, xclient_detail_);
-      fail_backend(f, xclient_detail_);
-      continue;
-    }
-    fail_backend(f, mail_reply.code ? mail_reply.summary() : "");
+    if (!st.detail.empty()) log_unusable(b, d.why, st.detail);
+    leave(d, !st.detail.empty() ? st.detail : st.reply.code ? st.reply.summary() : "");
   }
   if (past_deadline()) co_return smtp::replies::backend_deadline();
   bool only_incapable = !attempts_.empty();
@@ -404,25 +487,52 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
 awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
   const std::string line = "RCPT TO:<" + rcpt.str() + ">\r\n";
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
+  // Backends that stalled or garbled their reply to this address: after
+  // kRecipientFaults of them it is taken to be the address's doing.
+  constexpr int kRecipientFaults = 2;
+  int faults = 0;
   for (;;) {
     CommandResult r;
+    bool have = false;
     if (!session_) {
-      std::optional<smtp::Reply> pipelined;
+      std::optional<CommandResult> pipelined;
       if (auto refusal = co_await acquire(&rcpt, &pipelined)) co_return *refusal;
-      if (pipelined) r.reply = std::move(*pipelined);
+      if (pipelined) {
+        r = std::move(*pipelined);
+        have = true;
+      }
     }
-    if (r.reply.code == 0) r = co_await session_->command(line, bound(cfg_.timeouts.backend_reply));
-    if (r.failure != Failure::kNone) {
-      fail_backend(r.failure, "");
-      continue;  // replay MAIL and the accepted RCPTs elsewhere, then this one
-    }
-    if (r.reply.code == 421) {
-      fail_backend(Failure::kShuttingDown, r.reply.summary());
+    if (!have && out_of_step(r)) {
+      // Bytes nobody asked for arrived since the last reply: the next
+      // reply read would answer an earlier command, not this recipient.
+      leave(judge(relay::Stage::kReplayedRcpt, r), "unsolicited reply before RCPT");
       continue;
     }
-    if (r.reply.code == 250 || r.reply.code == 251) accepted_.push_back(rcpt);
-    // The backend is authoritative on recipients: its 4xx/5xx is the answer.
-    co_return with_enhanced(r.reply, "2.1.5");
+    if (!have) r = co_await session_->command(line, bound(cfg_.timeouts.backend_reply));
+    const relay::Decision d = judge(relay::Stage::kRcpt, r);
+    if (d.verdict == relay::Verdict::kAnswer) {
+      // RFC 5321 4.3.2: any 2xx accepts (252 too); the backend is
+      // authoritative on recipients: its 4xx/5xx is the answer.
+      if (r.reply.positive()) accepted_.push_back(rcpt);
+      co_return with_enhanced(r.reply, "2.1.5");
+    }
+    const std::string detail = r.reply.code ? r.reply.summary()
+                               : session_   ? session_->failure_detail()
+                                            : std::string();
+    leave(d, detail.empty() ? std::string("at RCPT ") + rcpt.str() : detail);
+    if (d.verdict == relay::Verdict::kRecipientFault &&
+        (++faults >= std::min(kRecipientFaults, pool_.max_tries()) || walk_exhausted())) {
+      // The others of the transaction go on, on a fresh walk.
+      restart_walk();
+      log::Record("recipient_deferred")
+          .add("t", id_)
+          .add("rcpt", rcpt.str())
+          .add("reason", to_string(d.why))
+          .add("backends", static_cast<long long>(faults))
+          .emit(spdlog::level::warn);
+      co_return smtp::replies::recipient_unverified();
+    }
+    // Replay MAIL and the accepted RCPTs elsewhere, then this one.
   }
 }
 
@@ -432,19 +542,20 @@ awaitable<smtp::Reply> RelayTransaction::data() {
     if (!session_) {
       if (auto refusal = co_await acquire()) co_return *refusal;
     }
-    auto r = co_await session_->command("DATA\r\n", bound(cfg_.timeouts.backend_reply));
-    if (r.failure != Failure::kNone) {
-      fail_backend(r.failure, "");
-      continue;
-    }
-    if (r.reply.code == 354) {
+    // The last reply before the data: a backend that sent more replies
+    // than it was asked for (one would have been taken for a recipient's)
+    // is out of step, and no message goes to it.
+    CommandResult r;
+    if (!out_of_step(r))
+      r = co_await session_->command("DATA\r\n", bound(cfg_.timeouts.backend_reply));
+    const relay::Decision d = judge(relay::Stage::kData, r);
+    if (d.verdict == relay::Verdict::kProceed) {
       streaming_ = true;
       data_deadline_ = Clock::now() + cfg_.timeouts.client_data_total;
       co_return smtp::replies::start_data();
     }
-    if (r.reply.permanent()) co_return with_enhanced(r.reply, "2.0.0");
-    fail_backend(r.reply.code == 421 ? Failure::kShuttingDown : Failure::kTransient,
-                 r.reply.summary());
+    if (d.verdict == relay::Verdict::kAnswer) co_return with_enhanced(r.reply, "2.0.0");
+    leave(d, r.reply.code ? r.reply.summary() : session_ ? session_->failure_detail() : "");
   }
 }
 
@@ -476,7 +587,8 @@ awaitable<void> RelayTransaction::data_chunk(std::string_view wire) {
     Failure f = co_await session_->send(
         out, std::max(Duration(1), std::min(cfg_.timeouts.backend_reply, left)));
     unsent_.clear();
-    if (f != Failure::kNone) fail_backend(f, "during data");
+    if (f != Failure::kNone)
+      leave(judge(relay::Stage::kMidData, CommandResult{f, {}}), "during data");
   }
 }
 
@@ -492,6 +604,7 @@ awaitable<Failure> RelayTransaction::stream_replay() {
 }
 
 awaitable<smtp::Reply> RelayTransaction::finish() {
+  using relay::Stage;
   smtp::DataEncoder enc;
   std::string final_dot;
   enc.finish(final_dot);  // the content ends with CR LF: this is ".\r\n"
@@ -499,13 +612,25 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
   for (;;) {
     if (session_ && streaming_) {
+      // Nothing may have come since the 354: a reply the backend sent
+      // meanwhile would be read as the answer to this dot, and a backend
+      // that hung up never sees it (no copy can be there: no duplicate).
+      const auto peek = session_->peek();
+      if (peek != net::TimedSocket::Peek::kQuiet) {
+        const bool closed = peek == net::TimedSocket::Peek::kClosed;
+        leave(relay::decide(Stage::kMidData,
+                            closed ? relay::Outcome::kDropped : relay::Outcome::kProtocol,
+                            relay::Context{first_hand_}),
+              closed ? "closed before the final dot" : "unsolicited reply before the final dot");
+        continue;
+      }
       // The data still unsent and the final dot, in one write.  A failed
       // write did not deliver the dot whole: the replay is no duplicate.
       unsent_ += final_dot;
       Failure f = co_await session_->send(unsent_, bound(cfg_.timeouts.backend_reply));
       unsent_.clear();
       if (f != Failure::kNone) {
-        fail_backend(f, "sending the final dot");
+        leave(judge(Stage::kMidData, CommandResult{f, {}}), "sending the final dot");
         continue;
       }
       // The full backend_data_done, whatever replays took before: the
@@ -515,55 +640,43 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
       if (r.failure == Failure::kNone)
         current_->state->observe_final_dot(
             std::chrono::duration<double>(Clock::now() - dot_sent).count(), Clock::now());
-      if (r.failure == Failure::kNone && r.reply.code / 100 != 2 && r.reply.code / 100 != 4 &&
-          r.reply.code / 100 != 5)
-        r.failure = Failure::kProtocol;  // 1xx/3xx to the final dot: out of step
-      if (r.failure != Failure::kNone) {
-        // The whole message and its final dot went out: the backend may
-        // have it (RFC 1047) whether it then stalled, dropped or garbled
-        // its reply.  DESIGN.md fixes the choice: replay, and log and count
-        // a possible duplicate.
-        possible_duplicate_ = true;
-        fail_backend(r.failure == Failure::kStalled ? Failure::kSilentFinalDot : r.failure,
-                     "after the final dot");
-        continue;
-      }
-      if (r.reply.positive()) {
-        delivered_backend_ = current_->state->name();
-        queue_id_ = queue_id_from(r.reply);
-        streaming_ = false;
-        clean_ = true;
-        co_return r.reply;
-      }
-      if (r.reply.permanent()) {
-        attempts_.push_back({current_->state->name(), Failure::kPermanent, r.reply.summary()});
+      if (r.failure == Failure::kNone && session_->has_buffered_input())
+        r.failure = Failure::kProtocol;  // two replies to one dot: which one is its own?
+      // The whole message and its final dot went out: whatever leaves
+      // this backend now may leave a copy there (RFC 1047); DESIGN.md
+      // fixes the choice: replay, and log and count a possible duplicate.
+      const relay::Decision d = judge(Stage::kFinalDot, r);
+      if (d.verdict == relay::Verdict::kAnswer) {
         delivered_backend_ = current_->state->name();  // the backend whose answer this is
+        if (r.reply.positive()) {
+          queue_id_ = queue_id_from(r.reply);
+        } else {
+          attempts_.push_back({current_->state->name(), Failure::kPermanent, r.reply.summary()});
+        }
         streaming_ = false;
         clean_ = true;
-        co_return with_enhanced(r.reply, "2.0.0");
+        co_return r.reply.positive() ? r.reply : with_enhanced(r.reply, "2.0.0");
       }
-      fail_backend(r.reply.code == 421 ? Failure::kShuttingDown : Failure::kTransient,
-                   r.reply.summary());
+      std::string detail = r.reply.code ? r.reply.summary() : "after the final dot";
+      if (r.failure == Failure::kProtocol) detail = "malformed or extra reply after the final dot";
+      leave(d, detail);
       continue;
     }
     // Replay on the next backend: MAIL, RCPTs, DATA, the bytes so far.
     if (auto refusal = co_await acquire()) {
-      if (refusal->permanent()) {
-        // A replay backend's 5xx to MAIL after others took the RCPTs: the
-        // client has 250s for them, so this is not final for the message.
-        co_return smtp::replies::no_backend();
-      }
+      // Never a 5xx here: the client holds 250s for the recipients.
+      if (refusal->permanent()) co_return smtp::replies::no_backend();
       co_return *refusal;
     }
     auto r = co_await session_->command("DATA\r\n", bound(cfg_.timeouts.backend_reply));
-    if (r.failure != Failure::kNone || r.reply.code != 354) {
-      fail_backend(r.failure != Failure::kNone ? r.failure : Failure::kTransient,
-                   r.reply.code ? r.reply.summary() : "");
+    const relay::Decision d = judge(Stage::kData, r);
+    if (d.verdict != relay::Verdict::kProceed) {
+      leave(d, r.reply.code ? r.reply.summary() : "");
       continue;
     }
     streaming_ = true;
     if (Failure f = co_await stream_replay(); f != Failure::kNone) {
-      fail_backend(f, "replaying data");
+      leave(judge(Stage::kMidData, CommandResult{f, {}}), "replaying data");
       continue;
     }
   }

@@ -3,24 +3,29 @@
 //
 // MAIL and RCPT are forwarded cut-through and the backend's replies become
 // the client's.  DATA is streamed to the backend as it arrives and kept in
-// a ReplayBuffer.  When the backend fails at any step (refused or timed-out
-// connect, 421, a 4xx to MAIL/DATA/end of data, a drop, a stall), the
-// transaction -- MAIL, the accepted RCPTs, the data so far -- is replayed
-// on the next candidate of the pool's balancer, within `retries` and
-// `timeouts.transaction`, while the client waits.  A 5xx is final.  A
-// message that got 2xx at end of data is never sent anywhere else.
+// a ReplayBuffer.  At every step the backend's reply (or its silence, or
+// its hanging up) goes to the replay policy (relay/replay_policy.hpp),
+// which says: proceed, answer the client, or replay -- MAIL, the accepted
+// RCPTs, the data so far -- on the next candidate of the pool's balancer,
+// within `retries` and `timeouts.transaction`, while the client waits.
+//
+// Backend replies are a strict sequence: one reply per command, in order,
+// nothing behind the last one expected, nothing between the 354 and the
+// reply to the final dot.  Anything else abandons the attempt.
 //
 // `timeouts.transaction` bounds how long the client waits for any one
 // reply that needs a backend (RCPT, DATA, end of data), replays included.
 //
 // Replay and recipients: the client already has a 250 for every recipient
-// the first backend accepted.  A replay backend that refuses one of them
-// (4xx or 5xx) is not used for this transaction: the next candidate is
-// tried, and if none accepts them all the client gets 451 4.4.x, so it
-// retries the whole message later.  Never a silent partial delivery.
+// the first backend accepted.  A replay backend that refuses one of them,
+// or refuses MAIL, DATA or the final dot, is not used for this transaction:
+// the next candidate is tried, and if none accepts the client gets
+// 451 4.4.x, so it retries the whole message later.  Never a silent
+// partial delivery, never a bounce for mail another backend may hold.
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -29,6 +34,7 @@
 #include "client/identity.hpp"
 #include "client/pool_runtime.hpp"
 #include "client/replay_buffer.hpp"
+#include "relay/replay_policy.hpp"
 #include "smtp/command.hpp"
 #include "smtp/data_encoder.hpp"
 
@@ -50,12 +56,18 @@ struct Envelope {
 
 class RelayTransaction {
  public:
+  // `id`: the transaction's id, for the log lines the relay writes.
   RelayTransaction(asio::any_io_executor ex, const config::Config& cfg, PoolRuntime& pool,
-                   Envelope env);
+                   Envelope env, std::string id = {});
   ~RelayTransaction();
 
+  // Asked before each replay: has the client gone (EOF or reset on its
+  // socket)?  Then nobody waits for the answer and no replay is made.
+  void set_client_gone_check(std::function<bool()> check) { client_gone_check_ = std::move(check); }
+
   // The backend's reply to this recipient (or 451 4.4.x when no backend
-  // could be had).
+  // could be had, or when every backend tried stalled or garbled its reply
+  // for this one address).
   awaitable<smtp::Reply> rcpt(const smtp::Path& rcpt);
   // 354 when a backend is ready for the data; otherwise the reply to give.
   awaitable<smtp::Reply> data();
@@ -76,7 +88,8 @@ class RelayTransaction {
   const std::string& backend_name() const { return delivered_backend_; }
   const std::string& queue_id() const { return queue_id_; }
   bool possible_duplicate() const { return possible_duplicate_; }
-  bool has_backend() const { return session_ != nullptr; }
+  // A replay was not made because the client had gone.
+  bool client_gone() const { return client_gone_; }
   std::uint64_t data_size() const { return replay_.size(); }
 
  private:
@@ -84,14 +97,21 @@ class RelayTransaction {
   Duration bound(Duration d) const;
   bool past_deadline() const { return Clock::now() >= deadline_; }
 
+  // What MAIL and the replayed RCPTs on a session came to.
+  struct Started {
+    relay::Decision decision;  // kProceed, or why this backend cannot take it
+    smtp::Reply reply;         // the reply that decided, for the client and logs
+    std::string detail;        // for logs when there is no reply (XCLIENT)
+    bool stale = false;        // a pooled session the backend had closed: not its fault
+  };
+
   // Gets a backend session with MAIL and every accepted RCPT done.  On
-  // failure returns the reply for the client (a backend's 5xx to MAIL, or
-  // 451 4.4.x).
-  // With `pending` and a backend that pipelines, that RCPT goes in the same
-  // write as MAIL (one round trip for a new transaction) and its reply is
-  // left in `pending_reply`.
+  // failure returns the reply for the client (a first-hand backend's 5xx
+  // to MAIL, or 451 4.4.x).  With `pending` and a backend that pipelines,
+  // that RCPT goes in the same write as MAIL (one round trip for a new
+  // transaction) and its result is left in `pending_result`.
   awaitable<std::optional<smtp::Reply>> acquire(
-      const smtp::Path* pending = nullptr, std::optional<smtp::Reply>* pending_reply = nullptr);
+      const smtp::Path* pending = nullptr, std::optional<CommandResult>* pending_result = nullptr);
   awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why,
                                                          std::string& detail);
   // A session this transaction is done with: back to the pool, or, for a
@@ -101,22 +121,34 @@ class RelayTransaction {
   // The warn line for a backend that cannot be used as configured (TLS,
   // XCLIENT), with the reason in words.
   void log_unusable(const BackendRuntime& b, Failure f, const std::string& detail) const;
-  // MAIL and the replayed RCPTs on `s`; kNone when all were accepted.
-  // `stale`: a pooled session failed its RSET (closed meanwhile): not the
-  // backend's fault, try it again on another session.
-  awaitable<Failure> start_transaction(BackendSession& s, smtp::Reply& mail_reply,
-                                       const smtp::Path* pending,
-                                       std::optional<smtp::Reply>* pending_reply, bool& stale);
+  awaitable<Started> start_transaction(BackendSession& s, const smtp::Path* pending,
+                                       std::optional<CommandResult>* pending_result);
   std::string mail_line(const Capabilities& caps) const;
-  // Leaves the current backend for this reason, counting it against the
-  // backend when it is ill health.
+  // The replay policy's word on a reply (or a failed read) at `stage`.
+  relay::Decision judge(relay::Stage stage, const CommandResult& r) const;
+  // Leaves the current backend as the policy decided: logged as an
+  // attempt, charged to its health as `d.health` says, the session closed.
+  void leave(const relay::Decision& d, std::string detail);
+  // A backend that failed before MAIL (connect, greeting, TLS, XCLIENT).
   void fail_backend(Failure f, std::string detail);
+  // Back to the start of the pool's order with a fresh budget: after one
+  // recipient's fault, the others go on as in a new walk.
+  void restart_walk();
+  bool walk_exhausted() const;
   awaitable<Failure> stream_replay();
+  // Before a command on a session in use: did the backend speak (or hang
+  // up) since its last expected reply?  Then `r` says how, and true.
+  bool out_of_step(CommandResult& r) const;
+  // The client has gone: checked before each replay.
+  bool check_client_gone();
 
   asio::any_io_executor ex_;
   const config::Config& cfg_;
   PoolRuntime& pool_;
   Envelope env_;
+  std::string id_;
+  // Told to BackendState::record_suspect: unique per transaction.
+  std::uint64_t key_;
   Clock::time_point deadline_;
   std::vector<int> candidates_;  // balancer order, fixed for the transaction
   std::size_t next_candidate_ = 0;
@@ -124,6 +156,9 @@ class RelayTransaction {
 
   std::unique_ptr<BackendSession> session_;
   BackendRuntime* current_ = nullptr;
+  // current_ took every recipient the client holds a 2xx for first-hand
+  // (it replayed none): only such a backend's refusal can be final.
+  bool first_hand_ = true;
   balance::InFlight in_flight_;  // counts this transaction on current_ while it holds session_
   // Message data read from the client but not yet written to the backend
   // (data_chunk): at most about kCoalesce octets, for about kCoalesceFor.
@@ -140,9 +175,10 @@ class RelayTransaction {
   std::string queue_id_;
   bool possible_duplicate_ = false;
   bool replay_broken_ = false;               // the spill file failed: no replay possible
-  std::optional<smtp::Reply> mail_refusal_;  // a backend's 5xx to MAIL: final
-  std::string xclient_detail_;               // why XCLIENT failed (start_transaction)
+  std::optional<smtp::Reply> mail_refusal_;  // a first-hand backend's 5xx to MAIL: final
   bool cancelled_ = false;                   // forced shutdown: no new backend
+  bool client_gone_ = false;
+  std::function<bool()> client_gone_check_;
   Clock::time_point data_deadline_ = Clock::time_point::max();
 };
 

@@ -1,5 +1,9 @@
 #include "net/timed_socket.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 namespace smtplb::net {
 
 void TimedSocket::arm(Duration d) {
@@ -116,6 +120,18 @@ awaitable<error_code> TimedSocket::handshake(asio::ssl::context& ctx,
   arm(d);
   auto [ec] = co_await tls_->async_handshake(type, use_nothrow);
   co_return disarm(ec);
+}
+
+TimedSocket::Peek TimedSocket::peek() const {
+  if (!sock_.is_open()) return Peek::kClosed;
+  if (tls_ && SSL_pending(const_cast<TlsStream&>(*tls_).native_handle()) > 0) return Peek::kInput;
+  char c;
+  const ssize_t n =
+      ::recv(const_cast<tcp::socket&>(sock_).native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return Peek::kClosed;
+  if (n < 0)
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? Peek::kQuiet : Peek::kClosed;
+  return tls_ ? Peek::kQuiet : Peek::kInput;
 }
 
 }  // namespace smtplb::net

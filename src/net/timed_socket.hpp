@@ -85,6 +85,14 @@ class TimedSocket {
   }
   tcp::socket& socket() { return sock_; }
 
+  // What the peer has done since the last read, seen without waiting or
+  // consuming anything (one recv(MSG_PEEK)): nothing, sent bytes, or
+  // closed (FIN or reset).  Over TLS, raw bytes may be a record that is
+  // no data (a ticket, an alert), so only a closed connection and
+  // decrypted bytes OpenSSL already holds are reported.
+  enum class Peek { kQuiet, kInput, kClosed };
+  Peek peek() const;
+
  private:
   struct Deadline {
     explicit Deadline(const asio::any_io_executor& ex) : timer(ex) {}

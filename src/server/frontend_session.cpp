@@ -827,10 +827,12 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (!tx_) {
     pool_ = pool;
     tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
-                                                     txn_->envelope);
+                                                     txn_->envelope, txn_->id);
+    tx_->set_client_gone_check(
+        [this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
   }
   smtp::Reply r = co_await tx_->rcpt(cmd.path);
-  if (r.code == 250 || r.code == 251)
+  if (r.positive())
     txn_->accepted.push_back(rcpt.str());
   else
     txn_->refused.push_back(rcpt.str());
@@ -953,6 +955,11 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       if (backend_reply.positive()) {
         final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + txn_->id);
         result = "delivered";
+      } else if (tx_->client_gone()) {
+        // No replay was made for a client that hung up: nobody hears this.
+        final_reply = backend_reply;
+        result = "client_gone";
+        close = true;
       } else {
         final_reply = backend_reply;
         result = backend_reply.permanent() ? "rejected" : "deferred";
@@ -964,7 +971,27 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   if (tx_->possible_duplicate())
     core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
   log_transaction(final_reply, result);
+  const bool delivered = std::string_view(result) == "delivered";
+  const std::string id = txn_->id;
+  const bool counted = tx_->possible_duplicate();
   co_await end_transaction();
+  if (delivered) {
+    // A backend has the message; a client that never gets this 250 will
+    // send it again: that copy is a possible duplicate, counted as such.
+    queue(final_reply);
+    if (!co_await flush()) {
+      if (!counted) core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
+      log::Record("reply_lost")
+          .add("s", this->id())
+          .add("t", id)
+          .add("reply", final_reply.summary())
+          .add("possible_duplicate", "yes")
+          .add("detail", "delivered, but the 250 could not be written to the client")
+          .emit(spdlog::level::warn);
+      close = true;
+    }
+    co_return smtp::Reply{};
+  }
   co_return final_reply;
 }
 

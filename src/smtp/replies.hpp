@@ -80,6 +80,13 @@ inline Reply null_mx() {
 inline Reply no_backend() {
   return make_reply(451, "4.4.1", "No backend could take the mail, try again later");
 }
+// Every backend tried stalled or garbled its reply for this one address
+// (slow recipient verification, a reply it breaks for that address): the
+// recipient alone is deferred; the others of the transaction go on.
+inline Reply recipient_unverified() {
+  return make_reply(451, "4.4.2",
+                    "No usable answer from the backends for this recipient, try again later");
+}
 inline Reply backend_deadline() {
   return make_reply(451, "4.4.7", "Relay deadline passed, try again later");
 }

@@ -81,6 +81,12 @@ changes: at every connection, before every command and every 50 ms.
                      writes block once the socket buffers are full)
   delay_eod          seconds to wait before the end-of-data reply (with
                      --eod-capacity, see below, a slot held that long)
+  mail_extra         a reply line sent, unsolicited, in the same write as the
+                     250 to MAIL (counted by fault_limit)
+  data_extra         a reply line sent, unsolicited, behind the 354 (in the
+                     same write; with data_extra_delay, that many seconds
+                     later, while the data comes in; event data_extra_sent)
+                     (counted by fault_limit)
   eod_extra          a reply line sent, unsolicited, right after the 250 at
                      end of data (counted by fault_limit); with
                      eod_extra_delay, that many seconds after it
@@ -213,6 +219,9 @@ DEFAULTS = {
     "delay_eod": 0.0,
     "eod_extra": None,
     "eod_extra_delay": 0.0,
+    "mail_extra": None,
+    "data_extra": None,
+    "data_extra_delay": 0.0,
     "fault_limit": None,
     "omit_ehlo": [],
     "max_size": 100 * 1024 * 1024,
@@ -1073,6 +1082,12 @@ class Session:
             return
         self.mail_from = text(m.group(2))
         self.mail_params = params
+        extra = self.b.opt("mail_extra")
+        if extra and self.b.fault("mail_extra", conn=self.conn, extra=extra):
+            # One more reply in the same write: every later reply would
+            # answer the command before it (SECURITY.md 8).
+            await self.reply("250 2.1.0 Sender <%s> ok\n%s" % (self.mail_from, extra))
+            return
         await self.reply("250 2.1.0 Sender <%s> ok" % self.mail_from)
 
     async def cmd_rcpt(self, arg):
@@ -1129,7 +1144,23 @@ class Session:
             await self.reply(r)
             if not r.startswith("3"):
                 return
-        await self.reply("354 End data with <CR><LF>.<CR><LF>")
+        extra = self.b.opt("data_extra")
+        if extra and self.b.fault("data_extra", conn=self.conn, extra=extra):
+            # An unsolicited reply behind the 354: in the same write, or
+            # data_extra_delay seconds later, while the data comes in.
+            delay = float(self.b.opt("data_extra_delay") or 0)
+            if not delay:
+                await self.reply("354 End data with <CR><LF>.<CR><LF>\n" + extra)
+            else:
+                await self.reply("354 End data with <CR><LF>.<CR><LF>")
+
+                async def later():
+                    await asyncio.sleep(delay)
+                    await self.reply(extra)
+                    self.b.event("data_extra_sent", conn=self.conn)
+                self.b.spawn(later())
+        else:
+            await self.reply("354 End data with <CR><LF>.<CR><LF>")
         if self.b.opt("hang") == "body" and self.b.fault("hang", step="body", conn=self.conn):
             # Read nothing more: TCP flow control stalls the sender.
             self.how = "hang_body"
@@ -1246,7 +1277,7 @@ class Session:
 def flag_faults(a):
     f = {}
     for key in ("banner", "ehlo_reply", "mail_reply", "data_reply", "eod_reply", "eod_extra",
-                "drop_at", "hang", "reject_rcpt_pattern"):
+                "mail_extra", "data_extra", "drop_at", "hang", "reject_rcpt_pattern"):
         if getattr(a, key) is not None:
             f[key] = getattr(a, key)
     if a.refuse:
@@ -1259,6 +1290,8 @@ def flag_faults(a):
         f["delay_eod"] = a.delay_eod
     if a.eod_extra_delay:
         f["eod_extra_delay"] = a.eod_extra_delay
+    if a.data_extra_delay:
+        f["data_extra_delay"] = a.data_extra_delay
     if a.fault_limit is not None:
         f["fault_limit"] = a.fault_limit
     if a.omit_ehlo:
@@ -1298,6 +1331,9 @@ def main():
                    help="end-of-data delays served at once, FIFO (0: unlimited)")
     p.add_argument("--eod-extra", dest="eod_extra")
     p.add_argument("--eod-extra-delay", dest="eod_extra_delay", type=float, default=0.0)
+    p.add_argument("--mail-extra", dest="mail_extra")
+    p.add_argument("--data-extra", dest="data_extra")
+    p.add_argument("--data-extra-delay", dest="data_extra_delay", type=float, default=0.0)
     p.add_argument("--fault-limit", dest="fault_limit", type=int)
     p.add_argument("--omit-ehlo", dest="omit_ehlo", action="append")
     p.add_argument("--max-size", dest="max_size", type=int)

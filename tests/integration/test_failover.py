@@ -125,8 +125,20 @@ class Failover(IntegrationCase):
         self.smtplb_for([be])
         c = self.client()
         first = message(tag + "-1")
+        same_write = not faults.get("eod_extra_delay")
+        # Behind the reply to the final dot in the same read, the extra
+        # reply makes it unclear which reply answered that dot (DESIGN.md
+        # "Backend replies are a strict sequence"): the attempt is
+        # abandoned as after a silent dot, a possible duplicate, and with no
+        # other backend the client gets 4xx.  Sent later, it finds the
+        # session idle and the 250 stands.
+        want_final = 451 if same_write else 250
         self.assertEqual([r.code for r in c.transaction(SENDER, [RCPT], first)],
-                         [250, 250, 354, 250])
+                         [250, 250, 354, want_final])
+        if same_write:
+            tx = self.lb.wait_transactions(1)[-1]
+            self.assertEqual(tx.get("possible_duplicate"), "yes", tx)
+            self.assertIn("protocol_error", tx.get("tried", ""), tx)
         # The extra reply is on its way to smtplb's now idle pooled session.
         wait_for(lambda: be.events("eod_extra_sent"), 5, "the unsolicited reply to be sent")
         for i in range(2, 5):

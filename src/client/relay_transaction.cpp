@@ -281,8 +281,7 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
   }
   // After XCLIENT's EHLO: the capabilities the backend now offers (to
   // this client; never a silent downgrade, as in acquire()).
-  if ((env_.needs_smtputf8 && !s.caps().smtputf8) ||
-      (env_.needs_8bitmime && !s.caps().eightbitmime)) {
+  if (lacks_extension(s.caps())) {
     st.decision = {relay::Verdict::kReplay, Failure::kNotCapable, relay::Health::kNone};
     co_return st;
   }
@@ -414,8 +413,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       fail_backend(why, detail);
       continue;
     }
-    const Capabilities& caps = session_->offered();
-    if ((env_.needs_smtputf8 && !caps.smtputf8) || (env_.needs_8bitmime && !caps.eightbitmime)) {
+    if (lacks_extension(session_->offered())) {
       // Never downgrade: RFC 6531 3.4 and RFC 6152 3 forbid sending such
       // mail to a server that did not offer the extension.
       attempts_.push_back({b.state->name(), Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
@@ -481,7 +479,27 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   bool only_incapable = !attempts_.empty();
   for (const auto& a : attempts_)
     only_incapable = only_incapable && a.failure == Failure::kNotCapable;
-  co_return only_incapable ? smtp::replies::no_capable_backend() : smtp::replies::no_backend();
+  if (!only_incapable) co_return smtp::replies::no_backend();
+  // Every backend answered and none offers what the message needs: a
+  // retry would meet the same pool, so the answer is permanent.
+  if (lacked_smtputf8_) co_return smtp::replies::no_smtputf8_backend();
+  if (env_.needs_8bitmime && !seven_bit_) {
+    // RFC 6152 3: 8-bit data never goes to a server without 8BITMIME, but
+    // a message declared 8BITMIME may well be 7-bit: send it as such, and
+    // refuse it (554 5.6.3) at the end if a byte has its high bit set.
+    seven_bit_ = true;
+    restart_walk();
+    co_return co_await acquire(pending, pending_result);
+  }
+  co_return smtp::replies::no_capable_backend();
+}
+
+bool RelayTransaction::lacks_extension(const Capabilities& caps) {
+  if (env_.needs_smtputf8 && !caps.smtputf8) {
+    lacked_smtputf8_ = true;
+    return true;
+  }
+  return env_.needs_8bitmime && !caps.eightbitmime && !seven_bit_;
 }
 
 awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
@@ -560,7 +578,14 @@ awaitable<smtp::Reply> RelayTransaction::data() {
 }
 
 awaitable<void> RelayTransaction::data_chunk(std::string_view wire) {
-  if (replay_broken_) co_return;
+  if (replay_broken_ || eight_bit_seen_) co_return;
+  if (seven_bit_ && std::any_of(wire.begin(), wire.end(),
+                                [](char c) { return static_cast<unsigned char>(c) & 0x80; })) {
+    // Going out as 7-bit to a backend without 8BITMIME: it may not have it.
+    eight_bit_seen_ = true;
+    abort();
+    co_return;
+  }
   if (!replay_.append(wire)) {
     // Cannot keep the message for a replay: finish() refuses it (451).
     replay_broken_ = true;
@@ -608,6 +633,7 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
   smtp::DataEncoder enc;
   std::string final_dot;
   enc.finish(final_dot);  // the content ends with CR LF: this is ".\r\n"
+  if (eight_bit_seen_) co_return smtp::replies::eight_bit_undeliverable();
   if (replay_broken_) co_return smtp::replies::local_error();
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
   for (;;) {

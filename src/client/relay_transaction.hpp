@@ -124,6 +124,9 @@ class RelayTransaction {
   awaitable<Started> start_transaction(BackendSession& s, const smtp::Path* pending,
                                        std::optional<CommandResult>* pending_result);
   std::string mail_line(const Capabilities& caps) const;
+  // The message needs an extension these capabilities lack (remembering
+  // SMTPUTF8's absence for the final answer).
+  bool lacks_extension(const Capabilities& caps);
   // The replay policy's word on a reply (or a failed read) at `stage`.
   relay::Decision judge(relay::Stage stage, const CommandResult& r) const;
   // Leaves the current backend as the policy decided: logged as an
@@ -178,6 +181,11 @@ class RelayTransaction {
   std::optional<smtp::Reply> mail_refusal_;  // a first-hand backend's 5xx to MAIL: final
   bool cancelled_ = false;                   // forced shutdown: no new backend
   bool client_gone_ = false;
+  bool lacked_smtputf8_ = false;  // a backend lacked the SMTPUTF8 the message needs
+  // BODY=8BITMIME and no backend offers 8BITMIME: sent without BODY=, and
+  // refused at the end (554 5.6.3) if a byte turns out to be 8-bit.
+  bool seven_bit_ = false;
+  bool eight_bit_seen_ = false;
   std::function<bool()> client_gone_check_;
   Clock::time_point data_deadline_ = Clock::time_point::max();
 };

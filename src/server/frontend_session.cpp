@@ -674,6 +674,12 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (txn_) return replies::bad_sequence("nested MAIL command");
   if (listener_->require_tls && !sock_.is_tls()) return replies::tls_required();
   if (!cmd.mail.smtputf8 && cmd.path.mailbox.has_non_ascii()) return replies::utf8_needs_smtputf8();
+  // RFC 5321 3.2 / RFC 1869: service extensions are for a client that
+  // said EHLO.  Taking them after HELO would promise what a backend greeted
+  // the same way (XCLIENT re-greets with the client's verb) cannot keep.
+  if (greeting_ == Greeting::kHelo && (cmd.mail.size || cmd.mail.body != smtp::Body::kUnspecified ||
+                                       cmd.mail.smtputf8 || cmd.mail.auth_given))
+    return replies::params_need_ehlo();
   adopt_current_view();
   if (listener_->role == config::Role::kSubmission && !trusted_ && auth_user_.empty())
     return replies::auth_required();

@@ -87,6 +87,17 @@ inline Reply recipient_unverified() {
   return make_reply(451, "4.4.2",
                     "No usable answer from the backends for this recipient, try again later");
 }
+inline Reply params_need_ehlo() {
+  return make_reply(555, "5.5.4", "MAIL parameters need EHLO, not HELO");
+}
+// Every backend of the pool lacks SMTPUTF8 (RFC 6531 3.4: never downgraded).
+inline Reply no_smtputf8_backend() {
+  return make_reply(553, "5.6.7", "No backend supports SMTPUTF8, which this message needs");
+}
+// BODY=8BITMIME, no backend offers 8BITMIME, and the content was not 7-bit.
+inline Reply eight_bit_undeliverable() {
+  return make_reply(554, "5.6.3", "8-bit content, and no backend supports 8BITMIME");
+}
 inline Reply backend_deadline() {
   return make_reply(451, "4.4.7", "Relay deadline passed, try again later");
 }

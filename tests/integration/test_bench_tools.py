@@ -73,7 +73,11 @@ class BenchToolsTest(unittest.TestCase):
         self.assertEqual([f["system"] for f in doc["failover"]], ["haproxy", "smtplb"])
         for f in doc["failover"]:
             self.assertGreaterEqual(f["kills"], 1, f)
-            self.assertEqual((f["lost"], f["duplicated"]), (0, 0), f)
+            # A sink killed after storing a message and before its 250 left
+            # makes a copy smtplb cannot avoid (RFC 1047): it must be one
+            # smtplb flagged as a possible duplicate, never an unflagged one.
+            self.assertEqual(f["lost"], 0, f)
+            self.assertLessEqual(f["duplicated"], f.get("flagged_possible_duplicates", 0), f)
             self.assertGreater(f["accepted"], 0, f)
         self.assertEqual({(i["system"], i["state"]) for i in doc["idle"]},
                          {("smtplb", "banner"), ("smtplb", "mail"), ("haproxy", "banner")})

@@ -711,7 +711,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   txn_->envelope = std::move(env);
   tx_logged_ = false;
   ++tx_count_;
-  txn_->id = std::string(id()) + "." + std::to_string(tx_count_);
+  txn_->id = transaction_id(id(), tx_count_);
   txn_->started = Clock::now();
   return replies::sender_ok();
 }

@@ -211,6 +211,10 @@ bool is_valid_domain(std::string_view d) {
   return true;
 }
 
+bool is_dot_string(std::string_view s) {
+  return valid_dot_string(s);
+}
+
 bool is_printable_utf8(std::string_view s) {
   if (!valid_utf8(s)) return false;
   for (std::size_t i = 0; i < s.size(); ++i) {

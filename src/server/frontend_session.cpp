@@ -872,8 +872,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   // Strict input (the default, bare line endings refused) is decoded
   // straight to its wire form, one pass and one copy per byte; only
   // `normalize` needs the content on its own, to re-encode it.
-  smtp::DataDecoder decoder(normalize ? smtp::DataDecoder::Output::kContent
-                                      : smtp::DataDecoder::Output::kWire);
+  smtp::DataDecoder decoder(
+      normalize ? smtp::DataDecoder::Output::kContent : smtp::DataDecoder::Output::kWire,
+      cfg_->limits.max_line_length);
   smtp::DataEncoder encoder;
   std::string content;
   client::CachedBuffer wire_buffer;  // reused across messages: no regrowth
@@ -921,8 +922,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
     if (ec) {
       // Client gone or too slow in mid-DATA: nothing is delivered.
       tx_->abort();
-      log_transaction(smtp::Reply{},
-                      ec == asio::error::timed_out ? "client_timeout" : "client_gone");
+      log_transaction(smtp::Reply{}, ec == asio::error::timed_out           ? "client_timeout"
+                                     : ec == asio::error::operation_aborted ? "shutdown"
+                                                                            : "client_gone");
       close = true;
       if (ec == asio::error::timed_out) {
         core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session

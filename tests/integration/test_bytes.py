@@ -84,23 +84,54 @@ class Bytes(IntegrationCase):
         body = b"." + b"b" * 997 + CRLF
         self.relay_exact("998-dot", message("998-dot", body))
 
-    def test_1001_octet_line_refused(self):
+    # Issue 21: no line length limit unless limits.max_line_length is set
+    # (RFC 5321 4.5.3.1: avoid limits; Postfix relays such lines).
+
+    def test_1001_octet_line_relayed_byte_exact(self):
         self.start()
+        body = b"short\r\n" + b"d" * 999 + CRLF + b"after\r\n"
+        self.relay_exact("1001", message("1001", body))
+
+    def test_5000_octet_lines_relayed_byte_exact(self):
+        self.start()
+        body = (b"x" * 5000 + CRLF + b"." + b"y" * 4999 + CRLF + b"z" * 998 + CRLF +
+                b"w" * 5000 + CRLF)
+        self.relay_exact("5000", message("5000", body))
+        # fault_backend notes what a strict MTA would refuse, and stores it.
+        self.assertTrue(self.be.events("data_long_line"), "the backend got no long line")
+
+    def test_line_over_max_line_length_refused_554(self):
+        # 1KB: a text line of 1024 octets with its CR LF passes, 1025 does
+        # not: 554 5.6.0 after the final dot, never 500, and the backend
+        # never gets a final dot.
+        self.start(max_line_length="1KB")
         c = self.client()
         self.begin_data(c)
-        content = message("1001", b"short\r\n" + b"d" * 999 + CRLF + b"after\r\n")
+        content = message("1kb-long", b"short\r\n" + b"d" * 1023 + CRLF + b"after\r\n")
         c.send(dot_stuff(content) + b".\r\n")
-        self.assertRefusedNothingDelivered(c, 500, "5.5.2")
+        self.assertRefusedNothingDelivered(c, 554, "5.6.0")
+        tx = self.lb.wait_transactions(1)[-1]
+        self.assertEqual(tx.get("result"), "refused", tx)
+        self.assertTrue(tx.get("reply", "").startswith("554 5.6.0"), tx)
+        self.relay_exact("1kb-ok", message("1kb-ok", b"o" * 1022 + CRLF))
+
+    def test_5000_octet_line_over_1kb_limit_refused(self):
+        self.start(max_line_length="1KB")
+        c = self.client()
+        self.begin_data(c)
+        content = message("5000-1kb", b"x" * 5000 + CRLF)
+        c.send(dot_stuff(content) + b".\r\n")
+        self.assertRefusedNothingDelivered(c, 554, "5.6.0")
 
     def test_long_message_with_a_long_line_after_first_chunk(self):
         # The long line arrives after smtplb has streamed 300 KB: the
         # backend must still never get a final dot.
-        self.start()
+        self.start(max_line_length="1KB")
         c = self.client()
         self.begin_data(c)
         content = message("late-long", big_body(300 * 1024) + b"e" * 2000 + CRLF)
         c.send(dot_stuff(content) + b".\r\n")
-        self.assertRefusedNothingDelivered(c, 500, "5.5.2")
+        self.assertRefusedNothingDelivered(c, 554, "5.6.0")
 
     # ---- trace header, SMTPUTF8 ------------------------------------------------
 

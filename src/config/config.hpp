@@ -173,6 +173,11 @@ struct Limits {
   std::uint64_t max_message_size = 25ull << 20;
   int max_recipients = 100;
   BareLineEndings bare_line_endings = BareLineEndings::kReject;
+  // The longest message line accepted, in octets with its CR LF (RFC 5321
+  // 4.5.3.1.6 counting); a longer one gets 554 5.6.0 after the final dot.
+  // 0: no limit, the default (RFC 5321 4.5.3.1: avoid limits; Postfix
+  // relays such lines).  Otherwise at least 1000.
+  std::uint64_t max_line_length = 0;
   int max_errors = 10;
   int max_connections = 10000;
   int max_connections_per_ip = 50;

@@ -723,9 +723,9 @@ class Loader {
 
   void load_limits(const YAML::Node& v, Limits& l) {
     each_key(v, "limits",
-             {"max_message_size", "max_recipients", "bare_line_endings", "max_errors",
-              "max_connections", "max_connections_per_ip", "max_connection_rate_per_ip",
-              "max_message_rate_per_ip", "replay_memory"},
+             {"max_message_size", "max_recipients", "bare_line_endings", "max_line_length",
+              "max_errors", "max_connections", "max_connections_per_ip",
+              "max_connection_rate_per_ip", "max_message_rate_per_ip", "replay_memory"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "max_message_size") {
                  if (auto s = size(x, "max_message_size")) l.max_message_size = *s;
@@ -739,6 +739,21 @@ class Loader {
                      l.bare_line_endings = BareLineEndings::kNormalize;
                    else
                      error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
+                 }
+               } else if (key == "max_line_length") {
+                 // RFC 5321 4.5.3.1.6: a server must take 1000-octet lines.
+                 constexpr std::uint64_t kRfcTextLine = 1000;
+                 if (auto s = str(x, "max_line_length")) {
+                   auto n = *s == "none" ? std::optional<std::uint64_t>(0) : parse_size(*s);
+                   if (!n)
+                     error(x, "max_line_length: bad size `" + *s +
+                                  "` (use e.g. 10KB; 0 or none: no limit)");
+                   else if (*n != 0 && *n < kRfcTextLine)
+                     error(x, "max_line_length: `" + *s +
+                                  "` is under the 1000 octets RFC 5321 4.5.3.1.6 allows; 0 or "
+                                  "none: no limit");
+                   else
+                     l.max_line_length = *n;
                  }
                } else if (key == "max_errors") {
                  if (auto n = integer(x, "max_errors", 1, 10000)) l.max_errors = int(*n);

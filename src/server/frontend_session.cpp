@@ -108,6 +108,7 @@ FrontendSession::~FrontendSession() {
 
 void FrontendSession::on_shutdown() {
   if (idle_wait_) sock_.cancel();
+  if (auth_delay_) auth_delay_->cancel();
 }
 
 void FrontendSession::on_park_deadline() {
@@ -118,8 +119,12 @@ void FrontendSession::on_park_deadline() {
 }
 
 void FrontendSession::force_close() {
+  // Whatever the session waits for ends now and it answers 421 4.3.2
+  // (RFC 5321 3.8).  Only a TLS handshake in progress cannot be answered:
+  // no SMTP reply can be written before it completes, so it is closed.
   forced_ = true;
   sock_.cancel();
+  if (auth_delay_) auth_delay_->cancel();
   if (tx_) tx_->cancel();
 }
 
@@ -363,8 +368,16 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
     if (rr == ReadResult::kTooLong) {
       step = replies::auth_line_too_long();
     } else if (rr != ReadResult::kLine) {
+      // RFC 5321 3.8: shutting down, the session answers 421 wherever it
+      // is, between a 334 and its response too; only a client that is gone
+      // gets nothing.
       close = true;
-      step = rr == ReadResult::kTimeout ? replies::timeout() : smtp::Reply{};
+      if (rr == ReadResult::kTimeout)
+        step = replies::timeout();
+      else if (rr == ReadResult::kShutdown)
+        step = replies::shutting_down(cfg_->hostname);
+      else
+        step = smtp::Reply{};
     } else {
       step = exchange.respond(line);
     }
@@ -409,9 +422,13 @@ awaitable<smtp::Reply> FrontendSession::auth_failure(std::string_view user, smtp
                            std::chrono::duration_cast<std::chrono::milliseconds>(delay).count()))
       .emit(spdlog::level::warn);
   if (delay > Clock::duration::zero()) {
-    // Bounded by the throttle's max_delay (30 s).
+    // Bounded by the throttle's max_delay (30 s), and cut short by a
+    // shutdown (on_shutdown), so that the 421 comes before the process
+    // stops.
     asio::steady_timer timer(core_.io().get_executor(), delay);
+    auth_delay_ = &timer;
     co_await timer.async_wait(use_nothrow);
+    auth_delay_ = nullptr;
   }
   co_return reply;
 }
@@ -717,7 +734,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   txn_->envelope = std::move(env);
   tx_logged_ = false;
   ++tx_count_;
-  txn_->id = std::string(id()) + "." + std::to_string(tx_count_);
+  txn_->id = transaction_id(id(), tx_count_);
   txn_->started = Clock::now();
   return replies::sender_ok();
 }
@@ -880,8 +897,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   // Strict input (the default, bare line endings refused) is decoded
   // straight to its wire form, one pass and one copy per byte; only
   // `normalize` needs the content on its own, to re-encode it.
-  smtp::DataDecoder decoder(normalize ? smtp::DataDecoder::Output::kContent
-                                      : smtp::DataDecoder::Output::kWire);
+  smtp::DataDecoder decoder(
+      normalize ? smtp::DataDecoder::Output::kContent : smtp::DataDecoder::Output::kWire,
+      cfg_->limits.max_line_length);
   smtp::DataEncoder encoder;
   std::string content;
   client::CachedBuffer wire_buffer;  // reused across messages: no regrowth
@@ -929,8 +947,9 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
     if (ec) {
       // Client gone or too slow in mid-DATA: nothing is delivered.
       tx_->abort();
-      log_transaction(smtp::Reply{},
-                      ec == asio::error::timed_out ? "client_timeout" : "client_gone");
+      log_transaction(smtp::Reply{}, ec == asio::error::timed_out           ? "client_timeout"
+                                     : ec == asio::error::operation_aborted ? "shutdown"
+                                                                            : "client_gone");
       close = true;
       if (ec == asio::error::timed_out) {
         core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session

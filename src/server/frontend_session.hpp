@@ -148,6 +148,8 @@ class FrontendSession : public SessionLink {
   std::unique_ptr<std::array<char, kTlsReadSize>> tls_input_;
   std::string out_;
   bool idle_wait_ = false;  // blocked on a command read with no transaction open
+  // A failed AUTH's delay, while it runs: shutdown ends it early.
+  asio::steady_timer* auth_delay_ = nullptr;
   bool forced_ = false;
   int errors_ = 0;
   // Parked: how the wait ended (kLine: readable), the line's deadline.

@@ -211,6 +211,28 @@ bool is_valid_domain(std::string_view d) {
   return true;
 }
 
+bool is_dot_string(std::string_view s) {
+  return valid_dot_string(s);
+}
+
+bool is_printable_utf8(std::string_view s) {
+  if (!valid_utf8(s)) return false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const unsigned char c = s[i];
+    if (c < 0x20 || c == 0x7f) return false;
+    // Well-formed, so 0xc2 and 0xe2 are lead bytes here and their
+    // continuation bytes follow.  U+0080-U+009F is C2 80-C2 9F.
+    const unsigned char c1 = i + 1 < s.size() ? s[i + 1] : 0;
+    if (c == 0xc2 && c1 < 0xa0) return false;
+    // U+2028, U+2029: E2 80 A8, E2 80 A9.
+    if (c == 0xe2 && c1 == 0x80 && i + 2 < s.size() &&
+        (static_cast<unsigned char>(s[i + 2]) == 0xa8 ||
+         static_cast<unsigned char>(s[i + 2]) == 0xa9))
+      return false;
+  }
+  return true;
+}
+
 bool is_valid_address_literal(std::string_view d) {
   if (d.size() < 3 || d.front() != '[' || d.back() != ']') return false;
   std::string inner(d.substr(1, d.size() - 2));

@@ -45,6 +45,14 @@ PathResult parse_path(std::string_view text, PathKind kind);
 bool is_valid_domain(std::string_view d);
 // "[1.2.3.4]", "[IPv6:...]" (RFC 5321 4.1.3).
 bool is_valid_address_literal(std::string_view d);
+// Dot-string (RFC 5321 4.1.2): a local part that needs no quoting; atext
+// may be UTF-8 (RFC 6531).
+bool is_dot_string(std::string_view s);
+// Well-formed UTF-8 (RFC 3629) without control characters: no C0 or DEL,
+// no C1 (U+0080-U+009F, NEL among them) and no U+2028/U+2029, which some
+// header parsers and log readers take for line breaks.  What a name the
+// client chose must be before it is written into a header field.
+bool is_printable_utf8(std::string_view s);
 
 // ASCII lowercase copy, for comparing domains.
 std::string ascii_lower(std::string_view s);

@@ -62,14 +62,20 @@ ParseResult fail(Reply r) {
 // HELO/EHLO: a domain or an address literal (RFC 5321 4.1.1.1).  It feeds
 // the Received field and the logs, so nothing else gets in (SECURITY.md 2).
 // Underscores are tolerated: Windows hosts send them and they are harmless.
+// Non-ASCII is a U-label's (RFC 6531): well-formed UTF-8, and no C1 control
+// or U+2028/U+2029, which would reach the Received field and break its
+// line for some readers.
 bool valid_helo(std::string_view s) {
   if (s.empty() || s.size() > 255) return false;
   if (s.front() == '[') return is_valid_address_literal(s);
+  bool ascii = true;
   for (unsigned char c : s) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '.' || c == '_' || c >= 0x80;
     if (!ok) return false;
+    ascii = ascii && c < 0x80;
   }
+  if (!ascii && !is_printable_utf8(s)) return false;
   return s.front() != '.' && s.find("..") == std::string_view::npos;
 }
 

@@ -7,7 +7,7 @@ namespace smtplb::smtp {
 void DataDecoder::end_line(std::string& out) {
   out.append("\r\n", 2);
   content_size_ += 2;
-  if (line_len_ + 2 > kMaxTextLine) long_line_ = true;
+  if (line_len_ > max_line_len_) long_line_ = true;
   line_len_ = 0;
   state_ = State::kLineStart;
   after_bare_ = false;
@@ -46,6 +46,8 @@ DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
           out.append(p, run);
           content_size_ += run;
           line_len_ += run;
+          // One compare per run, not per byte: the hot path stays memchr.
+          if (line_len_ > max_line_len_) long_line_ = true;
           i += run;
           continue;
         }
@@ -86,7 +88,7 @@ DataDecoder::Result DataDecoder::feed(std::string_view in, std::string& out) {
           ++i;
         } else {
           // A stuffed dot: drop it and read c as content (RFC 5321 4.5.2).
-          // It does not count towards the 1000-octet line limit either
+          // It does not count towards the line limit either
           // (4.5.3.1.6: "not counting the leading dot duplicated for
           // transparency").  Wire output keeps it when the content line
           // starts with "." (the encoder would stuff that line again).

@@ -145,8 +145,11 @@ inline Reply no_valid_recipients() {
 inline Reply bare_line_ending_in_data() {
   return make_reply(554, "5.6.0", "Bare CR or LF in message data refused");
 }
+// A message line over limits.max_line_length: the content's fault, not
+// the command's (RFC 3463 5.6.0), after the final dot like the other
+// refusals of the data.
 inline Reply text_line_too_long() {
-  return make_reply(500, "5.5.2", "Message line over 1000 octets refused");
+  return make_reply(554, "5.6.0", "Message line too long");
 }
 inline Reply unknown_parameter(std::string_view name) {
   return make_reply(555, "5.5.4", "Unsupported parameter " + std::string(name));

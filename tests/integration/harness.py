@@ -547,10 +547,11 @@ def _diag_rqueue(sport, dport):
 class SmtpClient:
     """A strict raw client: sends exact bytes, keeps every reply."""
 
-    def __init__(self, port, timeout=15, tls=None, source=None):
+    def __init__(self, port, timeout=15, tls=None, source=None, host=HOST):
         """`tls`: an ssl.SSLContext for implicit TLS (port 465 style);
-        `source`: the loopback address to connect from, e.g. 127.0.0.2."""
-        self.sock = socket.create_connection((HOST, port), timeout=timeout,
+        `source`: the loopback address to connect from, e.g. 127.0.0.2;
+        `host`: the address to connect to, e.g. "::1"."""
+        self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls is not None:

@@ -23,8 +23,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import (HOST, IntegrationCase, SmtpClient, base_config, free_port, message,
-                     split_received, to_yaml, wait_for)
+from harness import (HOST, SHUTDOWN_S, IntegrationCase, SmtpClient, base_config, free_port,
+                     message, split_received, to_yaml, wait_for)
 import tls_certs
 
 SENDER = "alice@example.org"
@@ -237,6 +237,66 @@ class ThrottleTest(AuthCase):
         self.assertLess(quick, 0.2, "another session waited %.3fs behind a hash" % quick)
         self.assertGreater(slow_wait, quick, "the hash took longer than the other session's "
                            "three commands (%.3fs vs %.3fs)" % (slow_wait, quick))
+
+
+class ShutdownTest(AuthCase):
+
+    def test_sigterm_gives_every_session_its_421(self):
+        # Issue 21 item 11, RFC 5321 3.8: at SIGTERM every session gets 421
+        # 4.3.2 before the close, wherever it is -- at once when it waits
+        # between transactions (inside a SASL exchange too), after
+        # timeouts.shutdown when a transaction is open.  A TLS handshake in
+        # progress is the one exception: no SMTP reply can be written
+        # before it completes, so it is closed (at timeouts.shutdown).
+        self.start()
+        s = {}
+        s["after banner"] = SmtpClient(self.lb.port)
+        s["after banner"].banner()
+        s["after EHLO"] = SmtpClient(self.lb.port)
+        s["after EHLO"].banner()
+        s["after EHLO"].ehlo()
+        s["after EHLO under TLS"] = self.tls_session()
+        s["after EHLO under TLS"].ehlo()
+        c = s["AUTH LOGIN, at the 334 for the user name"] = self.tls_session()
+        c.ehlo()
+        self.assertReply(c.cmd("AUTH LOGIN"), 334)
+        c = s["AUTH LOGIN, at the 334 for the password"] = self.tls_session()
+        c.ehlo()
+        self.assertReply(c.cmd("AUTH LOGIN"), 334)
+        self.assertReply(c.cmd(b64("alice")), 334)
+        c = s["AUTH PLAIN, at the 334"] = self.tls_session()
+        c.ehlo()
+        self.assertReply(c.cmd("AUTH PLAIN"), 334)
+        for name, steps in (("after MAIL", 1), ("after RCPT", 2), ("in DATA", 3)):
+            c = s[name] = self.tls_session()
+            c.ehlo()
+            self.assertReply(c.cmd("AUTH PLAIN " + b64("\0alice\0correct horse")), 235)
+            self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250)
+            if steps >= 2:
+                self.assertReply(c.cmd("RCPT TO:<%s>" % OUTSIDE), 250)
+            if steps >= 3:
+                self.assertReply(c.cmd("DATA"), 354)
+                c.send(message("sigterm-in-data")[:40])
+        handshake = SmtpClient(self.lb.port)
+        self.addCleanup(handshake.close)
+        handshake.banner()
+        handshake.ehlo()
+        self.assertReply(handshake.cmd("STARTTLS"), 220)  # and no ClientHello
+        for c in s.values():
+            self.addCleanup(c.close)
+
+        self.lb.proc.signal(signal.SIGTERM)
+        self.lb.wait_log(r"event=shutdown")
+        for name, c in s.items():
+            with self.subTest(session=name):
+                self.assertReply(c.reply(timeout=SHUTDOWN_S + 5), 421, "4.3.2", name)
+                self.assertTrue(c.closed_by_peer(), "%s: not closed after the 421" % name)
+                self.assertEqual(c.buf, b"", "%s: bytes after the 421" % name)
+        self.assertTrue(handshake.closed_by_peer(SHUTDOWN_S + 5),
+                        "a session in its TLS handshake was not closed")
+        self.assertEqual(handshake.buf, b"", "plaintext during a TLS handshake")
+        self.assertEqual(self.lb.proc.wait(SHUTDOWN_S + 5), 0, "exit status after SIGTERM")
+        self.assertNothingStored()
 
 
 class PasswordFileErrorTest(IntegrationCase):

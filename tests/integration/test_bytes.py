@@ -6,10 +6,12 @@ header, End of data, An aborted message); SECURITY.md section 1.  Messages
 are sent through raw sockets so that every octet on the wire is the test's.
 """
 
+import re
+import socket
 import unittest
 
-from harness import (CRLF, IntegrationCase, big_body, dot_stuff, message, split_received,
-                     wait_for)
+from harness import (CRLF, HOST, IntegrationCase, SmtpClient, big_body, dot_stuff, free_port,
+                     message, split_received, wait_for)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.com"
@@ -82,23 +84,54 @@ class Bytes(IntegrationCase):
         body = b"." + b"b" * 997 + CRLF
         self.relay_exact("998-dot", message("998-dot", body))
 
-    def test_1001_octet_line_refused(self):
+    # Issue 21: no line length limit unless limits.max_line_length is set
+    # (RFC 5321 4.5.3.1: avoid limits; Postfix relays such lines).
+
+    def test_1001_octet_line_relayed_byte_exact(self):
         self.start()
+        body = b"short\r\n" + b"d" * 999 + CRLF + b"after\r\n"
+        self.relay_exact("1001", message("1001", body))
+
+    def test_5000_octet_lines_relayed_byte_exact(self):
+        self.start()
+        body = (b"x" * 5000 + CRLF + b"." + b"y" * 4999 + CRLF + b"z" * 998 + CRLF +
+                b"w" * 5000 + CRLF)
+        self.relay_exact("5000", message("5000", body))
+        # fault_backend notes what a strict MTA would refuse, and stores it.
+        self.assertTrue(self.be.events("data_long_line"), "the backend got no long line")
+
+    def test_line_over_max_line_length_refused_554(self):
+        # 1KB: a text line of 1024 octets with its CR LF passes, 1025 does
+        # not: 554 5.6.0 after the final dot, never 500, and the backend
+        # never gets a final dot.
+        self.start(max_line_length="1KB")
         c = self.client()
         self.begin_data(c)
-        content = message("1001", b"short\r\n" + b"d" * 999 + CRLF + b"after\r\n")
+        content = message("1kb-long", b"short\r\n" + b"d" * 1023 + CRLF + b"after\r\n")
         c.send(dot_stuff(content) + b".\r\n")
-        self.assertRefusedNothingDelivered(c, 500, "5.5.2")
+        self.assertRefusedNothingDelivered(c, 554, "5.6.0")
+        tx = self.lb.wait_transactions(1)[-1]
+        self.assertEqual(tx.get("result"), "refused", tx)
+        self.assertTrue(tx.get("reply", "").startswith("554 5.6.0"), tx)
+        self.relay_exact("1kb-ok", message("1kb-ok", b"o" * 1022 + CRLF))
+
+    def test_5000_octet_line_over_1kb_limit_refused(self):
+        self.start(max_line_length="1KB")
+        c = self.client()
+        self.begin_data(c)
+        content = message("5000-1kb", b"x" * 5000 + CRLF)
+        c.send(dot_stuff(content) + b".\r\n")
+        self.assertRefusedNothingDelivered(c, 554, "5.6.0")
 
     def test_long_message_with_a_long_line_after_first_chunk(self):
         # The long line arrives after smtplb has streamed 300 KB: the
         # backend must still never get a final dot.
-        self.start()
+        self.start(max_line_length="1KB")
         c = self.client()
         self.begin_data(c)
         content = message("late-long", big_body(300 * 1024) + b"e" * 2000 + CRLF)
         c.send(dot_stuff(content) + b".\r\n")
-        self.assertRefusedNothingDelivered(c, 500, "5.5.2")
+        self.assertRefusedNothingDelivered(c, 554, "5.6.0")
 
     # ---- trace header, SMTPUTF8 ------------------------------------------------
 
@@ -106,16 +139,76 @@ class Bytes(IntegrationCase):
         self.start()
         c = self.client(helo="helo-name.client.test")
         content = message("received")
-        self.assertEqual([r.code for r in c.transaction(SENDER, [RCPT], content)],
-                         [250, 250, 354, 250])
+        replies = c.transaction(SENDER, [RCPT], content)
+        self.assertEqual([r.code for r in replies], [250, 250, 354, 250])
         _, env = self.assertDeliveredOnce("received", content)
         received, _ = split_received(env["eml"])
         flat = b" ".join(received.split())
         tx = self.lb.wait_transactions(1)[-1]
-        for want in (b"helo-name.client.test", b"127.0.0.1", b"with ESMTP",
-                     b"id " + tx["t"].encode()):
+        for want in (b"from helo-name.client.test ([127.0.0.1])", b"with ESMTP",
+                     b"id " + tx["t"].encode(), b"for <" + RCPT.encode() + b">;"):
             self.assertIn(want, flat, "Received: field %r lacks %r" % (received, want))
         self.assertTrue(received.endswith(CRLF))
+        # RFC 5321 4.4: the id is an Atom; it is the id the client was given
+        # and the log's t=.
+        m = re.search(rb" id (\S+?)(?: for |;)", flat)
+        self.assertIsNotNone(m, received)
+        rid = m.group(1).decode()
+        self.assertRegex(rid, r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+$", "id is not an Atom")
+        self.assertEqual(rid, tx["t"])
+        self.assertReply(replies[-1], 250, "2.0.0")
+        self.assertEqual(replies[-1].text, "2.0.0 OK queued as " + rid)
+
+    def test_received_field_names_an_ipv6_client_as_an_ipv6_literal(self):
+        try:
+            socket.create_connection(("::1", 9), timeout=1).close()
+        except ConnectionRefusedError:
+            pass
+        except OSError as e:
+            self.skipTest("no IPv6 loopback: %s" % e)
+        port = free_port()
+        # The same port on ::1 as on 127.0.0.1: the harness waits on the latter.
+        listeners = [{"name": "mx", "listen": "%s:%d" % (HOST, port), "role": "inbound"},
+                     {"name": "mx6", "listen": "[::1]:%d" % port, "role": "inbound"}]
+        self.smtplb_for([self.be], listeners=listeners)
+        c = wait_for(lambda: self._v6_client(port), 10, "smtplb to listen on [::1]:%d" % port)
+        self.addCleanup(c.close)
+        c.banner()
+        c.ehlo("v6.client.test")
+        content = message("ipv6-client")
+        self.assertEqual([r.code for r in c.transaction(SENDER, [RCPT], content)],
+                         [250, 250, 354, 250])
+        _, env = self.assertDeliveredOnce("ipv6-client", content)
+        received, _ = split_received(env["eml"])
+        self.assertIn(b"from v6.client.test ([IPv6:::1])\r\n", received)
+
+    @staticmethod
+    def _v6_client(port):
+        try:
+            return SmtpClient(port, host="::1")
+        except OSError:
+            return None
+
+    def test_received_for_clause_names_only_a_plain_mailbox(self):
+        # RFC 5321 4.4: `for` names a Mailbox with a domain; a quoted local
+        # part is never written raw (here it would end the clause early and
+        # forge a "by"), and <postmaster> has no domain: no `for` clause.
+        # (fault_backend's path syntax has no ">" inside quotes; the unit
+        # test has that case.)
+        self.start()
+        for tid, rcpt in (("for-quoted", '"x; by forged.example"@example.com'),
+                          ("for-postmaster", "postmaster")):
+            with self.subTest(rcpt=rcpt):
+                c = self.client()
+                content = message(tid)
+                replies = c.transaction(SENDER, [rcpt], content)
+                self.assertEqual([r.code for r in replies], [250, 250, 354, 250])
+                _, env = self.assertDeliveredOnce(tid, content, rcpts=[rcpt])
+                received, _ = split_received(env["eml"])
+                self.assertNotIn(b"for ", received)
+                self.assertNotIn(b"forged", received)
+                self.assertNotIn(b"postmaster", received)
+                self.assertEqual(received.count(b";"), 1, received)
 
     def test_smtputf8_envelope_passed_on_unchanged(self):
         self.start()

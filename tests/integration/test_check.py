@@ -180,6 +180,26 @@ class Check(IntegrationCase):
         line, col = position(text, "max_bogus", 1)
         self.assertRegex(out + err, r"(?m)^%s:%d:%d: .*max_bogus" % (re.escape(path), line, col))
 
+    def test_max_line_length_accepted_and_checked(self):
+        # Issue 21: limits.max_line_length is a size, 0 or none; never
+        # under RFC 5321's 1000 octets.
+        for value in ("10KB", "1000", "0", "none"):
+            with self.subTest(value=value):
+                text = VALID.replace("  max_recipients: 100\n",
+                                     "  max_recipients: 100\n  max_line_length: %s\n" % value)
+                _, rc, out, err = self.check(text)
+                self.assertEqual(rc, 0, out + err)
+                self.assertIn("configuration OK", out)
+        for value in ("999", "long"):
+            with self.subTest(value=value):
+                text = VALID.replace("  max_recipients: 100\n",
+                                     "  max_recipients: 100\n  max_line_length: %s\n" % value)
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1)
+                line, col = position(text, value, 1)
+                self.assertRegex(out + err, r"(?m)^%s:%d:%d: max_line_length: .*%s"
+                                 % (re.escape(path), line, col, value))
+
 
 if __name__ == "__main__":
     unittest.main()

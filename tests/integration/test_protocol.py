@@ -165,6 +165,28 @@ class Protocol(IntegrationCase):
         for bad in (b"X-Injected", b"mx.example.com (", b"a.example"):
             self.assertNotIn(bad, env["eml"])
 
+    def test_ehlo_names_not_printable_utf8_refused(self):
+        # Issue 14 item 3: not UTF-8, a C1 control or a Unicode line break
+        # in the name is 501 5.5.4, for HELO and EHLO, and never reaches
+        # the Received field.
+        self.start(limits={"max_errors": 50})
+        c = self.raw_client()
+        c.banner()
+        bad = [b"caf\xe9.example", b"x\xc0\xae.example", b"a\xc2\x85" b"b.example",
+               b"a\xc2\x9b.example", b"a\xe2\x80\xa8" b"b.example", b"a\xe2\x80\xa9" b"b.example"]
+        for name in bad:
+            for verb in (b"EHLO ", b"HELO "):
+                self.assertReply(c.cmd(verb + name), 501, "5.5.4", "%r" % (verb + name))
+        c.ehlo("b\u00fccher.example")
+        content = message("helo-utf8")
+        self.assertEqual([r.code for r in c.transaction(SENDER, [RCPT], content)],
+                         [250, 250, 354, 250])
+        _, env = self.assertDeliveredOnce("helo-utf8", content)
+        received, _ = split_received(env["eml"])
+        self.assertIn("from b\u00fccher.example ".encode(), received)
+        for name in bad:
+            self.assertNotIn(name, env["eml"])
+
     def test_unknown_mail_and_rcpt_parameters_refused(self):
         self.start()
         c = self.client()

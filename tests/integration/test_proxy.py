@@ -71,7 +71,9 @@ class ProxyCase(IntegrationCase):
     def assertClient(self, test_id, content, client):
         _, m = self.assertDeliveredOnce(test_id, content, at=self.backend)
         received, _ = split_received(m["eml"])
-        self.assertIn(("[%s]" % client).encode(), received,
+        # RFC 5321 4.1.3: an IPv6 address literal is tagged "IPv6:".
+        literal = "[IPv6:%s]" % client if ":" in client else "[%s]" % client
+        self.assertIn(("(%s)" % literal).encode(), received,
                       "the Received: field names the announced client: %r" % received)
         tx = [t for t in self.lb.transactions() if t.get("client") == client]
         self.assertTrue(tx, "a transaction log line with client=%s: %r"

@@ -123,6 +123,44 @@ timeouts:
   EXPECT_TRUE(any_contains(errs, "23:19: timeouts.client_command: bad duration `soon`"));
 }
 
+// limits.max_line_length (issue 21): no limit unless set; a size, 0 or
+// `none`; never under RFC 5321's 1000 octets.
+struct LineLimitCase {
+  const char* label;
+  const char* value;  // nullptr: the key left out
+  std::uint64_t want;
+  const char* error;  // "" for none, else the "LINE:COL: message" start
+};
+
+const LineLimitCase kLineLimitCases[] = {
+    {"left out: no limit", nullptr, 0, ""},
+    {"10KB", "10KB", 10240, ""},
+    {"1KB", "1KB", 1024, ""},
+    {"RFC minimum", "1000", 1000, ""},
+    {"0: no limit", "0", 0, ""},
+    {"none: no limit", "none", 0, ""},
+    {"under 1000", "999", 0, "26:20: max_line_length: `999` is under the 1000 octets"},
+    {"not a size", "long", 0, "26:20: max_line_length: bad size `long`"},
+};
+
+TEST(ConfigLoader, MaxLineLength) {
+  for (const auto& c : kLineLimitCases) {
+    std::string text = kValid;
+    if (c.value)
+      text.replace(text.find("timeouts:\n"), 0,
+                   std::string("  max_line_length: ") + c.value + "\n");
+    auto r = load_config_text(text, "t.yaml");
+    if (*c.error) {
+      auto errs = errors_of(text);
+      ASSERT_EQ(errs.size(), 1u) << c.label;
+      EXPECT_EQ(errs[0].rfind(c.error, 0), 0u) << c.label << ": " << errs[0];
+      continue;
+    }
+    ASSERT_TRUE(r.errors.empty()) << c.label << ": " << r.errors.front().str();
+    EXPECT_EQ(r.config->limits.max_line_length, c.want) << c.label;
+  }
+}
+
 TEST(ConfigLoader, ListenNeedsAnIpAddress) {
   std::string text = kValid;
   text.replace(text.find("127.0.0.1:2525"), std::string("127.0.0.1:2525").size(), "mx.local:2525");

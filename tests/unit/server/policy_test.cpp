@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "server/received.hpp"
 #include "smtp/address.hpp"
 
 namespace smtplb::server {
@@ -59,24 +58,6 @@ TEST(Policy, PostmasterRoutesAsTheFirstLocalDomain) {
   auto c = cfg();
   EXPECT_EQ(routing_domain(c, rcpt("<postmaster>")), "example.com");
   EXPECT_EQ(routing_domain(c, rcpt("<u@Example.COM>")), "example.com");
-}
-
-TEST(Received, NamesClientHeloProtocolAndId) {
-  ReceivedInfo r;
-  r.helo = "client.example.net";
-  r.client_ip = "192.0.2.7";
-  r.hostname = "lb.example.com";
-  r.protocol = "ESMTP";
-  r.id = "abc.1";
-  r.recipient = "u@example.com";
-  r.when = std::chrono::system_clock::from_time_t(0);
-  EXPECT_EQ(received_field(r),
-            "Received: from client.example.net ([192.0.2.7])\r\n"
-            "\tby lb.example.com (smtplb) with ESMTP id abc.1\r\n"
-            "\tfor <u@example.com>;\r\n"
-            "\tThu, 01 Jan 1970 00:00:00 +0000\r\n");
-  r.recipient.clear();
-  EXPECT_EQ(received_field(r).find("for <"), std::string::npos);
 }
 
 }  // namespace

@@ -176,6 +176,59 @@ TEST(Command, HeloArgumentMustBeDomainOrAddressLiteral) {
   }
 }
 
+// Issue 14: a name that is not UTF-8, or that holds a control character
+// or a Unicode line break, would reach the Received field.
+const HeloCase kHeloUnicodeCases[] = {
+    {"CJK U-labels", "\xe6\x97\xa5\xe6\x9c\xac.example", "\xe6\x97\xa5\xe6\x9c\xac.example"},
+    {"four-octet sequence", "\xf0\x9f\x98\x80.example", "\xf0\x9f\x98\x80.example"},
+    {"U+00A1, just after C1", "a\xc2\xa1.example", "a\xc2\xa1.example"},
+    {"U+2027, just before U+2028", "a\xe2\x80\xa7.example", "a\xe2\x80\xa7.example"},
+    {"U+202A, just after U+2029", "a\xe2\x80\xaa.example", "a\xe2\x80\xaa.example"},
+    {"Latin-1 byte, not UTF-8", "caf\xe9.example", ""},
+    {"lone continuation byte", "\x80x.example", ""},
+    {"truncated sequence at the end", "x.example\xc3", ""},
+    {"truncated sequence inside", "x\xe6\x97.example", ""},
+    {"overlong encoding of '.'", "x\xc0\xae.example", ""},
+    {"UTF-16 surrogate", "x\xed\xa0\x80.example", ""},
+    {"beyond U+10FFFF", "x\xf4\x90\x80\x80.example", ""},
+    {"0xFF", "x\xff.example", ""},
+    {"C1 U+0080", "a\xc2\x80.example", ""},
+    {"C1 NEL U+0085",
+     "a\xc2\x85"
+     "b.example",
+     ""},
+    {"C1 CSI U+009B", "a\xc2\x9b.example", ""},
+    {"C1 U+009F", "a\xc2\x9f.example", ""},
+    {"LINE SEPARATOR U+2028",
+     "a\xe2\x80\xa8"
+     "b.example",
+     ""},
+    {"PARAGRAPH SEPARATOR U+2029",
+     "a\xe2\x80\xa9"
+     "b.example",
+     ""},
+    {"C0 DEL", "a\x7f.example", ""},
+    {"C0 ESC", "a\x1b.example", ""},
+};
+
+TEST(Command, HeloNameMustBePrintableUtf8) {
+  for (const char* verb : {"HELO ", "EHLO "}) {
+    for (const auto& c : kHeloUnicodeCases) {
+      std::string line = verb + c.arg;
+      ParseResult r = parse_command(line);
+      if (c.domain.empty()) {
+        EXPECT_FALSE(r.command) << verb << c.label;
+        ASSERT_TRUE(r.error) << verb << c.label;
+        EXPECT_EQ(r.error->code, 501) << verb << c.label;
+        EXPECT_EQ(r.error->enhanced, "5.5.4") << verb << c.label;
+      } else {
+        ASSERT_TRUE(r.command) << verb << c.label << ": " << r.error->summary();
+        EXPECT_EQ(r.command->domain, c.domain) << verb << c.label;
+      }
+    }
+  }
+}
+
 TEST(Command, EhloWithoutArgumentIsRejected) {
   expect_error({"EHLO alone", "EHLO", 501, "5.5.4"});
   expect_error({"HELO alone", "HELO", 501, "5.5.4"});

@@ -28,8 +28,9 @@ struct Decoded {
   std::uint64_t content_size = 0;
 };
 
-Decoded decode_whole(std::string_view in) {
-  DataDecoder d;
+// `max_line`: DataDecoder's limit (0: none, the default).
+Decoded decode_whole(std::string_view in, std::uint64_t max_line = 0) {
+  DataDecoder d(DataDecoder::Output::kContent, max_line);
   Decoded out;
   DataDecoder::Result r = d.feed(in, out.content);
   out.done = r.done;
@@ -42,8 +43,8 @@ Decoded decode_whole(std::string_view in) {
 
 // Feeds `in` in pieces of `piece` bytes, stopping at the end of data as a
 // session would (what follows is the next command).
-Decoded decode_in_pieces(std::string_view in, std::size_t piece) {
-  DataDecoder d;
+Decoded decode_in_pieces(std::string_view in, std::size_t piece, std::uint64_t max_line = 0) {
+  DataDecoder d(DataDecoder::Output::kContent, max_line);
   Decoded out;
   std::size_t pos = 0;
   while (pos < in.size()) {
@@ -286,32 +287,64 @@ TEST(DataDecoder, EverySplitPointDecodesLikeOneFeed) {
 
 struct LengthCase {
   const char* label;
+  std::uint64_t max_line;  // DataDecoder's limit; 0: none
   std::string in;
   bool long_line;
 };
 
 const LengthCase kLengthCases[] = {
-    {"998 octets ok", std::string(998, 'a') + "\r\n.\r\n", false},
-    {"999 octets too long", std::string(999, 'a') + "\r\n.\r\n", true},
-    {"5000 octets too long", std::string(5000, 'a') + "\r\n.\r\n", true},
+    // Issue 21: no limit by default; RFC 5321 4.5.3.1 asks not to impose
+    // one, and Postfix relays such lines.
+    {"no limit: 999 octets pass", 0, std::string(999, 'a') + "\r\n.\r\n", false},
+    {"no limit: 5000 octets pass", 0, std::string(5000, 'a') + "\r\n.\r\n", false},
+    {"no limit: 1 MB line passes", 0, std::string(1 << 20, 'a') + "\r\n.\r\n", false},
+    // max_line 1000 is RFC 5321 4.5.3.1.6's text line: 998 octets + CR LF.
+    {"1000: 998 octets ok", 1000, std::string(998, 'a') + "\r\n.\r\n", false},
+    {"1000: 999 octets too long", 1000, std::string(999, 'a') + "\r\n.\r\n", true},
+    {"1000: 5000 octets too long", 1000, std::string(5000, 'a') + "\r\n.\r\n", true},
     // RFC 5321 4.5.3.1.6: the transparency dot is not counted.
-    {"stuffed dot not counted, 998 ok", ".." + std::string(997, 'a') + "\r\n.\r\n", false},
-    {"stuffed dot not counted, 999 long", ".." + std::string(998, 'a') + "\r\n.\r\n", true},
-    {"unstuffed leading dot dropped, not counted", "." + std::string(998, 'a') + "\r\n.\r\n",
+    {"1000: stuffed dot not counted, 998 ok", 1000, ".." + std::string(997, 'a') + "\r\n.\r\n",
      false},
-    {"second line too long", "a\r\n" + std::string(999, 'b') + "\r\n.\r\n", true},
-    {"998 then 998", std::string(998, 'a') + "\r\n" + std::string(998, 'b') + "\r\n.\r\n", false},
+    {"1000: stuffed dot not counted, 999 long", 1000, ".." + std::string(998, 'a') + "\r\n.\r\n",
+     true},
+    {"1000: unstuffed leading dot dropped, not counted", 1000,
+     "." + std::string(998, 'a') + "\r\n.\r\n", false},
+    {"1000: second line too long", 1000, "a\r\n" + std::string(999, 'b') + "\r\n.\r\n", true},
+    {"1000: 998 then 998", 1000,
+     std::string(998, 'a') + "\r\n" + std::string(998, 'b') + "\r\n.\r\n", false},
+    {"1KB: 1022 octets ok", 1024, std::string(1022, 'a') + "\r\n.\r\n", false},
+    {"1KB: 1023 octets too long", 1024, std::string(1023, 'a') + "\r\n.\r\n", true},
+    {"1KB: too long line ended by a bare LF", 1024, std::string(1023, 'a') + "\nb\r\n.\r\n", true},
+    {"10KB: 5000 octets ok", 10240, std::string(5000, 'a') + "\r\n.\r\n", false},
 };
 
-TEST(DataDecoder, LinesOver998OctetsAreFlaggedLong) {
+TEST(DataDecoder, LinesOverTheLimitAreFlaggedLong) {
   for (const auto& c : kLengthCases) {
-    Decoded got = decode_whole(c.in);
+    Decoded got = decode_whole(c.in, c.max_line);
     EXPECT_TRUE(got.done) << c.label;
     EXPECT_EQ(got.long_line, c.long_line) << c.label;
-    EXPECT_FALSE(got.bare) << c.label;
-    expect_same(decode_in_pieces(c.in, 1), got, c.label);
-    expect_same(decode_in_pieces(c.in, 7), got, c.label);
+    EXPECT_EQ(got.content.size(), got.content_size) << c.label;
+    expect_same(decode_in_pieces(c.in, 1, c.max_line), got, c.label);
+    expect_same(decode_in_pieces(c.in, 7, c.max_line), got, c.label);
   }
+}
+
+TEST(DataDecoder, LongLinesPassUnchangedWithoutALimit) {
+  const std::string line = std::string(5000, 'x') + "\r\n";
+  Decoded got = decode_whole("a\r\n" + line + ".." + line + ".\r\n");
+  EXPECT_TRUE(got.done);
+  EXPECT_FALSE(got.long_line);
+  EXPECT_EQ(got.content, "a\r\n" + line + "." + line);
+}
+
+TEST(DataDecoder, LineOverTheLimitIsFlaggedBeforeItEnds) {
+  // The session stops relaying as soon as it knows, not at the line's end.
+  DataDecoder d(DataDecoder::Output::kWire, 1000);
+  std::string out;
+  d.feed(std::string(998, 'a'), out);
+  EXPECT_FALSE(d.saw_long_line());
+  d.feed("a", out);
+  EXPECT_TRUE(d.saw_long_line());
 }
 
 TEST(DataDecoder, LongLineStillDecodesToTheEnd) {

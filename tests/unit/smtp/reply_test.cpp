@@ -297,6 +297,8 @@ const ContractCase kContractCases[] = {
     {"too big", replies::message_too_big(), 552, "5.3.4"},
     {"relay denied", replies::relay_denied(), 554, "5.7.1"},
     {"bare CR/LF in data", replies::bare_line_ending_in_data(), 554, "5.6.0"},
+    {"message line over max_line_length", replies::text_line_too_long(), 554, "5.6.0"},
+    {"shutting down", replies::shutting_down("mx.example.com"), 421, "4.3.2"},
     {"too many recipients", replies::too_many_recipients(), 452, "4.5.3"},
     {"other pool", replies::other_pool(), 452, "4.5.3"},
     {"HTTP in place of SMTP", replies::forbidden_protocol(), 421, "4.7.0"},

@@ -81,8 +81,8 @@ changes: at every connection, before every command and every 50 ms.
                      writes block once the socket buffers are full)
   delay_eod          seconds to wait before the end-of-data reply (with
                      --eod-capacity, see below, a slot held that long)
-  mail_extra         a reply line sent, unsolicited, in the same write as the
-                     250 to MAIL (counted by fault_limit)
+  mail_extra         a reply line sent, unsolicited, after the 250 to MAIL, in
+                     the same write as the next reply (counted by fault_limit)
   data_extra         a reply line sent, unsolicited, behind the 354 (in the
                      same write; with data_extra_delay, that many seconds
                      later, while the data comes in; event data_extra_sent)
@@ -783,6 +783,7 @@ class Session:
         self.tls = None             # tls_info() once TLS is on
         self.xclient = None         # XCLIENT attributes in effect, once one was accepted
         self.proxy = proxy          # the parsed PROXY header, if any
+        self.pending_extra = None   # mail_extra: sent in front of the next reply
         self.reset()
 
     def reset(self):
@@ -803,6 +804,9 @@ class Session:
     async def reply(self, line):
         # A configured reply holding LF is sent as several lines, as given:
         # that is how a test makes a malformed or multi-line reply.
+        if self.pending_extra is not None and not line.startswith("250 2.1.0 Sender"):
+            line = self.pending_extra + "\n" + line
+            self.pending_extra = None
         line = line.replace("\r\n", "\n").replace("\n", "\r\n")
         self.writer.write(line.encode("utf-8") + b"\r\n")
         await self.writer.drain()
@@ -1084,10 +1088,9 @@ class Session:
         self.mail_params = params
         extra = self.b.opt("mail_extra")
         if extra and self.b.fault("mail_extra", conn=self.conn, extra=extra):
-            # One more reply in the same write: every later reply would
-            # answer the command before it (SECURITY.md 8).
-            await self.reply("250 2.1.0 Sender <%s> ok\n%s" % (self.mail_from, extra))
-            return
+            # One more reply, written with the next one: every later reply
+            # answers the command before it (SECURITY.md 8).
+            self.pending_extra = extra
         await self.reply("250 2.1.0 Sender <%s> ok" % self.mail_from)
 
     async def cmd_rcpt(self, arg):

@@ -3,7 +3,7 @@
 #include <boost/json.hpp>
 #include <cstdio>
 
-#include "client/failure.hpp"
+#include "upstream/failure.hpp"
 #include "log/log.hpp"
 
 namespace smtplb::app {
@@ -41,15 +41,15 @@ void family(std::string& out, std::string_view name, std::string_view type, std:
 }
 
 // Every Failure value that can be counted, by name.
-constexpr client::Failure kLeftReasons[] = {
-    client::Failure::kConnectRefused,   client::Failure::kConnectTimeout,
-    client::Failure::kBannerRefused,    client::Failure::kEhloRefused,
-    client::Failure::kShuttingDown,     client::Failure::kTransient,
-    client::Failure::kPermanent,        client::Failure::kDropped,
-    client::Failure::kStalled,          client::Failure::kSilentFinalDot,
-    client::Failure::kProtocol,         client::Failure::kNotCapable,
-    client::Failure::kRecipientRefused, client::Failure::kTls,
-    client::Failure::kNoXclient,        client::Failure::kXclientRefused};
+constexpr upstream::Failure kLeftReasons[] = {
+    upstream::Failure::kConnectRefused,   upstream::Failure::kConnectTimeout,
+    upstream::Failure::kBannerRefused,    upstream::Failure::kEhloRefused,
+    upstream::Failure::kShuttingDown,     upstream::Failure::kTransient,
+    upstream::Failure::kPermanent,        upstream::Failure::kDropped,
+    upstream::Failure::kStalled,          upstream::Failure::kSilentFinalDot,
+    upstream::Failure::kProtocol,         upstream::Failure::kNotCapable,
+    upstream::Failure::kRecipientRefused, upstream::Failure::kTls,
+    upstream::Failure::kNoXclient,        upstream::Failure::kXclientRefused};
 
 }  // namespace
 
@@ -196,7 +196,7 @@ std::string AdminModel::metrics_text() {
                          std::to_string(st.agent_garbled()) + "\n";
       }
       for (auto f : kLeftReasons)
-        left += "smtplb_backend_left_total{" + lbl + ",reason=\"" + client::to_string(f) + "\"} " +
+        left += "smtplb_backend_left_total{" + lbl + ",reason=\"" + upstream::to_string(f) + "\"} " +
                 std::to_string(st.left(static_cast<int>(f))) + "\n";
     }
   }

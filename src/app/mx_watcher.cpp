@@ -1,7 +1,7 @@
 #include "app/mx_watcher.hpp"
 
 #include "log/log.hpp"
-#include "server/mx_backends.hpp"
+#include "balance/mx_backends.hpp"
 
 namespace smtplb::app {
 
@@ -76,9 +76,9 @@ void MxWatcher::problem(Watch& w, const std::string& what, bool count) {
 }
 
 std::vector<config::Backend> MxWatcher::backends_of(Watch& w, const dns::MxTarget& t) {
-  std::vector<server::MxBackend> refused;
+  std::vector<balance::MxBackend> refused;
   std::vector<config::Backend> out;
-  for (auto& m : server::mx_backends(t, w.port, *w.cfg, refused))
+  for (auto& m : balance::mx_backends(t, w.port, *w.cfg, refused))
     out.push_back(std::move(m.backend));
   std::set<std::string> names;
   for (const auto& r : refused) {

@@ -71,7 +71,7 @@ void Reloader::mx_changed() {
 
 void Reloader::start_checks() {
   const auto& gen = shared_.generation;
-  std::vector<client::HealthChecker::Target> targets;
+  std::vector<balance::HealthChecker::Target> targets;
   for (const auto& p : gen->cfg->pools) {
     for (const auto& entry : *gen->pool_backends(p.name)) {
       const auto& agent = entry.state->config().agent;
@@ -83,7 +83,7 @@ void Reloader::start_checks() {
   }
   checks_.gen = gen;
   checks_.checker =
-      std::make_unique<client::HealthChecker>(cores_.front()->io(), *gen->cfg, std::move(targets));
+      std::make_unique<balance::HealthChecker>(cores_.front()->io(), *gen->cfg, std::move(targets));
   checks_.checker->start();
 }
 

@@ -21,7 +21,7 @@
 
 #include "admin/model.hpp"
 #include "app/mx_watcher.hpp"
-#include "client/health_checker.hpp"
+#include "balance/health_checker.hpp"
 #include "server/core.hpp"
 
 namespace smtplb::app {
@@ -55,7 +55,7 @@ class Reloader {
   // still finishing a check (destroyed once they have).
   struct Checks {
     std::shared_ptr<const server::Generation> gen;
-    std::unique_ptr<client::HealthChecker> checker;
+    std::unique_ptr<balance::HealthChecker> checker;
   };
   Checks checks_;
   std::vector<Checks> retired_;

@@ -201,7 +201,7 @@ class BackendState {
   std::uint64_t tls_handshakes() const { return tls_handshakes_.load(std::memory_order_relaxed); }
   std::uint64_t tls_resumed() const { return tls_resumed_.load(std::memory_order_relaxed); }
 
-  // Transactions that left this backend, by reason (client::Failure's
+  // Transactions that left this backend, by reason (upstream::Failure's
   // values; the admin model names them).
   static constexpr int kReasons = 24;
   void count_left(int reason) {

@@ -4,29 +4,29 @@ namespace smtplb::relay {
 
 namespace {
 
-using client::Failure;
+using upstream::Failure;
 
 Decision proceed() {
   return {};
 }
-Decision answer(Failure why = Failure::kNone) {
+Decision answer(upstream::Failure why = upstream::Failure::kNone) {
   return {Verdict::kAnswer, why, Health::kNone};
 }
-Decision replay(Failure why, Health h, bool dup = false) {
+Decision replay(upstream::Failure why, Health h, bool dup = false) {
   return {Verdict::kReplay, why, h, dup};
 }
-Decision recipient_fault(Failure why) {
+Decision recipient_fault(upstream::Failure why) {
   return {Verdict::kRecipientFault, why, Health::kSuspect};
 }
 
 // The failure a stage's broken connection is logged as.
-Failure dropped_at(Stage s) {
-  return s == Stage::kConnect ? Failure::kConnectRefused : Failure::kDropped;
+upstream::Failure dropped_at(Stage s) {
+  return s == Stage::kConnect ? upstream::Failure::kConnectRefused : upstream::Failure::kDropped;
 }
-Failure stalled_at(Stage s) {
-  if (s == Stage::kConnect) return Failure::kConnectTimeout;
-  if (s == Stage::kFinalDot) return Failure::kSilentFinalDot;
-  return Failure::kStalled;
+upstream::Failure stalled_at(Stage s) {
+  if (s == Stage::kConnect) return upstream::Failure::kConnectTimeout;
+  if (s == Stage::kFinalDot) return upstream::Failure::kSilentFinalDot;
+  return upstream::Failure::kStalled;
 }
 
 // What every stage does with a broken connection, a 421 or a protocol
@@ -36,22 +36,22 @@ Decision broken(Stage s, Outcome o) {
   const bool dup = s == Stage::kFinalDot;  // the dot went out whole
   switch (o) {
     case Outcome::kShuttingDown:
-      return replay(Failure::kShuttingDown, Health::kCharge, dup);
+      return replay(upstream::Failure::kShuttingDown, Health::kCharge, dup);
     case Outcome::kDropped:
       return replay(dropped_at(s), Health::kCharge, dup);
     case Outcome::kStalled:
       return replay(stalled_at(s), Health::kCharge, dup);
     default:
-      return replay(Failure::kProtocol, Health::kSuspect, dup);
+      return replay(upstream::Failure::kProtocol, Health::kSuspect, dup);
   }
 }
 
 // A refusal from a backend that is not first-hand cannot be the client's
 // answer: the client holds 250s another backend gave.
 Decision refusal(Outcome o, const Context& ctx) {
-  if (o == Outcome::kPermanent && ctx.first_hand) return answer(Failure::kPermanent);
-  if (o == Outcome::kPermanent) return replay(Failure::kPermanent, Health::kNone);
-  return replay(Failure::kTransient, Health::kNone);
+  if (o == Outcome::kPermanent && ctx.first_hand) return answer(upstream::Failure::kPermanent);
+  if (o == Outcome::kPermanent) return replay(upstream::Failure::kPermanent, Health::kNone);
+  return replay(upstream::Failure::kTransient, Health::kNone);
 }
 
 }  // namespace
@@ -80,22 +80,22 @@ Outcome classify(Stage stage, const smtp::Reply& r) {
   return Outcome::kProtocol;
 }
 
-Outcome outcome_of(Failure f) {
+Outcome outcome_of(upstream::Failure f) {
   switch (f) {
-    case Failure::kNone:
+    case upstream::Failure::kNone:
       return Outcome::kPositive;
-    case Failure::kConnectRefused:
-    case Failure::kDropped:
+    case upstream::Failure::kConnectRefused:
+    case upstream::Failure::kDropped:
       return Outcome::kDropped;
-    case Failure::kConnectTimeout:
-    case Failure::kStalled:
-    case Failure::kSilentFinalDot:
+    case upstream::Failure::kConnectTimeout:
+    case upstream::Failure::kStalled:
+    case upstream::Failure::kSilentFinalDot:
       return Outcome::kStalled;
-    case Failure::kShuttingDown:
+    case upstream::Failure::kShuttingDown:
       return Outcome::kShuttingDown;
-    case Failure::kTransient:
+    case upstream::Failure::kTransient:
       return Outcome::kTransient;
-    case Failure::kPermanent:
+    case upstream::Failure::kPermanent:
       return Outcome::kPermanent;
     default:
       return Outcome::kProtocol;
@@ -114,13 +114,13 @@ Decision decide(Stage stage, Outcome o, const Context& ctx) {
       case Stage::kMidData:
         break;  // a reply nobody asked for: below
       case Stage::kGreeting:
-        return replay(Failure::kBannerRefused, Health::kCharge);
+        return replay(upstream::Failure::kBannerRefused, Health::kCharge);
       case Stage::kRcpt:
         // The backend is authoritative on the recipient the client asks
         // about (cut-through, no backscatter); the session goes on.
         return answer();
       case Stage::kReplayedRcpt:
-        return replay(Failure::kRecipientRefused, Health::kNone);
+        return replay(upstream::Failure::kRecipientRefused, Health::kNone);
       case Stage::kMail:
       case Stage::kData:
       case Stage::kFinalDot:
@@ -134,7 +134,8 @@ Decision decide(Stage stage, Outcome o, const Context& ctx) {
   // A stall or a garbled reply at the recipient the client is asking
   // about may be that recipient's doing: it gets its own retry budget.
   if (stage == Stage::kRcpt && (o == Outcome::kStalled || o == Outcome::kProtocol))
-    return recipient_fault(o == Outcome::kStalled ? Failure::kStalled : Failure::kProtocol);
+    return recipient_fault(o == Outcome::kStalled ? upstream::Failure::kStalled
+                                                  : upstream::Failure::kProtocol);
   return broken(stage, o);
 }
 

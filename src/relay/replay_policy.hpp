@@ -30,8 +30,8 @@
 //    been stored there (RFC 1047): possible_duplicate.
 #pragma once
 
-#include "client/failure.hpp"
 #include "smtp/reply.hpp"
+#include "upstream/failure.hpp"
 
 namespace smtplb::relay {
 
@@ -77,7 +77,7 @@ struct Context {
 
 struct Decision {
   Verdict verdict = Verdict::kProceed;
-  client::Failure why = client::Failure::kNone;  // why the backend was left, for logs
+  upstream::Failure why = upstream::Failure::kNone;  // why the backend was left, for logs
   Health health = Health::kNone;
   bool possible_duplicate = false;  // the backend may have stored the message
 
@@ -87,8 +87,8 @@ struct Decision {
 // The outcome of a complete, well-formed reply to the command of `stage`.
 Outcome classify(Stage stage, const smtp::Reply& reply);
 
-// The outcome of a failed read or write (client::Failure from the session).
-Outcome outcome_of(client::Failure f);
+// The outcome of a failed read or write (upstream::Failure from the session).
+Outcome outcome_of(upstream::Failure f);
 
 Decision decide(Stage stage, Outcome outcome, const Context& ctx);
 

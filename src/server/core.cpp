@@ -5,7 +5,7 @@
 
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
-#include "server/mx_backends.hpp"
+#include "balance/mx_backends.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
 
@@ -22,7 +22,7 @@ using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT
 
 }  // namespace
 
-client::PoolRuntime* CoreView::pool(std::string_view name) const {
+upstream::PoolRuntime* CoreView::pool(std::string_view name) const {
   auto it = pools.find(name);
   return it == pools.end() ? nullptr : it->second.get();
 }
@@ -55,7 +55,7 @@ void Core::make_lookup(const config::Config& cfg) {
   lookup_ = std::make_unique<dns::Lookup>(io_.get_executor(), std::move(made.resolver), policy);
 }
 
-std::shared_ptr<client::PoolRuntime> Core::recipient_pool(
+std::shared_ptr<upstream::PoolRuntime> Core::recipient_pool(
     const std::shared_ptr<const config::Config>& owner, const config::Pool& p,
     const std::string& domain, const dns::MxTarget& t) {
   const auto now = Clock::now();
@@ -65,18 +65,18 @@ std::shared_ptr<client::PoolRuntime> Core::recipient_pool(
     it->second.used = now;
     return it->second.pool;
   }
-  auto rt = std::make_shared<client::PoolRuntime>();
+  auto rt = std::make_shared<upstream::PoolRuntime>();
   rt->cfg = &p;
   rt->cfg_owner = owner;
   rt->balancer = balance::make_balancer(p.algorithm);
-  std::vector<MxBackend> refused;  // our own listeners: never a backend
-  for (auto& [b, ep] : mx_backends(t, p.port, *owner, refused)) {
+  std::vector<balance::MxBackend> refused;  // our own listeners: never a backend
+  for (auto& [b, ep] : balance::mx_backends(t, p.port, *owner, refused)) {
     auto& slot = recipient_hosts_[p.name + '\0' + b.name];
     auto runtime = slot.lock();
     if (!runtime) {
       auto state = std::make_shared<balance::BackendState>(p.name, b, p.slow_start);
-      runtime = std::make_shared<client::BackendRuntime>(
-          client::BackendRuntime{state.get(), ep, client::ConnectionPool(view_->cfg().backend_pool),
+      runtime = std::make_shared<upstream::BackendRuntime>(
+          upstream::BackendRuntime{state.get(), ep, upstream::ConnectionPool(view_->cfg().backend_pool),
                                  state, view_->gen->cfg});
       slot = runtime;
     }
@@ -109,20 +109,20 @@ Core::~Core() {
 std::shared_ptr<CoreView> Core::build_view(std::shared_ptr<const Generation> gen) const {
   auto view = std::make_shared<CoreView>(gen);
   for (const auto& p : gen->cfg->pools) {
-    auto rt = std::make_shared<client::PoolRuntime>();
+    auto rt = std::make_shared<upstream::PoolRuntime>();
     rt->cfg = &p;
     rt->balancer = balance::make_balancer(p.algorithm);
-    const client::PoolRuntime* before = view_ ? view_->pool(p.name) : nullptr;
+    const upstream::PoolRuntime* before = view_ ? view_->pool(p.name) : nullptr;
     for (const auto& entry : *gen->pool_backends(p.name)) {
-      std::shared_ptr<client::BackendRuntime> b;
+      std::shared_ptr<upstream::BackendRuntime> b;
       // A backend that stays keeps its runtime, idle sessions included.
       if (before) {
         for (const auto& old : before->backends)
           if (old->state == entry.state.get() && old->endpoint == entry.endpoint) b = old;
       }
       if (!b)
-        b = std::make_shared<client::BackendRuntime>(client::BackendRuntime{
-            entry.state.get(), entry.endpoint, client::ConnectionPool(gen->cfg->backend_pool),
+        b = std::make_shared<upstream::BackendRuntime>(upstream::BackendRuntime{
+            entry.state.get(), entry.endpoint, upstream::ConnectionPool(gen->cfg->backend_pool),
             entry.state, gen->cfg});
       rt->states.push_back(b->state);
       if (p.mx != config::MxMode::kNone)
@@ -308,7 +308,7 @@ const char* Shared::to_string(Limit l) {
   return "?";
 }
 
-void Core::quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now) {
+void Core::quit_idle(upstream::BackendRuntime& b, bool all, Clock::time_point now) {
   // The QUIT may outlive the runtime (a reload removed the backend): it
   // keeps what the session refers to, the backend's state and its
   // configuration, until it is done.
@@ -335,7 +335,7 @@ awaitable<void> Core::sweep_loop() {
         quit_idle(*b, drop_all, now);
       }
     }
-    std::erase_if(retired_, [&](const std::weak_ptr<client::BackendRuntime>& w) {
+    std::erase_if(retired_, [&](const std::weak_ptr<upstream::BackendRuntime>& w) {
       auto b = w.lock();
       if (b) quit_idle(*b, true, now);
       return !b;

@@ -18,7 +18,7 @@
 #include "auth/auth_throttle.hpp"
 #include "auth/password_verifier.hpp"
 #include "balance/backend_state.hpp"
-#include "client/pool_runtime.hpp"
+#include "upstream/pool_runtime.hpp"
 #include "config/config.hpp"
 #include "dns/lookup.hpp"
 #include "net/asio.hpp"
@@ -87,11 +87,11 @@ struct Shared {
 struct CoreView {
   std::shared_ptr<const Generation> gen;
   route::Router router;
-  std::map<std::string, std::shared_ptr<client::PoolRuntime>, std::less<>> pools;
+  std::map<std::string, std::shared_ptr<upstream::PoolRuntime>, std::less<>> pools;
 
   explicit CoreView(std::shared_ptr<const Generation> g) : gen(std::move(g)), router(*gen->cfg) {}
   const config::Config& cfg() const { return *gen->cfg; }
-  client::PoolRuntime* pool(std::string_view name) const;
+  upstream::PoolRuntime* pool(std::string_view name) const;
 };
 
 class Core {
@@ -133,7 +133,7 @@ class Core {
   // (every address one of our own listeners).
   // `p` belongs to `owner`, the configuration of the caller's transaction
   // (kept alive by the pool); only the current one's pools are cached.
-  std::shared_ptr<client::PoolRuntime> recipient_pool(
+  std::shared_ptr<upstream::PoolRuntime> recipient_pool(
       const std::shared_ptr<const config::Config>& owner, const config::Pool& p,
       const std::string& domain, const dns::MxTarget& t);
   static constexpr std::size_t kMaxRecipientDomains = 1000;
@@ -158,7 +158,7 @@ class Core {
   awaitable<void> refuse(tcp::socket sock);
   std::shared_ptr<CoreView> build_view(std::shared_ptr<const Generation> gen) const;
   void make_lookup(const config::Config& cfg);
-  void quit_idle(client::BackendRuntime& b, bool all, Clock::time_point now);
+  void quit_idle(upstream::BackendRuntime& b, bool all, Clock::time_point now);
   // The sessions as they are now (what is called may end some).
   std::vector<FrontendSession*> session_list() const;
   // Wakes the parked sessions whose deadline passed; waits for the next.
@@ -182,10 +182,10 @@ class Core {
   std::shared_ptr<CoreView> view_;
   // Backends a reload removed whose runtimes sessions of older views may
   // still hold: the sweeper QUITs what they give back until they are gone.
-  std::vector<std::weak_ptr<client::BackendRuntime>> retired_;
+  std::vector<std::weak_ptr<upstream::BackendRuntime>> retired_;
   std::unique_ptr<dns::Lookup> lookup_;
   struct RecipientPool {
-    std::shared_ptr<client::PoolRuntime> pool;
+    std::shared_ptr<upstream::PoolRuntime> pool;
     std::vector<dns::MxHost> hosts;
     Clock::time_point used;
   };
@@ -193,7 +193,7 @@ class Core {
   // Every recipient-pool host by "pool\0address:port", shared by the
   // domains it serves; the sweeper closes idle sessions and forgets hosts
   // no domain uses any more.
-  std::map<std::string, std::weak_ptr<client::BackendRuntime>> recipient_hosts_;
+  std::map<std::string, std::weak_ptr<upstream::BackendRuntime>> recipient_hosts_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "client/buffer_cache.hpp"
+#include "relay/buffer_cache.hpp"
 #include "log/log.hpp"
 #include "server/policy.hpp"
 #include "server/received.hpp"
@@ -706,7 +706,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
     core_.shared().count(Shared::Limit::kMessageRate);
     return replies::message_rate_exceeded();
   }
-  client::Envelope env;
+  relay::Envelope env;
   env.sender = cmd.path;
   env.params = cmd.mail;
   // AUTH= from a client that did not authenticate is dropped (RFC 4954 5):
@@ -817,7 +817,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   std::string domain = routing_domain(*cfg_, rcpt);
   std::string sender_domain = smtp::ascii_lower(txn_->envelope.sender.mailbox.domain);
   const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
-  client::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
+  upstream::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool) {
     txn_->refused.push_back(rcpt.str());
     co_return smtp::make_reply(550, "5.7.1", "No route for this recipient");
@@ -849,7 +849,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   }
   if (!tx_) {
     pool_ = pool;
-    tx_ = std::make_unique<client::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
+    tx_ = std::make_unique<relay::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
                                                      txn_->envelope, txn_->id);
     tx_->set_client_gone_check(
         [this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
@@ -902,7 +902,7 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       cfg_->limits.max_line_length);
   smtp::DataEncoder encoder;
   std::string content;
-  client::CachedBuffer wire_buffer;  // reused across messages: no regrowth
+  relay::CachedBuffer wire_buffer;  // reused across messages: no regrowth
   std::string& wire = *wire_buffer;
   std::string& decoded = normalize ? content : wire;
   const auto data_deadline = Clock::now() + cfg_->timeouts.client_data_total;
@@ -1045,7 +1045,7 @@ void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char
   if (tx_) {
     for (const auto& a : tx_->attempts()) {
       if (!tried.empty()) tried += ',';
-      tried += a.backend + ":" + client::to_string(a.failure);
+      tried += a.backend + ":" + upstream::to_string(a.failure);
     }
   }
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - txn_->started);

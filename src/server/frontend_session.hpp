@@ -15,7 +15,7 @@
 #include <optional>
 #include <string>
 
-#include "client/relay_transaction.hpp"
+#include "relay/relay_transaction.hpp"
 #include "net/timed_socket.hpp"
 #include "net/tls.hpp"
 #include "server/connection_limiter.hpp"
@@ -167,9 +167,9 @@ class FrontendSession : public SessionLink {
   // What only an open transaction (MAIL to its end) needs, allocated at
   // MAIL: a session waiting between transactions costs none of it.
   struct Transaction {
-    client::Envelope envelope;
+    relay::Envelope envelope;
     // `mx: recipient`: the transaction's hosts and their domain.
-    std::shared_ptr<client::PoolRuntime> mx_pool;
+    std::shared_ptr<upstream::PoolRuntime> mx_pool;
     std::string mx_domain;
     std::vector<std::string> accepted;
     std::vector<std::string> refused;
@@ -177,9 +177,9 @@ class FrontendSession : public SessionLink {
     Clock::time_point started;
   };
   std::unique_ptr<Transaction> txn_;  // null: no transaction
-  client::PoolRuntime* pool_ = nullptr;
+  upstream::PoolRuntime* pool_ = nullptr;
   // Declared after txn_, so destroyed before the pool it may point into.
-  std::unique_ptr<client::RelayTransaction> tx_;
+  std::unique_ptr<relay::RelayTransaction> tx_;
   int rcpt_attempts_ = 0;
   int tx_count_ = 0;
   bool tx_logged_ = false;  // this transaction's log line is written

@@ -13,7 +13,7 @@
 namespace smtplb::relay {
 namespace {
 
-using client::Failure;
+using upstream::Failure;
 constexpr bool kFirst = true;
 constexpr bool kReplayed = false;
 constexpr bool kDup = true;
@@ -24,7 +24,7 @@ struct Row {
   Outcome outcome;
   bool first_hand;
   Verdict verdict;
-  Failure why;
+  upstream::Failure why;
   Health health;
   bool dup;
 };
@@ -33,153 +33,153 @@ struct Row {
 // the row is written twice on purpose, so a change to one shows here.
 const Row kTable[] = {
     // connect: refused or timed out; any bytes before asking are a violation
-    {Stage::kConnect, Outcome::kPositive, kFirst, Verdict::kProceed, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kConnect, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kConnectRefused,
-     Health::kCharge, kNoDup},
-    {Stage::kConnect, Outcome::kStalled, kFirst, Verdict::kReplay, Failure::kConnectTimeout,
-     Health::kCharge, kNoDup},
-    {Stage::kConnect, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
-     Health::kCharge, kNoDup},
-    {Stage::kConnect, Outcome::kTransient, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kConnect, Outcome::kPositive, kFirst, Verdict::kProceed, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kConnect, Outcome::kDropped, kFirst, Verdict::kReplay,
+     upstream::Failure::kConnectRefused, Health::kCharge, kNoDup},
+    {Stage::kConnect, Outcome::kStalled, kFirst, Verdict::kReplay,
+     upstream::Failure::kConnectTimeout, Health::kCharge, kNoDup},
+    {Stage::kConnect, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
+    {Stage::kConnect, Outcome::kTransient, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
-    {Stage::kConnect, Outcome::kPermanent, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kConnect, Outcome::kPermanent, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
-    {Stage::kConnect, Outcome::kProtocol, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kConnect, Outcome::kProtocol, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
 
     // greeting: banner, EHLO, STARTTLS, XCLIENT
-    {Stage::kGreeting, Outcome::kPositive, kFirst, Verdict::kProceed, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kGreeting, Outcome::kTransient, kFirst, Verdict::kReplay, Failure::kBannerRefused,
+    {Stage::kGreeting, Outcome::kPositive, kFirst, Verdict::kProceed, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kGreeting, Outcome::kTransient, kFirst, Verdict::kReplay,
+     upstream::Failure::kBannerRefused, Health::kCharge, kNoDup},
+    {Stage::kGreeting, Outcome::kPermanent, kReplayed, Verdict::kReplay,
+     upstream::Failure::kBannerRefused, Health::kCharge, kNoDup},
+    {Stage::kGreeting, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
+    {Stage::kGreeting, Outcome::kDropped, kFirst, Verdict::kReplay, upstream::Failure::kDropped,
      Health::kCharge, kNoDup},
-    {Stage::kGreeting, Outcome::kPermanent, kReplayed, Verdict::kReplay, Failure::kBannerRefused,
+    {Stage::kGreeting, Outcome::kStalled, kFirst, Verdict::kReplay, upstream::Failure::kStalled,
      Health::kCharge, kNoDup},
-    {Stage::kGreeting, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
-     Health::kCharge, kNoDup},
-    {Stage::kGreeting, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kDropped,
-     Health::kCharge, kNoDup},
-    {Stage::kGreeting, Outcome::kStalled, kFirst, Verdict::kReplay, Failure::kStalled,
-     Health::kCharge, kNoDup},
-    {Stage::kGreeting, Outcome::kProtocol, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kGreeting, Outcome::kProtocol, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
 
     // MAIL: a 5xx is final only first-hand (DESIGN.md: reaches the client)
-    {Stage::kMail, Outcome::kPositive, kFirst, Verdict::kProceed, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kMail, Outcome::kTransient, kFirst, Verdict::kReplay, Failure::kTransient,
+    {Stage::kMail, Outcome::kPositive, kFirst, Verdict::kProceed, upstream::Failure::kNone,
      Health::kNone, kNoDup},
-    {Stage::kMail, Outcome::kTransient, kReplayed, Verdict::kReplay, Failure::kTransient,
+    {Stage::kMail, Outcome::kTransient, kFirst, Verdict::kReplay, upstream::Failure::kTransient,
      Health::kNone, kNoDup},
-    {Stage::kMail, Outcome::kPermanent, kFirst, Verdict::kAnswer, Failure::kPermanent,
+    {Stage::kMail, Outcome::kTransient, kReplayed, Verdict::kReplay, upstream::Failure::kTransient,
      Health::kNone, kNoDup},
-    {Stage::kMail, Outcome::kPermanent, kReplayed, Verdict::kReplay, Failure::kPermanent,
+    {Stage::kMail, Outcome::kPermanent, kFirst, Verdict::kAnswer, upstream::Failure::kPermanent,
      Health::kNone, kNoDup},
-    {Stage::kMail, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
+    {Stage::kMail, Outcome::kPermanent, kReplayed, Verdict::kReplay, upstream::Failure::kPermanent,
+     Health::kNone, kNoDup},
+    {Stage::kMail, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
+    {Stage::kMail, Outcome::kDropped, kFirst, Verdict::kReplay, upstream::Failure::kDropped,
      Health::kCharge, kNoDup},
-    {Stage::kMail, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kDropped, Health::kCharge,
-     kNoDup},
-    {Stage::kMail, Outcome::kStalled, kFirst, Verdict::kReplay, Failure::kStalled, Health::kCharge,
-     kNoDup},
+    {Stage::kMail, Outcome::kStalled, kFirst, Verdict::kReplay, upstream::Failure::kStalled,
+     Health::kCharge, kNoDup},
     // 354 (or any 1xx/3xx) to MAIL: fail over, never passed on (issue 13, 3)
-    {Stage::kMail, Outcome::kProtocol, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kMail, Outcome::kProtocol, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
 
     // RCPT of a recipient the client holds a 250 for: any refusal moves on
-    {Stage::kReplayedRcpt, Outcome::kPositive, kReplayed, Verdict::kProceed, Failure::kNone,
-     Health::kNone, kNoDup},
+    {Stage::kReplayedRcpt, Outcome::kPositive, kReplayed, Verdict::kProceed,
+     upstream::Failure::kNone, Health::kNone, kNoDup},
     {Stage::kReplayedRcpt, Outcome::kTransient, kReplayed, Verdict::kReplay,
-     Failure::kRecipientRefused, Health::kNone, kNoDup},
+     upstream::Failure::kRecipientRefused, Health::kNone, kNoDup},
     {Stage::kReplayedRcpt, Outcome::kPermanent, kReplayed, Verdict::kReplay,
-     Failure::kRecipientRefused, Health::kNone, kNoDup},
+     upstream::Failure::kRecipientRefused, Health::kNone, kNoDup},
     {Stage::kReplayedRcpt, Outcome::kShuttingDown, kReplayed, Verdict::kReplay,
-     Failure::kShuttingDown, Health::kCharge, kNoDup},
-    {Stage::kReplayedRcpt, Outcome::kDropped, kReplayed, Verdict::kReplay, Failure::kDropped,
-     Health::kCharge, kNoDup},
-    {Stage::kReplayedRcpt, Outcome::kStalled, kReplayed, Verdict::kReplay, Failure::kStalled,
-     Health::kCharge, kNoDup},
-    {Stage::kReplayedRcpt, Outcome::kProtocol, kReplayed, Verdict::kReplay, Failure::kProtocol,
-     Health::kSuspect, kNoDup},
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
+    {Stage::kReplayedRcpt, Outcome::kDropped, kReplayed, Verdict::kReplay,
+     upstream::Failure::kDropped, Health::kCharge, kNoDup},
+    {Stage::kReplayedRcpt, Outcome::kStalled, kReplayed, Verdict::kReplay,
+     upstream::Failure::kStalled, Health::kCharge, kNoDup},
+    {Stage::kReplayedRcpt, Outcome::kProtocol, kReplayed, Verdict::kReplay,
+     upstream::Failure::kProtocol, Health::kSuspect, kNoDup},
 
     // RCPT the client is asking about: the backend's 2xx/4xx/5xx is the answer
-    {Stage::kRcpt, Outcome::kPositive, kFirst, Verdict::kAnswer, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kRcpt, Outcome::kPositive, kReplayed, Verdict::kAnswer, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kRcpt, Outcome::kTransient, kFirst, Verdict::kAnswer, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kRcpt, Outcome::kPermanent, kFirst, Verdict::kAnswer, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kRcpt, Outcome::kPermanent, kReplayed, Verdict::kAnswer, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kRcpt, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
+    {Stage::kRcpt, Outcome::kPositive, kFirst, Verdict::kAnswer, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kRcpt, Outcome::kPositive, kReplayed, Verdict::kAnswer, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kRcpt, Outcome::kTransient, kFirst, Verdict::kAnswer, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kRcpt, Outcome::kPermanent, kFirst, Verdict::kAnswer, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kRcpt, Outcome::kPermanent, kReplayed, Verdict::kAnswer, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kRcpt, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
+    {Stage::kRcpt, Outcome::kDropped, kFirst, Verdict::kReplay, upstream::Failure::kDropped,
      Health::kCharge, kNoDup},
-    {Stage::kRcpt, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kDropped, Health::kCharge,
-     kNoDup},
     // slow verification of one address (issue 21, 5), a reply garbled for
     // one address (issue 13, 2): that recipient's budget, not the pool's
-    {Stage::kRcpt, Outcome::kStalled, kFirst, Verdict::kRecipientFault, Failure::kStalled,
+    {Stage::kRcpt, Outcome::kStalled, kFirst, Verdict::kRecipientFault, upstream::Failure::kStalled,
      Health::kSuspect, kNoDup},
-    {Stage::kRcpt, Outcome::kProtocol, kFirst, Verdict::kRecipientFault, Failure::kProtocol,
-     Health::kSuspect, kNoDup},
-    {Stage::kRcpt, Outcome::kProtocol, kReplayed, Verdict::kRecipientFault, Failure::kProtocol,
-     Health::kSuspect, kNoDup},
+    {Stage::kRcpt, Outcome::kProtocol, kFirst, Verdict::kRecipientFault,
+     upstream::Failure::kProtocol, Health::kSuspect, kNoDup},
+    {Stage::kRcpt, Outcome::kProtocol, kReplayed, Verdict::kRecipientFault,
+     upstream::Failure::kProtocol, Health::kSuspect, kNoDup},
 
     // DATA: 354 proceeds; a replay backend's 5xx is not final (issue 21, 1)
-    {Stage::kData, Outcome::kPositive, kFirst, Verdict::kProceed, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kData, Outcome::kTransient, kFirst, Verdict::kReplay, Failure::kTransient,
+    {Stage::kData, Outcome::kPositive, kFirst, Verdict::kProceed, upstream::Failure::kNone,
      Health::kNone, kNoDup},
-    {Stage::kData, Outcome::kPermanent, kFirst, Verdict::kAnswer, Failure::kPermanent,
+    {Stage::kData, Outcome::kTransient, kFirst, Verdict::kReplay, upstream::Failure::kTransient,
      Health::kNone, kNoDup},
-    {Stage::kData, Outcome::kPermanent, kReplayed, Verdict::kReplay, Failure::kPermanent,
+    {Stage::kData, Outcome::kPermanent, kFirst, Verdict::kAnswer, upstream::Failure::kPermanent,
      Health::kNone, kNoDup},
-    {Stage::kData, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
+    {Stage::kData, Outcome::kPermanent, kReplayed, Verdict::kReplay, upstream::Failure::kPermanent,
+     Health::kNone, kNoDup},
+    {Stage::kData, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
+    {Stage::kData, Outcome::kDropped, kFirst, Verdict::kReplay, upstream::Failure::kDropped,
      Health::kCharge, kNoDup},
-    {Stage::kData, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kDropped, Health::kCharge,
-     kNoDup},
-    {Stage::kData, Outcome::kStalled, kFirst, Verdict::kReplay, Failure::kStalled, Health::kCharge,
-     kNoDup},
-    {Stage::kData, Outcome::kProtocol, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kData, Outcome::kStalled, kFirst, Verdict::kReplay, upstream::Failure::kStalled,
+     Health::kCharge, kNoDup},
+    {Stage::kData, Outcome::kProtocol, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
 
     // writing the message: the dot did not go out whole, so no duplicate
-    {Stage::kMidData, Outcome::kPositive, kFirst, Verdict::kProceed, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kMidData, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kDropped,
+    {Stage::kMidData, Outcome::kPositive, kFirst, Verdict::kProceed, upstream::Failure::kNone,
+     Health::kNone, kNoDup},
+    {Stage::kMidData, Outcome::kDropped, kFirst, Verdict::kReplay, upstream::Failure::kDropped,
      Health::kCharge, kNoDup},
-    {Stage::kMidData, Outcome::kStalled, kFirst, Verdict::kReplay, Failure::kStalled,
+    {Stage::kMidData, Outcome::kStalled, kFirst, Verdict::kReplay, upstream::Failure::kStalled,
      Health::kCharge, kNoDup},
-    {Stage::kMidData, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
-     Health::kCharge, kNoDup},
+    {Stage::kMidData, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kNoDup},
     // the backend spoke before the dot (an extra reply behind its 354)
-    {Stage::kMidData, Outcome::kTransient, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kMidData, Outcome::kTransient, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
-    {Stage::kMidData, Outcome::kPermanent, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kMidData, Outcome::kPermanent, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
-    {Stage::kMidData, Outcome::kProtocol, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kMidData, Outcome::kProtocol, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kNoDup},
 
     // the final dot went out whole: leaving now may leave a copy behind
-    {Stage::kFinalDot, Outcome::kPositive, kFirst, Verdict::kAnswer, Failure::kNone, Health::kNone,
-     kNoDup},
-    {Stage::kFinalDot, Outcome::kPositive, kReplayed, Verdict::kAnswer, Failure::kNone,
+    {Stage::kFinalDot, Outcome::kPositive, kFirst, Verdict::kAnswer, upstream::Failure::kNone,
      Health::kNone, kNoDup},
-    {Stage::kFinalDot, Outcome::kTransient, kFirst, Verdict::kReplay, Failure::kTransient,
+    {Stage::kFinalDot, Outcome::kPositive, kReplayed, Verdict::kAnswer, upstream::Failure::kNone,
      Health::kNone, kNoDup},
-    {Stage::kFinalDot, Outcome::kPermanent, kFirst, Verdict::kAnswer, Failure::kPermanent,
+    {Stage::kFinalDot, Outcome::kTransient, kFirst, Verdict::kReplay, upstream::Failure::kTransient,
+     Health::kNone, kNoDup},
+    {Stage::kFinalDot, Outcome::kPermanent, kFirst, Verdict::kAnswer, upstream::Failure::kPermanent,
      Health::kNone, kNoDup},
     // after a silent dot elsewhere the next backend is a replay backend:
     // its 5xx must not bounce mail the first may have stored (issue 21, 2)
-    {Stage::kFinalDot, Outcome::kPermanent, kReplayed, Verdict::kReplay, Failure::kPermanent,
-     Health::kNone, kNoDup},
-    {Stage::kFinalDot, Outcome::kShuttingDown, kFirst, Verdict::kReplay, Failure::kShuttingDown,
+    {Stage::kFinalDot, Outcome::kPermanent, kReplayed, Verdict::kReplay,
+     upstream::Failure::kPermanent, Health::kNone, kNoDup},
+    {Stage::kFinalDot, Outcome::kShuttingDown, kFirst, Verdict::kReplay,
+     upstream::Failure::kShuttingDown, Health::kCharge, kDup},
+    {Stage::kFinalDot, Outcome::kDropped, kFirst, Verdict::kReplay, upstream::Failure::kDropped,
      Health::kCharge, kDup},
-    {Stage::kFinalDot, Outcome::kDropped, kFirst, Verdict::kReplay, Failure::kDropped,
-     Health::kCharge, kDup},
-    {Stage::kFinalDot, Outcome::kStalled, kFirst, Verdict::kReplay, Failure::kSilentFinalDot,
-     Health::kCharge, kDup},
-    {Stage::kFinalDot, Outcome::kProtocol, kFirst, Verdict::kReplay, Failure::kProtocol,
+    {Stage::kFinalDot, Outcome::kStalled, kFirst, Verdict::kReplay,
+     upstream::Failure::kSilentFinalDot, Health::kCharge, kDup},
+    {Stage::kFinalDot, Outcome::kProtocol, kFirst, Verdict::kReplay, upstream::Failure::kProtocol,
      Health::kSuspect, kDup},
 };
 
@@ -189,7 +189,7 @@ TEST(ReplayPolicy, EveryRowOfTheTable) {
                  (row.first_hand ? " (first-hand)" : " (replay backend)"));
     Decision d = decide(row.stage, row.outcome, Context{row.first_hand});
     EXPECT_EQ(d.verdict, row.verdict) << "got " << to_string(d.verdict);
-    EXPECT_EQ(d.why, row.why) << "got " << client::to_string(d.why);
+    EXPECT_EQ(d.why, row.why) << "got " << upstream::to_string(d.why);
     EXPECT_EQ(d.health, row.health);
     EXPECT_EQ(d.possible_duplicate, row.dup);
   }
@@ -258,12 +258,12 @@ TEST(ReplayPolicy, ReplyKindsByCommand) {
 }
 
 TEST(ReplayPolicy, SessionFailuresMapToOutcomes) {
-  EXPECT_EQ(outcome_of(Failure::kConnectRefused), Outcome::kDropped);
-  EXPECT_EQ(outcome_of(Failure::kDropped), Outcome::kDropped);
-  EXPECT_EQ(outcome_of(Failure::kConnectTimeout), Outcome::kStalled);
-  EXPECT_EQ(outcome_of(Failure::kStalled), Outcome::kStalled);
-  EXPECT_EQ(outcome_of(Failure::kShuttingDown), Outcome::kShuttingDown);
-  EXPECT_EQ(outcome_of(Failure::kProtocol), Outcome::kProtocol);
+  EXPECT_EQ(outcome_of(upstream::Failure::kConnectRefused), Outcome::kDropped);
+  EXPECT_EQ(outcome_of(upstream::Failure::kDropped), Outcome::kDropped);
+  EXPECT_EQ(outcome_of(upstream::Failure::kConnectTimeout), Outcome::kStalled);
+  EXPECT_EQ(outcome_of(upstream::Failure::kStalled), Outcome::kStalled);
+  EXPECT_EQ(outcome_of(upstream::Failure::kShuttingDown), Outcome::kShuttingDown);
+  EXPECT_EQ(outcome_of(upstream::Failure::kProtocol), Outcome::kProtocol);
 }
 
 }  // namespace

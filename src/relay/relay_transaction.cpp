@@ -1,4 +1,4 @@
-#include "client/relay_transaction.hpp"
+#include "relay/relay_transaction.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -6,7 +6,7 @@
 #include "log/log.hpp"
 #include "smtp/replies.hpp"
 
-namespace smtplb::client {
+namespace smtplb::relay {
 
 namespace {
 
@@ -54,7 +54,7 @@ std::uint64_t next_transaction_key() {
 }  // namespace
 
 RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Config& cfg,
-                                   PoolRuntime& pool, Envelope env, std::string id)
+                                   upstream::PoolRuntime& pool, Envelope env, std::string id)
     : ex_(std::move(ex)),
       cfg_(cfg),
       pool_(pool),
@@ -78,9 +78,10 @@ RelayTransaction::Duration RelayTransaction::bound(Duration d) const {
   return std::min(d, left);
 }
 
-relay::Decision RelayTransaction::judge(relay::Stage stage, const CommandResult& r) const {
-  const relay::Outcome o =
-      r.failure != Failure::kNone ? relay::outcome_of(r.failure) : relay::classify(stage, r.reply);
+relay::Decision RelayTransaction::judge(relay::Stage stage,
+                                        const upstream::CommandResult& r) const {
+  const relay::Outcome o = r.failure != upstream::Failure::kNone ? relay::outcome_of(r.failure)
+                                                                 : relay::classify(stage, r.reply);
   return relay::decide(stage, o, relay::Context{first_hand_});
 }
 
@@ -123,13 +124,13 @@ void RelayTransaction::leave(const relay::Decision& d, std::string detail) {
   in_flight_.reset();
 }
 
-void RelayTransaction::fail_backend(Failure f, std::string detail) {
+void RelayTransaction::fail_backend(upstream::Failure f, std::string detail) {
   // Before MAIL: whatever went wrong is the backend's, except a violation
   // (which waits for a second transaction) and what is no ill health.
   relay::Health h = relay::Health::kNone;
-  if (f == Failure::kProtocol)
+  if (f == upstream::Failure::kProtocol)
     h = relay::Health::kSuspect;
-  else if (counts_against_backend(f))
+  else if (upstream::counts_against_backend(f))
     h = relay::Health::kCharge;
   leave(relay::Decision{relay::Verdict::kReplay, f, h}, std::move(detail));
 }
@@ -144,12 +145,13 @@ bool RelayTransaction::walk_exhausted() const {
   return next_candidate_ >= candidates_.size() || backends_tried_ >= pool_.max_tries();
 }
 
-bool RelayTransaction::out_of_step(CommandResult& r) const {
+bool RelayTransaction::out_of_step(upstream::CommandResult& r) const {
   // One recv(MSG_PEEK): paid before each RCPT after the first (which goes
   // with MAIL) and before DATA, not per pipelined reply.
   const auto p = session_->peek();
   if (p == net::TimedSocket::Peek::kQuiet) return false;
-  r.failure = p == net::TimedSocket::Peek::kClosed ? Failure::kDropped : Failure::kProtocol;
+  r.failure = p == net::TimedSocket::Peek::kClosed ? upstream::Failure::kDropped
+                                                   : upstream::Failure::kProtocol;
   return true;
 }
 
@@ -158,15 +160,15 @@ bool RelayTransaction::check_client_gone() {
   return client_gone_;
 }
 
-void RelayTransaction::log_unusable(const BackendRuntime& b, Failure f,
+void RelayTransaction::log_unusable(const upstream::BackendRuntime& b, upstream::Failure f,
                                     const std::string& detail) const {
   // Each time, not only when the backend goes down: an operator must see
   // why a backend that accepts connections takes no mail (a certificate
   // that does not verify, XCLIENT not offered to smtplb's address).
   const char* event = nullptr;
-  if (f == Failure::kTls)
+  if (f == upstream::Failure::kTls)
     event = "backend_tls_failed";
-  else if (f == Failure::kNoXclient || f == Failure::kXclientRefused)
+  else if (f == upstream::Failure::kNoXclient || f == upstream::Failure::kXclientRefused)
     event = "backend_xclient_failed";
   if (!event) return;
   log::Record(event)
@@ -177,7 +179,7 @@ void RelayTransaction::log_unusable(const BackendRuntime& b, Failure f,
       .emit(spdlog::level::warn);
 }
 
-std::string RelayTransaction::mail_line(const Capabilities& caps) const {
+std::string RelayTransaction::mail_line(const upstream::Capabilities& caps) const {
   std::string line = "MAIL FROM:<" + env_.sender.str() + ">";
   if (caps.size && env_.params.size) line += " SIZE=" + std::to_string(*env_.params.size);
   if (caps.eightbitmime && env_.params.body == smtp::Body::k8BitMime) line += " BODY=8BITMIME";
@@ -187,9 +189,8 @@ std::string RelayTransaction::mail_line(const Capabilities& caps) const {
   return line;
 }
 
-awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(BackendRuntime& b,
-                                                                         Failure& why,
-                                                                         std::string& detail) {
+awaitable<std::unique_ptr<upstream::BackendSession>> RelayTransaction::get_session(
+    upstream::BackendRuntime& b, upstream::Failure& why, std::string& detail) {
   // A pooled session first; RSET proves it is alive.  One the backend
   // closed meanwhile costs only the reconnect.  One that stalls or answers
   // 421 means the backend itself is in trouble: its other idle sessions
@@ -197,31 +198,33 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
   // transaction's deadline one pooled session at a time.  A PROXY
   // backend's sessions are never pooled (each names its one client).
   const config::Identity identity = b.state->config().identity;
-  while (auto s = one_client_per_connection(identity) ? nullptr : b.idle.take(Clock::now())) {
+  while (auto s =
+             upstream::one_client_per_connection(identity) ? nullptr : b.idle.take(Clock::now())) {
     if (s->caps().pipelining) {
       s->rset_pending = true;  // sent with MAIL (start_transaction)
       co_return std::move(s);
     }
     auto r = co_await s->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
-    if (r.failure == Failure::kNone && r.reply.code == 250 && !s->has_unsolicited_input())
+    if (r.failure == upstream::Failure::kNone && r.reply.code == 250 && !s->has_unsolicited_input())
       co_return std::move(s);
     s->close();
-    if (r.failure == Failure::kStalled || r.reply.code == 421) {
+    if (r.failure == upstream::Failure::kStalled || r.reply.code == 421) {
       for (auto& idle : b.idle.drain_all()) idle->close();
-      why = r.failure == Failure::kStalled ? Failure::kStalled : Failure::kShuttingDown;
+      why = r.failure == upstream::Failure::kStalled ? upstream::Failure::kStalled
+                                                     : upstream::Failure::kShuttingDown;
       co_return nullptr;
     }
   }
   if (!b.state->try_open_session()) {
-    why = Failure::kAtLimit;
+    why = upstream::Failure::kAtLimit;
     co_return nullptr;
   }
-  auto s = std::make_unique<BackendSession>(ex_, *b.state, cfg_);
+  auto s = std::make_unique<upstream::BackendSession>(ex_, *b.state, cfg_);
   s->hold_slot();
   // `identity: proxy_v1|proxy_v2`: this client's header, first thing on
   // the connection (SECURITY.md 5).
   why = co_await s->open(b.endpoint, &env_.client);
-  if (why != Failure::kNone) {
+  if (why != upstream::Failure::kNone) {
     detail = s->failure_detail();
     if (detail.empty() && s->open_reply().code) detail = s->open_reply().summary();
     co_return nullptr;
@@ -229,7 +232,8 @@ awaitable<std::unique_ptr<BackendSession>> RelayTransaction::get_session(Backend
   co_return std::move(s);
 }
 
-void RelayTransaction::put_back(BackendRuntime& b, std::unique_ptr<BackendSession> s) {
+void RelayTransaction::put_back(upstream::BackendRuntime& b,
+                                std::unique_ptr<upstream::BackendSession> s) {
   if (s->poolable()) {
     b.idle.give_back(std::move(s));
     return;
@@ -237,7 +241,8 @@ void RelayTransaction::put_back(BackendRuntime& b, std::unique_ptr<BackendSessio
   retire(b, std::move(s));
 }
 
-void RelayTransaction::retire(BackendRuntime& b, std::unique_ptr<BackendSession> s) {
+void RelayTransaction::retire(upstream::BackendRuntime& b,
+                              std::unique_ptr<upstream::BackendSession> s) {
   // A PROXY connection names one client and never carries another: it is
   // closed after its transaction instead of going back to the pool (so is
   // an XCLIENT one that may not send XCLIENT again).  The cost: a connect,
@@ -255,7 +260,8 @@ void RelayTransaction::retire(BackendRuntime& b, std::unique_ptr<BackendSession>
 }
 
 awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
-    BackendSession& s, const smtp::Path* pending, std::optional<CommandResult>* pending_result) {
+    upstream::BackendSession& s, const smtp::Path* pending,
+    std::optional<upstream::CommandResult>* pending_result) {
   using relay::Stage;
   const Duration d = bound(cfg_.timeouts.backend_reply);
   Started st;
@@ -267,22 +273,24 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
     // proves it alive, so it needs no RSET of its own.  Cost: one round
     // trip per XCLIENT line and one for the EHLO after it, per transaction.
     s.rset_pending = false;
-    Failure xf = co_await s.send_xclient(env_.client, d);
-    if (xf != Failure::kNone) {
+    upstream::Failure xf = co_await s.send_xclient(env_.client, d);
+    if (xf != upstream::Failure::kNone) {
       // A pooled session the backend closed meanwhile costs a reconnect.
       // So does one whose authorization the last client changed (see
       // BackendSession::poolable): a fresh connection tells.
-      st.stale = s.reused && (xf == Failure::kDropped || xf == Failure::kXclientRefused);
+      st.stale = s.reused &&
+                 (xf == upstream::Failure::kDropped || xf == upstream::Failure::kXclientRefused);
       st.detail = s.failure_detail();
-      st.decision = {relay::Verdict::kReplay, xf,
-                     counts_against_backend(xf) ? relay::Health::kCharge : relay::Health::kNone};
+      st.decision = {
+          relay::Verdict::kReplay, xf,
+          upstream::counts_against_backend(xf) ? relay::Health::kCharge : relay::Health::kNone};
       co_return st;
     }
   }
   // After XCLIENT's EHLO: the capabilities the backend now offers (to
   // this client; never a silent downgrade, as in acquire()).
   if (lacks_extension(s.caps())) {
-    st.decision = {relay::Verdict::kReplay, Failure::kNotCapable, relay::Health::kNone};
+    st.decision = {relay::Verdict::kReplay, upstream::Failure::kNotCapable, relay::Health::kNone};
     co_return st;
   }
   std::string mail = mail_line(s.caps());
@@ -304,46 +312,47 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
   std::string batch = rset ? "RSET\r\n" + mail : mail;
   for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
   if (pending) batch += "RCPT TO:<" + pending->str() + ">\r\n";
-  Failure sent = co_await s.send(batch, d);
+  upstream::Failure sent = co_await s.send(batch, d);
   if (rset) {
     // A pooled session the backend closed meanwhile costs a reconnect,
     // never the backend's standing; a stall or a 421 is the backend's.
     // (No co_await inside ?: here: g++ 12 miscompiles it.)
-    CommandResult r{sent, {}};
-    if (sent == Failure::kNone) r = co_await s.read_reply(d);
-    if (r.failure == Failure::kStalled || (r.failure == Failure::kNone && r.reply.code == 421)) {
+    upstream::CommandResult r{sent, {}};
+    if (sent == upstream::Failure::kNone) r = co_await s.read_reply(d);
+    if (r.failure == upstream::Failure::kStalled ||
+        (r.failure == upstream::Failure::kNone && r.reply.code == 421)) {
       st.decision = judge(Stage::kGreeting, r);
       co_return st;
     }
-    if (r.failure != Failure::kNone || r.reply.code != 250) {
+    if (r.failure != upstream::Failure::kNone || r.reply.code != 250) {
       st.stale = true;
       co_return st;
     }
   }
-  if (sent != Failure::kNone) {
-    st.decision = judge(Stage::kMail, CommandResult{sent, {}});
+  if (sent != upstream::Failure::kNone) {
+    st.decision = judge(Stage::kMail, upstream::CommandResult{sent, {}});
     co_return st;
   }
   auto m = co_await s.read_reply(d);
   st.reply = m.reply;
   st.decision = judge(Stage::kMail, m);
-  if (m.failure != Failure::kNone) co_return st;
+  if (m.failure != upstream::Failure::kNone) co_return st;
   // Every pipelined command gets its reply read, whatever MAIL's was; the
   // first that keeps this backend from the transaction decides.
   for (std::size_t i = 0; i < accepted_.size(); ++i) {
     auto r = co_await s.read_reply(d);
     relay::Decision rd = judge(Stage::kReplayedRcpt, r);
-    if (r.failure != Failure::kNone || st.decision.verdict == relay::Verdict::kProceed) {
+    if (r.failure != upstream::Failure::kNone || st.decision.verdict == relay::Verdict::kProceed) {
       if (rd.verdict != relay::Verdict::kProceed) {
         st.decision = rd;
         st.reply = r.reply;
       }
     }
-    if (r.failure != Failure::kNone) co_return st;
+    if (r.failure != upstream::Failure::kNone) co_return st;
   }
   if (pending) {
     *pending_result = co_await s.read_reply(d);
-    if ((*pending_result)->failure != Failure::kNone) {
+    if ((*pending_result)->failure != upstream::Failure::kNone) {
       // The session is gone; MAIL's verdict stands, the recipient's
       // result is judged by rcpt().
       co_return st;
@@ -352,7 +361,7 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
   if (s.has_buffered_input()) {
     // More replies than commands: from here on each reply would answer
     // the command before it.
-    st.decision = judge(Stage::kMail, CommandResult{Failure::kProtocol, {}});
+    st.decision = judge(Stage::kMail, upstream::CommandResult{upstream::Failure::kProtocol, {}});
     st.reply = {};
     st.detail = "bytes behind the last pipelined reply";
     if (pending_result) pending_result->reset();
@@ -362,7 +371,7 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
 }
 
 awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
-    const smtp::Path* pending, std::optional<CommandResult>* pending_result) {
+    const smtp::Path* pending, std::optional<upstream::CommandResult>* pending_result) {
   const int max_backends = pool_.max_tries();
   if (mail_refusal_) co_return *mail_refusal_;
   if (cancelled_) co_return smtp::make_reply(421, "4.3.2", "Service shutting down");
@@ -389,7 +398,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     auto now = Clock::now();
     std::stable_partition(candidates_.begin() + static_cast<std::ptrdiff_t>(next_candidate_),
                           candidates_.end(), [&](int i) { return pool_.states[i]->usable(now); });
-    BackendRuntime& b = *pool_.backends[candidates_[next_candidate_++]];
+    upstream::BackendRuntime& b = *pool_.backends[candidates_[next_candidate_++]];
     // Drained or in maintenance since the order was made: not even a try.
     if (b.state->admin() != balance::AdminState::kReady) continue;
     if (!b.state->try_rate(now)) {
@@ -398,10 +407,10 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     }
     ++backends_tried_;
     current_ = &b;
-    Failure why = Failure::kNone;
+    upstream::Failure why = upstream::Failure::kNone;
     std::string detail;
     session_ = co_await get_session(b, why, detail);
-    if (!session_ && why == Failure::kAtLimit) {
+    if (!session_ && why == upstream::Failure::kAtLimit) {
       // Every session it may have is busy: room, not health.
       at_limit.push_back(candidates_[next_candidate_ - 1]);
       --backends_tried_;
@@ -416,7 +425,8 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     if (lacks_extension(session_->offered())) {
       // Never downgrade: RFC 6531 3.4 and RFC 6152 3 forbid sending such
       // mail to a server that did not offer the extension.
-      attempts_.push_back({b.state->name(), Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
+      attempts_.push_back(
+          {b.state->name(), upstream::Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
       put_back(b, std::move(session_));
       current_ = nullptr;
       --backends_tried_;  // a capability mismatch is no failed attempt
@@ -445,21 +455,23 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
       clean_ = false;
       co_return std::nullopt;
     }
-    if (d.why == Failure::kNotCapable) {
-      attempts_.push_back({b.state->name(), Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
+    if (d.why == upstream::Failure::kNotCapable) {
+      attempts_.push_back(
+          {b.state->name(), upstream::Failure::kNotCapable, "lacks SMTPUTF8/8BITMIME"});
       put_back(b, std::move(session_));
       current_ = nullptr;
       --backends_tried_;
       continue;
     }
-    const bool in_step = session_->is_open() && d.why != Failure::kProtocol;
-    if (in_step && (d.verdict == relay::Verdict::kAnswer || d.why == Failure::kPermanent ||
-                    d.why == Failure::kRecipientRefused)) {
+    const bool in_step = session_->is_open() && d.why != upstream::Failure::kProtocol;
+    if (in_step &&
+        (d.verdict == relay::Verdict::kAnswer || d.why == upstream::Failure::kPermanent ||
+         d.why == upstream::Failure::kRecipientRefused)) {
       // The backend is healthy and disagrees: its session is fine for the
       // next transaction.
       attempts_.push_back({b.state->name(), d.why, st.reply.summary()});
       auto rset = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
-      if (rset.failure == Failure::kNone && rset.reply.code == 250)
+      if (rset.failure == upstream::Failure::kNone && rset.reply.code == 250)
         put_back(b, std::move(session_));
       session_.reset();
       current_ = nullptr;
@@ -478,7 +490,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   if (past_deadline()) co_return smtp::replies::backend_deadline();
   bool only_incapable = !attempts_.empty();
   for (const auto& a : attempts_)
-    only_incapable = only_incapable && a.failure == Failure::kNotCapable;
+    only_incapable = only_incapable && a.failure == upstream::Failure::kNotCapable;
   if (!only_incapable) co_return smtp::replies::no_backend();
   // Every backend answered and none offers what the message needs: a
   // retry would meet the same pool, so the answer is permanent.
@@ -494,7 +506,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   co_return smtp::replies::no_capable_backend();
 }
 
-bool RelayTransaction::lacks_extension(const Capabilities& caps) {
+bool RelayTransaction::lacks_extension(const upstream::Capabilities& caps) {
   if (env_.needs_smtputf8 && !caps.smtputf8) {
     lacked_smtputf8_ = true;
     return true;
@@ -510,10 +522,10 @@ awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
   constexpr int kRecipientFaults = 2;
   int faults = 0;
   for (;;) {
-    CommandResult r;
+    upstream::CommandResult r;
     bool have = false;
     if (!session_) {
-      std::optional<CommandResult> pipelined;
+      std::optional<upstream::CommandResult> pipelined;
       if (auto refusal = co_await acquire(&rcpt, &pipelined)) co_return *refusal;
       if (pipelined) {
         r = std::move(*pipelined);
@@ -563,7 +575,7 @@ awaitable<smtp::Reply> RelayTransaction::data() {
     // The last reply before the data: a backend that sent more replies
     // than it was asked for (one would have been taken for a recipient's)
     // is out of step, and no message goes to it.
-    CommandResult r;
+    upstream::CommandResult r;
     if (!out_of_step(r))
       r = co_await session_->command("DATA\r\n", bound(cfg_.timeouts.backend_reply));
     const relay::Decision d = judge(relay::Stage::kData, r);
@@ -609,23 +621,23 @@ awaitable<void> RelayTransaction::data_chunk(std::string_view wire) {
     // Not bound by the transaction deadline (the client sets the pace
     // here) but by the DATA phase's.
     auto left = std::chrono::duration_cast<Duration>(data_deadline_ - Clock::now());
-    Failure f = co_await session_->send(
+    upstream::Failure f = co_await session_->send(
         out, std::max(Duration(1), std::min(cfg_.timeouts.backend_reply, left)));
     unsent_.clear();
-    if (f != Failure::kNone)
-      leave(judge(relay::Stage::kMidData, CommandResult{f, {}}), "during data");
+    if (f != upstream::Failure::kNone)
+      leave(judge(relay::Stage::kMidData, upstream::CommandResult{f, {}}), "during data");
   }
 }
 
-awaitable<Failure> RelayTransaction::stream_replay() {
+awaitable<upstream::Failure> RelayTransaction::stream_replay() {
   std::string chunk;
   constexpr std::size_t kChunk = 64 * 1024;
   for (std::uint64_t off = 0; off < replay_.size(); off += chunk.size()) {
-    if (!replay_.read(off, kChunk, chunk) || chunk.empty()) co_return Failure::kDropped;
-    Failure f = co_await session_->send(chunk, bound(cfg_.timeouts.backend_reply));
-    if (f != Failure::kNone) co_return f;
+    if (!replay_.read(off, kChunk, chunk) || chunk.empty()) co_return upstream::Failure::kDropped;
+    upstream::Failure f = co_await session_->send(chunk, bound(cfg_.timeouts.backend_reply));
+    if (f != upstream::Failure::kNone) co_return f;
   }
-  co_return Failure::kNone;
+  co_return upstream::Failure::kNone;
 }
 
 awaitable<smtp::Reply> RelayTransaction::finish() {
@@ -653,21 +665,21 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
       // The data still unsent and the final dot, in one write.  A failed
       // write did not deliver the dot whole: the replay is no duplicate.
       unsent_ += final_dot;
-      Failure f = co_await session_->send(unsent_, bound(cfg_.timeouts.backend_reply));
+      upstream::Failure f = co_await session_->send(unsent_, bound(cfg_.timeouts.backend_reply));
       unsent_.clear();
-      if (f != Failure::kNone) {
-        leave(judge(Stage::kMidData, CommandResult{f, {}}), "sending the final dot");
+      if (f != upstream::Failure::kNone) {
+        leave(judge(Stage::kMidData, upstream::CommandResult{f, {}}), "sending the final dot");
         continue;
       }
       // The full backend_data_done, whatever replays took before: the
       // backend is owed that long before it is called silent.
       const auto dot_sent = Clock::now();
       auto r = co_await session_->read_reply(cfg_.timeouts.backend_data_done);
-      if (r.failure == Failure::kNone)
+      if (r.failure == upstream::Failure::kNone)
         current_->state->observe_final_dot(
             std::chrono::duration<double>(Clock::now() - dot_sent).count(), Clock::now());
-      if (r.failure == Failure::kNone && session_->has_buffered_input())
-        r.failure = Failure::kProtocol;  // two replies to one dot: which one is its own?
+      if (r.failure == upstream::Failure::kNone && session_->has_buffered_input())
+        r.failure = upstream::Failure::kProtocol;  // two replies to one dot: which one is its own?
       // The whole message and its final dot went out: whatever leaves
       // this backend now may leave a copy there (RFC 1047); DESIGN.md
       // fixes the choice: replay, and log and count a possible duplicate.
@@ -677,14 +689,16 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
         if (r.reply.positive()) {
           queue_id_ = queue_id_from(r.reply);
         } else {
-          attempts_.push_back({current_->state->name(), Failure::kPermanent, r.reply.summary()});
+          attempts_.push_back(
+              {current_->state->name(), upstream::Failure::kPermanent, r.reply.summary()});
         }
         streaming_ = false;
         clean_ = true;
         co_return r.reply.positive() ? r.reply : with_enhanced(r.reply, "2.0.0");
       }
       std::string detail = r.reply.code ? r.reply.summary() : "after the final dot";
-      if (r.failure == Failure::kProtocol) detail = "malformed or extra reply after the final dot";
+      if (r.failure == upstream::Failure::kProtocol)
+        detail = "malformed or extra reply after the final dot";
       leave(d, detail);
       continue;
     }
@@ -701,8 +715,8 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
       continue;
     }
     streaming_ = true;
-    if (Failure f = co_await stream_replay(); f != Failure::kNone) {
-      leave(judge(Stage::kMidData, CommandResult{f, {}}), "replaying data");
+    if (upstream::Failure f = co_await stream_replay(); f != upstream::Failure::kNone) {
+      leave(judge(Stage::kMidData, upstream::CommandResult{f, {}}), "replaying data");
       continue;
     }
   }
@@ -717,7 +731,8 @@ void RelayTransaction::abort() {
   // Closing without the final dot is the only way to tell the backend the
   // message is void (SECURITY.md 1, "Abort = close").
   if (session_) {
-    if (current_) attempts_.push_back({current_->state->name(), Failure::kNone, "aborted"});
+    if (current_)
+      attempts_.push_back({current_->state->name(), upstream::Failure::kNone, "aborted"});
     session_->close();
     session_.reset();
   }
@@ -741,7 +756,7 @@ awaitable<void> RelayTransaction::release() {
   }
   if (!clean_) {
     auto r = co_await session_->command("RSET\r\n", bound(cfg_.timeouts.backend_reply));
-    if (r.failure != Failure::kNone || r.reply.code != 250) {
+    if (r.failure != upstream::Failure::kNone || r.reply.code != 250) {
       session_->close();
       session_.reset();
       in_flight_.reset();
@@ -759,4 +774,4 @@ awaitable<void> RelayTransaction::release() {
   in_flight_.reset();
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

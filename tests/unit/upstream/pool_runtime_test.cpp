@@ -1,7 +1,7 @@
-// The candidate order of an MX pool (client/pool_runtime.hpp): RFC 5321
+// The candidate order of an MX pool (upstream/pool_runtime.hpp): RFC 5321
 // 5.1's preferences first, a uniform random order within one preference
 // for the algorithms that do not balance by load, and hosts known down last.
-#include "client/pool_runtime.hpp"
+#include "upstream/pool_runtime.hpp"
 
 #include <gtest/gtest.h>
 
@@ -9,7 +9,7 @@
 
 #include "server/own_address.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 namespace {
 
 using Clock = balance::BackendState::Clock;
@@ -114,4 +114,4 @@ TEST(OwnListener, ExactAndWildcardListenersAreLoops) {
 }
 
 }  // namespace
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -11,9 +11,9 @@
 #include <deque>
 #include <memory>
 
-#include "client/backend_session.hpp"
+#include "upstream/backend_session.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 class ConnectionPool {
  public:
@@ -35,4 +35,4 @@ class ConnectionPool {
   std::deque<std::unique_ptr<BackendSession>> idle_;  // most recently used at the back
 };
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -1,8 +1,8 @@
-#include "server/mx_backends.hpp"
+#include "balance/mx_backends.hpp"
 
 #include "server/own_address.hpp"
 
-namespace smtplb::server {
+namespace smtplb::balance {
 
 std::string endpoint_name(const asio::ip::address& a, std::uint16_t port) {
   return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(port);
@@ -22,10 +22,10 @@ std::vector<MxBackend> mx_backends(const dns::MxTarget& t, std::uint16_t port,
       b.name = endpoint_name(a, port);
       b.mx_host = h.name;
       b.mx_preference = h.preference;
-      (is_own_listener(cfg, ep) ? refused : out).push_back({std::move(b), ep});
+      (server::is_own_listener(cfg, ep) ? refused : out).push_back({std::move(b), ep});
     }
   }
   return out;
 }
 
-}  // namespace smtplb::server
+}  // namespace smtplb::balance

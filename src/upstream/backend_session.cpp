@@ -1,4 +1,4 @@
-#include "client/backend_session.hpp"
+#include "upstream/backend_session.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -9,7 +9,7 @@
 #include "log/log.hpp"
 #include "smtp/xclient.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 namespace {
 
@@ -386,4 +386,4 @@ void BackendSession::close() {
   sock_.close();
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -1,6 +1,6 @@
-#include "client/connection_pool.hpp"
+#include "upstream/connection_pool.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 bool ConnectionPool::fresh(const BackendSession& s, Clock::time_point now) const {
   return s.is_open() && !s.has_unsolicited_input() && now - s.last_used() < cfg_.idle_timeout &&
@@ -53,4 +53,4 @@ std::vector<std::unique_ptr<BackendSession>> ConnectionPool::drain_all() {
   return out;
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -1,8 +1,8 @@
-#include "client/agent_protocol.hpp"
+#include "balance/agent_protocol.hpp"
 
 #include <gtest/gtest.h>
 
-namespace smtplb::client {
+namespace smtplb::balance {
 namespace {
 
 using Admin = AgentReply::Admin;
@@ -69,4 +69,4 @@ TEST(AgentProtocol, ReasonAloneIsAReply) {
 }
 
 }  // namespace
-}  // namespace smtplb::client
+}  // namespace smtplb::balance

@@ -15,7 +15,7 @@
 #include "dns/lookup.hpp"
 #include "net/asio.hpp"
 
-namespace smtplb::server {
+namespace smtplb::balance {
 
 struct MxBackend {
   config::Backend backend;
@@ -28,4 +28,4 @@ std::vector<MxBackend> mx_backends(const dns::MxTarget& t, std::uint16_t port,
 
 std::string endpoint_name(const asio::ip::address& a, std::uint16_t port);
 
-}  // namespace smtplb::server
+}  // namespace smtplb::balance

@@ -1,6 +1,6 @@
-#include "client/failure.hpp"
+#include "upstream/failure.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 const char* to_string(Failure f) {
   switch (f) {
@@ -44,4 +44,4 @@ const char* to_string(Failure f) {
   return "?";
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -1,13 +1,13 @@
-#include "client/replay_buffer.hpp"
+#include "relay/replay_buffer.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
-#include "client/buffer_cache.hpp"
+#include "relay/buffer_cache.hpp"
 
-namespace smtplb::client {
+namespace smtplb::relay {
 namespace {
 
 std::string read_all(const ReplayBuffer& b, std::size_t chunk) {
@@ -80,4 +80,4 @@ TEST(BufferCache, KeepsBoundedBytesPerThread) {
   EXPECT_EQ(take_buffer().capacity(), std::string().capacity());  // drained
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

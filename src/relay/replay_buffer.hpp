@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace smtplb::client {
+namespace smtplb::relay {
 
 class ReplayBuffer {
  public:
@@ -42,4 +42,4 @@ class ReplayBuffer {
   bool failed_ = false;
 };
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

@@ -1,13 +1,13 @@
-#include "client/health_checker.hpp"
+#include "balance/health_checker.hpp"
 
 #include <random>
 
-#include "client/agent_protocol.hpp"
-#include "client/backend_session.hpp"
+#include "balance/agent_protocol.hpp"
 #include "log/log.hpp"
 #include "net/timed_socket.hpp"
+#include "upstream/backend_session.hpp"
 
-namespace smtplb::client {
+namespace smtplb::balance {
 
 HealthChecker::HealthChecker(asio::io_context& io, const config::Config& cfg,
                              std::vector<Target> targets)
@@ -51,16 +51,16 @@ void HealthChecker::stop() {
 }
 
 awaitable<std::pair<bool, std::string>> HealthChecker::check_once(Target t) {
-  BackendSession s(io_.get_executor(), *t.state, cfg_);
+  upstream::BackendSession s(io_.get_executor(), *t.state, cfg_);
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(t.check->timeout);
   // The same greeting the relay does: PROXY header, TLS with the same
   // verification, the XCLIENT check; so a backend whose certificate fails
   // or that lost XCLIENT is down here too.  A backend that wants a PROXY
   // header on every connection (Postfix smtpd_upstream_proxy_protocol)
   // gets one naming this connection's own addresses: it carries no client.
-  Failure f =
-      co_await s.open(t.endpoint, BackendSession::OpenTimeouts{timeout, timeout, timeout}, nullptr);
-  if (f != Failure::kNone) {
+  upstream::Failure f = co_await s.open(
+      t.endpoint, upstream::BackendSession::OpenTimeouts{timeout, timeout, timeout}, nullptr);
+  if (f != upstream::Failure::kNone) {
     std::string why = to_string(f);
     if (!s.failure_detail().empty())
       why += ": " + s.failure_detail();
@@ -189,4 +189,4 @@ awaitable<void> HealthChecker::agent_once(Target t) {
   }
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::balance

@@ -19,7 +19,7 @@
 #include "smtp/proxy_header.hpp"
 #include "smtp/xclient.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 // Who the client is, for backends with `identity:` (XCLIENT, PROXY).
 struct ClientIdentity {
@@ -118,4 +118,4 @@ inline bool one_client_per_connection(config::Identity mode) {
   return mode == config::Identity::kProxyV1 || mode == config::Identity::kProxyV2;
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

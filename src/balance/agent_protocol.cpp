@@ -1,10 +1,10 @@
-#include "client/agent_protocol.hpp"
+#include "balance/agent_protocol.hpp"
 
 #include <charconv>
 
 #include "smtp/ascii.hpp"
 
-namespace smtplb::client {
+namespace smtplb::balance {
 
 namespace {
 
@@ -101,4 +101,4 @@ std::optional<AgentReply> parse_agent_reply(std::string_view line) {
   return out;
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::balance

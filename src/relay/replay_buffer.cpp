@@ -1,4 +1,4 @@
-#include "client/replay_buffer.hpp"
+#include "relay/replay_buffer.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -6,9 +6,9 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include "client/buffer_cache.hpp"
+#include "relay/buffer_cache.hpp"
 
-namespace smtplb::client {
+namespace smtplb::relay {
 
 namespace {
 
@@ -98,4 +98,4 @@ void ReplayBuffer::clear() {
   failed_ = false;
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

@@ -13,7 +13,7 @@
 //
 // Agent checks (`agent: {port, interval}` on a backend) run the same way:
 // every interval smtplb connects to the agent port, reads its one-line
-// HAProxy agent-check reply (client/agent_protocol.hpp) and applies it for
+// HAProxy agent-check reply (balance/agent_protocol.hpp) and applies it for
 // three intervals.  A garbled, oversized or silent reply is logged and
 // counted and changes nothing: the last good one stays until it expires,
 // and then the backend is as if it had no agent.
@@ -28,7 +28,7 @@
 #include "config/config.hpp"
 #include "net/asio.hpp"
 
-namespace smtplb::client {
+namespace smtplb::balance {
 
 class HealthChecker {
  public:
@@ -79,4 +79,4 @@ class HealthChecker {
   std::shared_ptr<int> running_ = std::make_shared<int>(0);
 };
 
-}  // namespace smtplb::client
+}  // namespace smtplb::balance

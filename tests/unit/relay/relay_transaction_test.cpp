@@ -1,4 +1,4 @@
-// relay_transaction_test.cpp: one transaction (client/relay_transaction.hpp)
+// relay_transaction_test.cpp: one transaction (relay/relay_transaction.hpp)
 // against two scripted backends on loopback, as a table: at every stage
 // (banner, EHLO, MAIL, RCPT, DATA, the final dot) every kind of answer
 // (4xx, 5xx, 421, a reply of the wrong kind, a malformed one, an extra one,
@@ -7,7 +7,7 @@
 // tests/unit/relay/replay_policy_test.cpp; this proves RelayTransaction does
 // what they say, with real sockets and short timeouts (a row takes
 // milliseconds, a stall row one backend_reply).
-#include "client/relay_transaction.hpp"
+#include "relay/relay_transaction.hpp"
 
 #include <gtest/gtest.h>
 
@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace smtplb::client {
+namespace smtplb::relay {
 namespace {
 
 using namespace std::chrono_literals;
@@ -130,7 +130,7 @@ Outcome relay(Script& a, Script& b) {
   pool.name = "p";
   pool.retries = 2;
   std::vector<std::shared_ptr<balance::BackendState>> states;
-  PoolRuntime rt;
+  upstream::PoolRuntime rt;
   rt.cfg = &pool;
   rt.balancer = balance::make_balancer(config::Algorithm::kRoundRobin, 1);
   Outcome out;
@@ -144,9 +144,9 @@ Outcome relay(Script& a, Script& b) {
     bc.name = acc == &acc_a ? "a" : "b";
     states.push_back(std::make_shared<balance::BackendState>("p", bc));
     rt.states.push_back(states.back().get());
-    rt.backends.push_back(std::make_shared<BackendRuntime>(
-        BackendRuntime{states.back().get(), acc->local_endpoint(), ConnectionPool(cfg.backend_pool),
-                       states.back(), nullptr}));
+    rt.backends.push_back(std::make_shared<upstream::BackendRuntime>(upstream::BackendRuntime{
+        states.back().get(), acc->local_endpoint(), upstream::ConnectionPool(cfg.backend_pool),
+        states.back(), nullptr}));
   }
   asio::co_spawn(io, serve(acc_a, a), asio::detached);
   asio::co_spawn(io, serve(acc_b, b), asio::detached);
@@ -310,4 +310,4 @@ TEST(RelayTransaction, EveryStageEveryAnswer) {
 }
 
 }  // namespace
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

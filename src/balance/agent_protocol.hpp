@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace smtplb::client {
+namespace smtplb::balance {
 
 struct AgentReply {
   std::optional<int> percent;  // 0..100
@@ -32,4 +32,4 @@ std::optional<AgentReply> parse_agent_reply(std::string_view line);
 // The longest reply read; more is a garbled agent.
 constexpr std::size_t kMaxAgentReply = 512;
 
-}  // namespace smtplb::client
+}  // namespace smtplb::balance

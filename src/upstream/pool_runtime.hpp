@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "balance/balancer.hpp"
-#include "client/connection_pool.hpp"
+#include "upstream/connection_pool.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 struct BackendRuntime {
   balance::BackendState* state;
@@ -50,4 +50,4 @@ struct PoolRuntime {
   int max_tries() const;
 };
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -25,15 +25,15 @@
 #include <vector>
 
 #include "balance/backend_state.hpp"
-#include "client/failure.hpp"
-#include "client/identity.hpp"
 #include "config/config.hpp"
 #include "net/timed_socket.hpp"
 #include "net/tls.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/reply.hpp"
+#include "upstream/failure.hpp"
+#include "upstream/identity.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 struct Capabilities {
   bool esmtp = false;
@@ -188,4 +188,4 @@ class BackendSession {
 
 Capabilities parse_ehlo(const smtp::Reply& r);
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -31,18 +31,18 @@
 #include <string>
 #include <vector>
 
-#include "client/identity.hpp"
-#include "client/pool_runtime.hpp"
-#include "client/replay_buffer.hpp"
+#include "relay/replay_buffer.hpp"
 #include "relay/replay_policy.hpp"
 #include "smtp/command.hpp"
 #include "smtp/data_encoder.hpp"
+#include "upstream/identity.hpp"
+#include "upstream/pool_runtime.hpp"
 
-namespace smtplb::client {
+namespace smtplb::relay {
 
 struct Attempt {
   std::string backend;
-  Failure failure = Failure::kNone;
+  upstream::Failure failure = upstream::Failure::kNone;
   std::string detail;  // the backend's reply, for the log
 };
 
@@ -51,13 +51,13 @@ struct Envelope {
   smtp::MailParams params;
   bool needs_smtputf8 = false;  // SMTPUTF8 given (or non-ASCII addresses)
   bool needs_8bitmime = false;  // BODY=8BITMIME given
-  ClientIdentity client;
+  upstream::ClientIdentity client;
 };
 
 class RelayTransaction {
  public:
   // `id`: the transaction's id, for the log lines the relay writes.
-  RelayTransaction(asio::any_io_executor ex, const config::Config& cfg, PoolRuntime& pool,
+  RelayTransaction(asio::any_io_executor ex, const config::Config& cfg, upstream::PoolRuntime& pool,
                    Envelope env, std::string id = {});
   ~RelayTransaction();
 
@@ -111,43 +111,46 @@ class RelayTransaction {
   // that RCPT goes in the same write as MAIL (one round trip for a new
   // transaction) and its result is left in `pending_result`.
   awaitable<std::optional<smtp::Reply>> acquire(
-      const smtp::Path* pending = nullptr, std::optional<CommandResult>* pending_result = nullptr);
-  awaitable<std::unique_ptr<BackendSession>> get_session(BackendRuntime& b, Failure& why,
-                                                         std::string& detail);
+      const smtp::Path* pending = nullptr,
+      std::optional<upstream::CommandResult>* pending_result = nullptr);
+  awaitable<std::unique_ptr<upstream::BackendSession>> get_session(upstream::BackendRuntime& b,
+                                                                   upstream::Failure& why,
+                                                                   std::string& detail);
   // A session this transaction is done with: back to the pool, or, for a
   // PROXY backend (one client per connection), QUIT and closed.
-  void put_back(BackendRuntime& b, std::unique_ptr<BackendSession> s);
-  void retire(BackendRuntime& b, std::unique_ptr<BackendSession> s);
+  void put_back(upstream::BackendRuntime& b, std::unique_ptr<upstream::BackendSession> s);
+  void retire(upstream::BackendRuntime& b, std::unique_ptr<upstream::BackendSession> s);
   // The warn line for a backend that cannot be used as configured (TLS,
   // XCLIENT), with the reason in words.
-  void log_unusable(const BackendRuntime& b, Failure f, const std::string& detail) const;
-  awaitable<Started> start_transaction(BackendSession& s, const smtp::Path* pending,
-                                       std::optional<CommandResult>* pending_result);
-  std::string mail_line(const Capabilities& caps) const;
+  void log_unusable(const upstream::BackendRuntime& b, upstream::Failure f,
+                    const std::string& detail) const;
+  awaitable<Started> start_transaction(upstream::BackendSession& s, const smtp::Path* pending,
+                                       std::optional<upstream::CommandResult>* pending_result);
+  std::string mail_line(const upstream::Capabilities& caps) const;
   // The message needs an extension these capabilities lack (remembering
   // SMTPUTF8's absence for the final answer).
-  bool lacks_extension(const Capabilities& caps);
+  bool lacks_extension(const upstream::Capabilities& caps);
   // The replay policy's word on a reply (or a failed read) at `stage`.
-  relay::Decision judge(relay::Stage stage, const CommandResult& r) const;
+  relay::Decision judge(relay::Stage stage, const upstream::CommandResult& r) const;
   // Leaves the current backend as the policy decided: logged as an
   // attempt, charged to its health as `d.health` says, the session closed.
   void leave(const relay::Decision& d, std::string detail);
   // A backend that failed before MAIL (connect, greeting, TLS, XCLIENT).
-  void fail_backend(Failure f, std::string detail);
+  void fail_backend(upstream::Failure f, std::string detail);
   // Back to the start of the pool's order with a fresh budget: after one
   // recipient's fault, the others go on as in a new walk.
   void restart_walk();
   bool walk_exhausted() const;
-  awaitable<Failure> stream_replay();
+  awaitable<upstream::Failure> stream_replay();
   // Before a command on a session in use: did the backend speak (or hang
   // up) since its last expected reply?  Then `r` says how, and true.
-  bool out_of_step(CommandResult& r) const;
+  bool out_of_step(upstream::CommandResult& r) const;
   // The client has gone: checked before each replay.
   bool check_client_gone();
 
   asio::any_io_executor ex_;
   const config::Config& cfg_;
-  PoolRuntime& pool_;
+  upstream::PoolRuntime& pool_;
   Envelope env_;
   std::string id_;
   // Told to BackendState::record_suspect: unique per transaction.
@@ -157,8 +160,8 @@ class RelayTransaction {
   std::size_t next_candidate_ = 0;
   int backends_tried_ = 0;
 
-  std::unique_ptr<BackendSession> session_;
-  BackendRuntime* current_ = nullptr;
+  std::unique_ptr<upstream::BackendSession> session_;
+  upstream::BackendRuntime* current_ = nullptr;
   // current_ took every recipient the client holds a 2xx for first-hand
   // (it replayed none): only such a backend's refusal can be final.
   bool first_hand_ = true;
@@ -190,4 +193,4 @@ class RelayTransaction {
   Clock::time_point data_deadline_ = Clock::time_point::max();
 };
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <string>
 
-namespace smtplb::client {
+namespace smtplb::relay {
 
 // At most this much is kept per thread.
 inline constexpr std::size_t kCachedBuffers = 8;
@@ -37,4 +37,4 @@ class CachedBuffer {
   std::string s_;
 };
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

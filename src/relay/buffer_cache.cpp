@@ -1,9 +1,9 @@
-#include "client/buffer_cache.hpp"
+#include "relay/buffer_cache.hpp"
 
 #include <utility>
 #include <vector>
 
-namespace smtplb::client {
+namespace smtplb::relay {
 
 namespace {
 
@@ -45,4 +45,4 @@ void give_buffer(std::string&& s) {
   cache().give(std::move(s));
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::relay

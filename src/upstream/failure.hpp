@@ -6,7 +6,7 @@
 // one place, relay/replay_policy.hpp.
 #pragma once
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 enum class Failure {
   kNone,
@@ -42,4 +42,4 @@ inline bool counts_against_backend(Failure f) {
          f != Failure::kRecipientRefused && f != Failure::kTransient && f != Failure::kAtLimit;
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -1,8 +1,8 @@
-#include "client/pool_runtime.hpp"
+#include "upstream/pool_runtime.hpp"
 
 #include <algorithm>
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 
 std::vector<int> PoolRuntime::order(balance::BackendState::Clock::time_point now,
                                     std::string_view key) {
@@ -30,4 +30,4 @@ int PoolRuntime::max_tries() const {
   return std::max(tries, static_cast<int>(states.size()));
 }
 
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

@@ -1,15 +1,15 @@
 // identity_test.cpp: the client's identity in the forms backends take
-// (client/identity.hpp): XCLIENT attributes and the PROXY header a new
+// (upstream/identity.hpp): XCLIENT attributes and the PROXY header a new
 // backend connection starts with, for a client and for a health check.
-#include "client/identity.hpp"
+#include "upstream/identity.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "client/failure.hpp"
+#include "upstream/failure.hpp"
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 namespace {
 
 using namespace std::string_literals;
@@ -135,4 +135,4 @@ TEST(Failure, TlsAndXclientFailuresCountAgainstTheBackend) {
 }
 
 }  // namespace
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

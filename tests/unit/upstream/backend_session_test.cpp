@@ -1,11 +1,11 @@
 // backend_session_test.cpp: what BackendSession::open() and send_xclient()
-// do with a backend's `tls:` and `identity:` (client/backend_session.hpp),
+// do with a backend's `tls:` and `identity:` (upstream/backend_session.hpp),
 // against a scripted server on loopback: STARTTLS required and never
 // skipped, response injection behind the STARTTLS 220 (CVE-2021-38371),
 // XCLIENT required and sent as the client greeted, the PROXY header first.
 // The TLS handshakes themselves are exercised end to end by
 // tests/integration/test_backend_tls.py.
-#include "client/backend_session.hpp"
+#include "upstream/backend_session.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace smtplb::client {
+namespace smtplb::upstream {
 namespace {
 
 using namespace std::chrono_literals;
@@ -247,4 +247,4 @@ TEST(BackendSession, HealthCheckOfAProxyBackendSendsLocal) {
 }
 
 }  // namespace
-}  // namespace smtplb::client
+}  // namespace smtplb::upstream

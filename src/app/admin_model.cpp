@@ -3,8 +3,8 @@
 #include <boost/json.hpp>
 #include <cstdio>
 
-#include "upstream/failure.hpp"
 #include "log/log.hpp"
+#include "upstream/failure.hpp"
 
 namespace smtplb::app {
 
@@ -142,7 +142,8 @@ std::string AdminModel::metrics_text() {
     std::vector<std::pair<std::string, std::uint64_t>> hits;
     for (std::size_t i = 0; i < shared_.limit_hits.size(); ++i)
       hits.emplace_back(std::string("limit=\"") +
-                            server::Shared::to_string(static_cast<server::Shared::Limit>(i)) + "\"",
+                            runtime::Shared::to_string(static_cast<runtime::Shared::Limit>(i)) +
+                            "\"",
                         load(shared_.limit_hits[i]));
     family_of(out, "smtplb_limit_hits_total", "counter",
               "Connections, messages and sessions refused or ended by an abuse limit (limits.*, "
@@ -196,8 +197,8 @@ std::string AdminModel::metrics_text() {
                          std::to_string(st.agent_garbled()) + "\n";
       }
       for (auto f : kLeftReasons)
-        left += "smtplb_backend_left_total{" + lbl + ",reason=\"" + upstream::to_string(f) + "\"} " +
-                std::to_string(st.left(static_cast<int>(f))) + "\n";
+        left += "smtplb_backend_left_total{" + lbl + ",reason=\"" + upstream::to_string(f) +
+                "\"} " + std::to_string(st.left(static_cast<int>(f))) + "\n";
     }
   }
   out +=

@@ -10,13 +10,13 @@
 #include <functional>
 
 #include "admin/model.hpp"
-#include "server/core.hpp"
+#include "runtime/core.hpp"
 
 namespace smtplb::app {
 
 class AdminModel : public admin::Model {
  public:
-  AdminModel(server::Shared& shared, std::function<admin::ActionResult()> reload)
+  AdminModel(runtime::Shared& shared, std::function<admin::ActionResult()> reload)
       : shared_(shared), reload_(std::move(reload)) {}
   std::string pools_json() override;
   std::string metrics_text() override;
@@ -25,7 +25,7 @@ class AdminModel : public admin::Model {
   admin::ActionResult reload() override;
 
  private:
-  server::Shared& shared_;
+  runtime::Shared& shared_;
   std::function<admin::ActionResult()> reload_;
 };
 

@@ -6,10 +6,10 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "app/runtime.hpp"
 #include "app/status.hpp"
 #include "config/config.hpp"
 #include "log/log.hpp"
+#include "runtime/runtime.hpp"
 
 #ifndef SMTPLB_VERSION
 #define SMTPLB_VERSION "0.0.0"
@@ -53,5 +53,5 @@ int main(int argc, char** argv) {
     return smtplb::app::status(*loaded.config, std::cout, std::cerr);
   smtplb::log::init(log_format == "json" ? smtplb::log::Format::kJson : smtplb::log::Format::kText,
                     spdlog::level::from_str(log_level));
-  return smtplb::app::run(loaded.config);
+  return smtplb::runtime::run(loaded.config);
 }

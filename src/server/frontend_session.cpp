@@ -2,8 +2,8 @@
 
 #include <algorithm>
 
-#include "relay/buffer_cache.hpp"
 #include "log/log.hpp"
+#include "relay/buffer_cache.hpp"
 #include "server/policy.hpp"
 #include "server/received.hpp"
 #include "smtp/data_decoder.hpp"
@@ -81,7 +81,7 @@ bool is_own_error(const smtp::Reply& r) {
 
 }  // namespace
 
-FrontendSession::FrontendSession(Core& core, std::shared_ptr<CoreView> view,
+FrontendSession::FrontendSession(runtime::Core& core, std::shared_ptr<runtime::CoreView> view,
                                  const config::Listener& listener, tcp::socket sock,
                                  const tcp::endpoint& peer, std::unique_ptr<ConnectionSlot> slot)
     : core_(core),
@@ -239,14 +239,15 @@ awaitable<bool> FrontendSession::read_proxy_header() {
       slot_.reset();
       bool refused = false;
       if (!trusted_ && !view_->gen->connection_rate->allow(ip_, Clock::now())) {
-        shared.count(Shared::Limit::kConnectionRate);
+        shared.count(runtime::Shared::Limit::kConnectionRate);
         refused = true;
       } else {
         auto r = shared.limiter.acquire(ip_, trusted_, limits.max_connections,
                                         limits.max_connections_per_ip);
-        if (r == ConnectionLimiter::Result::kTotalFull) shared.count(Shared::Limit::kConnections);
+        if (r == ConnectionLimiter::Result::kTotalFull)
+          shared.count(runtime::Shared::Limit::kConnections);
         if (r == ConnectionLimiter::Result::kClientFull)
-          shared.count(Shared::Limit::kConnectionsPerIp);
+          shared.count(runtime::Shared::Limit::kConnectionsPerIp);
         refused = r != ConnectionLimiter::Result::kAcquired;
       }
       if (refused) {
@@ -537,8 +538,8 @@ awaitable<bool> FrontendSession::run(bool fresh) {
       rr = ReadResult::kTimeout;
     if (rr == ReadResult::kTimeout) {
       core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session
-                               ? Shared::Limit::kSessionTime
-                               : Shared::Limit::kCommandTime);
+                               ? runtime::Shared::Limit::kSessionTime
+                               : runtime::Shared::Limit::kCommandTime);
       queue(replies::timeout());
       break;
     }
@@ -583,7 +584,7 @@ awaitable<bool> FrontendSession::run(bool fresh) {
       }
     }
     if (is_own_error(reply) && ++errors_ >= cfg_->limits.max_errors) {
-      core_.shared().count(Shared::Limit::kErrors);
+      core_.shared().count(runtime::Shared::Limit::kErrors);
       queue(reply);
       queue(replies::too_many_errors());
       break;
@@ -703,7 +704,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   if (cmd.mail.size && *cmd.mail.size > cfg_->limits.max_message_size)
     return replies::message_too_big();
   if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now())) {
-    core_.shared().count(Shared::Limit::kMessageRate);
+    core_.shared().count(runtime::Shared::Limit::kMessageRate);
     return replies::message_rate_exceeded();
   }
   relay::Envelope env;
@@ -850,9 +851,8 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   if (!tx_) {
     pool_ = pool;
     tx_ = std::make_unique<relay::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
-                                                     txn_->envelope, txn_->id);
-    tx_->set_client_gone_check(
-        [this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
+                                                    txn_->envelope, txn_->id);
+    tx_->set_client_gone_check([this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
   }
   smtp::Reply r = co_await tx_->rcpt(cmd.path);
   if (r.positive())
@@ -953,8 +953,8 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
       close = true;
       if (ec == asio::error::timed_out) {
         core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session
-                                 ? Shared::Limit::kSessionTime
-                                 : Shared::Limit::kDataTime);
+                                 ? runtime::Shared::Limit::kSessionTime
+                                 : runtime::Shared::Limit::kDataTime);
         co_return replies::timeout();
       }
       if (ec == asio::error::operation_aborted) co_return replies::shutting_down(cfg_->hostname);

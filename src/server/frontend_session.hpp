@@ -15,22 +15,22 @@
 #include <optional>
 #include <string>
 
-#include "relay/relay_transaction.hpp"
 #include "net/timed_socket.hpp"
 #include "net/tls.hpp"
+#include "relay/relay_transaction.hpp"
+#include "runtime/core.hpp"
 #include "server/connection_limiter.hpp"
-#include "server/core.hpp"
 #include "smtp/command.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/reply.hpp"
 
 namespace smtplb::server {
 
-class FrontendSession : public SessionLink {
+class FrontendSession : public runtime::SessionLink {
  public:
   // `peer`: the client's address, as the accept saw it.
-  FrontendSession(Core& core, std::shared_ptr<CoreView> view, const config::Listener& listener,
-                  tcp::socket sock, const tcp::endpoint& peer,
+  FrontendSession(runtime::Core& core, std::shared_ptr<runtime::CoreView> view,
+                  const config::Listener& listener, tcp::socket sock, const tcp::endpoint& peer,
                   std::unique_ptr<ConnectionSlot> slot);
   ~FrontendSession();
 
@@ -124,10 +124,10 @@ class FrontendSession : public SessionLink {
   std::string protocol_name() const;
   void log_transaction(const smtp::Reply& final_reply, const char* result);
 
-  Core& core_;
+  runtime::Core& core_;
   // The configuration generation of the current transaction (or of the
   // connection, before the first MAIL); cfg_ and listener_ point into it.
-  std::shared_ptr<CoreView> view_;
+  std::shared_ptr<runtime::CoreView> view_;
   const config::Config* cfg_;
   const config::Listener* listener_;
   net::TimedSocket sock_;
@@ -157,7 +157,7 @@ class FrontendSession : public SessionLink {
   bool parked_ = false;
   bool park_expired_ = false;
   Clock::time_point park_deadline_{};
-  Core::Parked::iterator parked_at_{};  // valid while `parked_`
+  runtime::Core::Parked::iterator parked_at_{};  // valid while `parked_`
 
   // Session and transaction state.
   Greeting greeting_ = Greeting::kNone;

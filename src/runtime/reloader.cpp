@@ -1,11 +1,11 @@
-#include "app/reloader.hpp"
+#include "runtime/reloader.hpp"
 
 #include <boost/json.hpp>
 
-#include "app/generation_builder.hpp"
 #include "log/log.hpp"
+#include "runtime/generation_builder.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 namespace json = boost::json;
 
@@ -19,7 +19,7 @@ json::array to_json(const std::vector<std::string>& v) {
 
 }  // namespace
 
-Reloader::Reloader(server::Shared& shared, std::vector<server::Core*> cores)
+Reloader::Reloader(runtime::Shared& shared, std::vector<runtime::Core*> cores)
     : shared_(shared),
       cores_(std::move(cores)),
       mx_(
@@ -33,7 +33,7 @@ void Reloader::start() {
   mx_.watch(shared_.generation->cfg);
 }
 
-void Reloader::apply(std::shared_ptr<const server::Generation> next) {
+void Reloader::apply(std::shared_ptr<const runtime::Generation> next) {
   shared_.generation = next;
   shared_.shutdown_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(next->cfg->timeouts.shutdown).count();
@@ -158,4 +158,4 @@ admin::ActionResult Reloader::reload(std::string_view trigger) {
                                             {"changed", to_json(changes.changed)}})};
 }
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

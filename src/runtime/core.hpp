@@ -18,19 +18,21 @@
 #include "auth/auth_throttle.hpp"
 #include "auth/password_verifier.hpp"
 #include "balance/backend_state.hpp"
-#include "upstream/pool_runtime.hpp"
 #include "config/config.hpp"
 #include "dns/lookup.hpp"
 #include "net/asio.hpp"
 #include "route/router.hpp"
+#include "runtime/generation.hpp"
 #include "server/connection_limiter.hpp"
-#include "server/generation.hpp"
 #include "server/metrics.hpp"
 #include "server/rate_limiter.hpp"
+#include "upstream/pool_runtime.hpp"
 
 namespace smtplb::server {
-
 class FrontendSession;
+}
+
+namespace smtplb::runtime {
 
 // A session's place in its core's list (FrontendSession derives from it):
 // listing a session allocates nothing.
@@ -44,8 +46,8 @@ struct SessionLink {
 // readers); the other cores get their copy through Core::adopt.
 struct Shared {
   std::shared_ptr<const Generation> generation;
-  std::shared_ptr<Metrics> metrics = std::make_shared<Metrics>();
-  ConnectionLimiter limiter;
+  std::shared_ptr<server::Metrics> metrics = std::make_shared<server::Metrics>();
+  server::ConnectionLimiter limiter;
   std::atomic<std::uint64_t> possible_duplicates{0};
   std::atomic<std::uint64_t> reloads_ok{0}, reloads_refused{0};
   // `mx: DOMAIN` refreshes that failed (each run of failures once).
@@ -142,14 +144,14 @@ class Core {
   std::string next_session_id();
   std::size_t session_count() const { return session_count_; }
 
-  void add(FrontendSession* s);
-  void remove(FrontendSession* s);
+  void add(server::FrontendSession* s);
+  void remove(server::FrontendSession* s);
 
   // Sessions parked between commands (FrontendSession::park), by deadline:
   // one timer for all of them, so a parked session holds no timer wait of
   // its own.  At its deadline a session gets on_park_deadline().
-  using Parked = std::multimap<Clock::time_point, FrontendSession*>;
-  Parked::iterator park(Clock::time_point deadline, FrontendSession* s);
+  using Parked = std::multimap<Clock::time_point, server::FrontendSession*>;
+  Parked::iterator park(Clock::time_point deadline, server::FrontendSession* s);
   void unpark(Parked::iterator it);
 
  private:
@@ -160,7 +162,7 @@ class Core {
   void make_lookup(const config::Config& cfg);
   void quit_idle(upstream::BackendRuntime& b, bool all, Clock::time_point now);
   // The sessions as they are now (what is called may end some).
-  std::vector<FrontendSession*> session_list() const;
+  std::vector<server::FrontendSession*> session_list() const;
   // Wakes the parked sessions whose deadline passed; waits for the next.
   void on_park_timer();
 
@@ -202,4 +204,4 @@ class Core {
   Clock::time_point park_timer_at_ = Clock::time_point::max();  // max: not armed
 };
 
-}  // namespace smtplb::server
+}  // namespace smtplb::runtime

@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "server/generation.hpp"
+#include "runtime/generation.hpp"
 #include "server/metrics.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 // The backends DNS gave each `mx: DOMAIN` pool, by pool name (MxWatcher).
 using MxBackends = std::map<std::string, std::vector<config::Backend>, std::less<>>;
@@ -28,8 +28,8 @@ using MxBackends = std::map<std::string, std::vector<config::Backend>, std::less
 // once per (re)load.  An `mx: DOMAIN` pool gets `mx[pool]` (none yet: an
 // empty pool until the DNS answers); an `mx: recipient` pool has no fixed
 // backends (each core finds them per transaction).
-std::shared_ptr<const server::Generation> build_generation(
-    std::shared_ptr<const config::Config> cfg, const server::Generation* previous,
+std::shared_ptr<const runtime::Generation> build_generation(
+    std::shared_ptr<const config::Config> cfg, const runtime::Generation* previous,
     server::Metrics& metrics, std::vector<std::string>& errors, const MxBackends* mx = nullptr);
 
 // What a reload cannot change, because it is bound once at start-up
@@ -43,6 +43,6 @@ struct BackendChanges {
   std::vector<std::string> added, removed, changed;
   int kept = 0;
 };
-BackendChanges compare_backends(const server::Generation& prev, const server::Generation& next);
+BackendChanges compare_backends(const runtime::Generation& prev, const runtime::Generation& next);
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

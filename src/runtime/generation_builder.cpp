@@ -1,11 +1,11 @@
-#include "app/generation_builder.hpp"
+#include "runtime/generation_builder.hpp"
 
 #include <netdb.h>
 
 #include <cstring>
 #include <set>
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 namespace {
 
@@ -35,8 +35,8 @@ std::optional<tcp::endpoint> resolve(const config::Endpoint& e, std::string& err
   return ep;
 }
 
-const server::BackendEntry* find_backend(const server::Generation* gen, std::string_view pool,
-                                         std::string_view name) {
+const runtime::BackendEntry* find_backend(const runtime::Generation* gen, std::string_view pool,
+                                          std::string_view name) {
   if (!gen) return nullptr;
   const auto* list = gen->pool_backends(pool);
   if (!list) return nullptr;
@@ -55,10 +55,10 @@ std::shared_ptr<server::RateLimiter> rate_limiter(const std::shared_ptr<server::
 
 }  // namespace
 
-std::shared_ptr<const server::Generation> build_generation(
-    std::shared_ptr<const config::Config> cfg, const server::Generation* previous,
+std::shared_ptr<const runtime::Generation> build_generation(
+    std::shared_ptr<const config::Config> cfg, const runtime::Generation* previous,
     server::Metrics& metrics, std::vector<std::string>& errors, const MxBackends* mx) {
-  auto gen = std::make_shared<server::Generation>();
+  auto gen = std::make_shared<runtime::Generation>();
   gen->number = previous ? previous->number + 1 : 1;
   gen->cfg = cfg;
   for (const auto& p : cfg->pools) {
@@ -77,7 +77,7 @@ std::shared_ptr<const server::Generation> build_generation(
         errors.push_back("pool " + p.name + ": cannot resolve backend " + b.name + ": " + err);
         continue;
       }
-      const server::BackendEntry* old = find_backend(previous, p.name, b.name);
+      const runtime::BackendEntry* old = find_backend(previous, p.name, b.name);
       if (old && old->state->config() == b && old_pool && old_pool->slow_start == p.slow_start &&
           old->endpoint == *ep) {
         list.push_back({old->state, *ep});
@@ -135,7 +135,7 @@ std::vector<std::string> restart_only_changes(const config::Config& running,
   return out;
 }
 
-BackendChanges compare_backends(const server::Generation& prev, const server::Generation& next) {
+BackendChanges compare_backends(const runtime::Generation& prev, const runtime::Generation& next) {
   BackendChanges c;
   for (const auto& [pool, list] : next.backends) {
     for (const auto& e : list) {
@@ -155,4 +155,4 @@ BackendChanges compare_backends(const server::Generation& prev, const server::Ge
   return c;
 }
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

@@ -1,9 +1,9 @@
-#include "app/mx_watcher.hpp"
+#include "runtime/mx_watcher.hpp"
 
-#include "log/log.hpp"
 #include "balance/mx_backends.hpp"
+#include "log/log.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 namespace {
 
@@ -142,4 +142,4 @@ awaitable<void> MxWatcher::loop(std::shared_ptr<Watch> w) {
   }
 }
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

@@ -1,12 +1,12 @@
-// What a reload keeps and what it refuses (app/generation_builder.hpp) and
+// What a reload keeps and what it refuses (runtime/generation_builder.hpp) and
 // the metrics tables that survive it (server/metrics.hpp).
-#include "app/generation_builder.hpp"
+#include "runtime/generation_builder.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 namespace {
 
 struct Opts {
@@ -24,16 +24,16 @@ std::shared_ptr<const config::Config> load(const Opts& o) {
   return r.config;
 }
 
-std::shared_ptr<const server::Generation> build(std::shared_ptr<const config::Config> cfg,
-                                                const server::Generation* prev,
-                                                server::Metrics& m) {
+std::shared_ptr<const runtime::Generation> build(std::shared_ptr<const config::Config> cfg,
+                                                 const runtime::Generation* prev,
+                                                 server::Metrics& m) {
   std::vector<std::string> errors;
   auto g = build_generation(std::move(cfg), prev, m, errors);
   EXPECT_TRUE(errors.empty());
   return g;
 }
 
-const balance::BackendState* state(const server::Generation& g, std::string_view name) {
+const balance::BackendState* state(const runtime::Generation& g, std::string_view name) {
   for (const auto& e : g.backends.at("main"))
     if (e.state->name() == name) return e.state.get();
   return nullptr;
@@ -173,4 +173,4 @@ TEST(Metrics, CountersSurviveAReloadAndOldTablesStayValid) {
 }
 
 }  // namespace
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

@@ -1,15 +1,15 @@
-#include "server/core.hpp"
+#include "runtime/core.hpp"
 
 #include <cstdio>
 #include <stdexcept>
 
+#include "balance/mx_backends.hpp"
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
-#include "balance/mx_backends.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
 
-namespace smtplb::server {
+namespace smtplb::runtime {
 
 namespace {
 
@@ -75,9 +75,9 @@ std::shared_ptr<upstream::PoolRuntime> Core::recipient_pool(
     auto runtime = slot.lock();
     if (!runtime) {
       auto state = std::make_shared<balance::BackendState>(p.name, b, p.slow_start);
-      runtime = std::make_shared<upstream::BackendRuntime>(
-          upstream::BackendRuntime{state.get(), ep, upstream::ConnectionPool(view_->cfg().backend_pool),
-                                 state, view_->gen->cfg});
+      runtime = std::make_shared<upstream::BackendRuntime>(upstream::BackendRuntime{
+          state.get(), ep, upstream::ConnectionPool(view_->cfg().backend_pool), state,
+          view_->gen->cfg});
       slot = runtime;
     }
     rt->states.push_back(runtime->state);
@@ -220,7 +220,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // Non-blocking once, for Asio and for the session's own reads alike:
     // otherwise each sets it on first use, one ioctl apiece.
     sock.non_blocking(true, rec);
-    ConnectionLimiter::Ip ip{};
+    server::ConnectionLimiter::Ip ip{};
     if (ep.address().is_v4()) {
       ip[10] = ip[11] = 0xff;
       auto b = ep.address().to_v4().to_bytes();
@@ -235,7 +235,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     const config::Config& cfg = view->cfg();
     const config::Listener* l = cfg.find_listener(listener);
     if (!l) continue;
-    if (l->proxy_protocol && !is_proxy(cfg, ip)) {
+    if (l->proxy_protocol && !server::is_proxy(cfg, ip)) {
       // SECURITY.md 5: a PROXY header is believed only from proxy_networks;
       // anyone else on this listener is closed at once, without a 220.
       log::Record("proxy_refused")
@@ -248,7 +248,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // Behind a PROXY header the peer is the upstream balancer: per-client
     // limits wait for the client's address (FrontendSession), only the
     // total counts here.
-    const bool trusted = l->proxy_protocol || is_trusted(cfg, ip);
+    const bool trusted = l->proxy_protocol || server::is_trusted(cfg, ip);
     const char* refusal = nullptr;
     if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now())) {
       refusal = "connection rate";
@@ -256,13 +256,13 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     } else {
       switch (shared_.limiter.acquire(ip, trusted, cfg.limits.max_connections,
                                       cfg.limits.max_connections_per_ip)) {
-        case ConnectionLimiter::Result::kAcquired:
+        case server::ConnectionLimiter::Result::kAcquired:
           break;
-        case ConnectionLimiter::Result::kTotalFull:
+        case server::ConnectionLimiter::Result::kTotalFull:
           refusal = "connection limit";
           shared_.count(Shared::Limit::kConnections);
           break;
-        case ConnectionLimiter::Result::kClientFull:
+        case server::ConnectionLimiter::Result::kClientFull:
           refusal = "connection limit per client";
           shared_.count(Shared::Limit::kConnectionsPerIp);
           break;
@@ -277,10 +277,10 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
       asio::co_spawn(io_, refuse(std::move(sock)), asio::detached);
       continue;
     }
-    auto slot = std::make_unique<ConnectionSlot>(shared_.limiter, ip);
-    auto session = std::make_unique<FrontendSession>(*this, std::move(view), *l, std::move(sock),
-                                                     ep, std::move(slot));
-    FrontendSession::start(std::move(session));
+    auto slot = std::make_unique<server::ConnectionSlot>(shared_.limiter, ip);
+    auto session = std::make_unique<server::FrontendSession>(*this, std::move(view), *l,
+                                                             std::move(sock), ep, std::move(slot));
+    server::FrontendSession::start(std::move(session));
   }
 }
 
@@ -348,7 +348,7 @@ awaitable<void> Core::sweep_loop() {
   }
 }
 
-void Core::add(FrontendSession* s) {
+void Core::add(server::FrontendSession* s) {
   SessionLink* l = s;
   l->prev = sessions_.prev;
   l->next = &sessions_;
@@ -357,7 +357,7 @@ void Core::add(FrontendSession* s) {
   ++session_count_;
 }
 
-void Core::remove(FrontendSession* s) {
+void Core::remove(server::FrontendSession* s) {
   SessionLink* l = s;
   l->prev->next = l->next;
   l->next->prev = l->prev;
@@ -365,15 +365,15 @@ void Core::remove(FrontendSession* s) {
   --session_count_;
 }
 
-std::vector<FrontendSession*> Core::session_list() const {
-  std::vector<FrontendSession*> v;
+std::vector<server::FrontendSession*> Core::session_list() const {
+  std::vector<server::FrontendSession*> v;
   v.reserve(session_count_);
   for (const SessionLink* l = sessions_.next; l != &sessions_; l = l->next)
-    v.push_back(static_cast<FrontendSession*>(const_cast<SessionLink*>(l)));
+    v.push_back(static_cast<server::FrontendSession*>(const_cast<SessionLink*>(l)));
   return v;
 }
 
-Core::Parked::iterator Core::park(Clock::time_point deadline, FrontendSession* s) {
+Core::Parked::iterator Core::park(Clock::time_point deadline, server::FrontendSession* s) {
   auto it = parked_.emplace(deadline, s);
   if (deadline < park_timer_at_) {
     park_timer_at_ = deadline;
@@ -400,7 +400,7 @@ void Core::on_park_timer() {
   const auto now = Clock::now();
   park_timer_at_ = Clock::time_point::max();
   while (!parked_.empty() && parked_.begin()->first <= now) {
-    FrontendSession* s = parked_.begin()->second;
+    server::FrontendSession* s = parked_.begin()->second;
     parked_.erase(parked_.begin());
     s->on_park_deadline();
   }
@@ -437,4 +437,4 @@ void Core::force_close() {
   });
 }
 
-}  // namespace smtplb::server
+}  // namespace smtplb::runtime

@@ -3,7 +3,7 @@
 // The file is read and checked again exactly as `smtplb check` does; a bad
 // one is refused with the same FILE:LINE:COL errors and the running
 // configuration stays.  A good one becomes the next generation
-// (server/generation.hpp): every core uses it for new transactions, open
+// (runtime/generation.hpp): every core uses it for new transactions, open
 // client sessions stay, transactions in flight finish on the generation
 // they began with, backends that stay keep their state and pooled
 // sessions, the health and agent checks restart on the new backend list.
@@ -20,15 +20,15 @@
 #include <vector>
 
 #include "admin/model.hpp"
-#include "app/mx_watcher.hpp"
 #include "balance/health_checker.hpp"
-#include "server/core.hpp"
+#include "runtime/core.hpp"
+#include "runtime/mx_watcher.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 class Reloader {
  public:
-  Reloader(server::Shared& shared, std::vector<server::Core*> cores);
+  Reloader(runtime::Shared& shared, std::vector<runtime::Core*> cores);
   ~Reloader();
 
   // Start-up: the health and agent checks of the first generation.
@@ -43,18 +43,18 @@ class Reloader {
  private:
   void start_checks();
   // Every core uses `next` for new transactions; the checks restart on it.
-  void apply(std::shared_ptr<const server::Generation> next);
+  void apply(std::shared_ptr<const runtime::Generation> next);
   // The DNS changed an `mx: DOMAIN` pool's hosts: the same configuration
   // with the new hosts becomes the next generation.
   void mx_changed();
 
-  server::Shared& shared_;
-  std::vector<server::Core*> cores_;
+  runtime::Shared& shared_;
+  std::vector<runtime::Core*> cores_;
   bool stopped_ = false;
   // The checks of the generation in force, and those of earlier ones
   // still finishing a check (destroyed once they have).
   struct Checks {
-    std::shared_ptr<const server::Generation> gen;
+    std::shared_ptr<const runtime::Generation> gen;
     std::unique_ptr<balance::HealthChecker> checker;
   };
   Checks checks_;
@@ -62,4 +62,4 @@ class Reloader {
   MxWatcher mx_;
 };
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

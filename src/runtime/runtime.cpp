@@ -1,4 +1,4 @@
-#include "app/runtime.hpp"
+#include "runtime/runtime.hpp"
 
 #include <sys/resource.h>
 
@@ -9,12 +9,12 @@
 
 #include "admin/admin_server.hpp"
 #include "app/admin_model.hpp"
-#include "app/generation_builder.hpp"
-#include "app/reloader.hpp"
 #include "log/log.hpp"
-#include "server/core.hpp"
+#include "runtime/core.hpp"
+#include "runtime/generation_builder.hpp"
+#include "runtime/reloader.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 namespace {
 
@@ -47,7 +47,7 @@ void raise_descriptor_limit(const config::Config& cfg) {
 
 int run(std::shared_ptr<const config::Config> cfg) {
   raise_descriptor_limit(*cfg);
-  server::Shared shared;
+  runtime::Shared shared;
   shared.id_base = std::random_device{}();
   shared.verifier = std::make_unique<auth::PasswordVerifier>();
   {
@@ -75,20 +75,20 @@ int run(std::shared_ptr<const config::Config> cfg) {
   int workers = cfg->workers > 0
                     ? cfg->workers
                     : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::unique_ptr<server::Core>> cores;
+  std::vector<std::unique_ptr<runtime::Core>> cores;
   try {
-    for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<server::Core>(i, shared));
+    for (int i = 0; i < workers; ++i) cores.push_back(std::make_unique<runtime::Core>(i, shared));
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());  // the DNS resolver of an `mx:` pool
     return 1;
   }
   // Active health checks, reloads and the admin API run on the first core;
   // checks cost timers, not threads.
-  std::vector<server::Core*> core_list;
+  std::vector<runtime::Core*> core_list;
   for (auto& c : cores) core_list.push_back(c.get());
   Reloader reloader(shared, core_list);
   reloader.start();
-  AdminModel admin_model(shared, [&reloader] { return reloader.reload("api"); });
+  app::AdminModel admin_model(shared, [&reloader] { return reloader.reload("api"); });
   std::unique_ptr<admin::AdminServer> admin_server;
   if (cfg->admin) {
     std::string token;
@@ -181,4 +181,4 @@ int run(std::shared_ptr<const config::Config> cfg) {
   return 0;
 }
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

@@ -24,11 +24,11 @@
 #include <set>
 #include <string>
 
-#include "app/generation_builder.hpp"
 #include "dns/lookup.hpp"
 #include "net/asio.hpp"
+#include "runtime/generation_builder.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 class MxWatcher {
  public:
@@ -64,4 +64,4 @@ class MxWatcher {
   MxBackends backends_;
 };
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

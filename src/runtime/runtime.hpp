@@ -10,8 +10,8 @@
 
 #include "config/config.hpp"
 
-namespace smtplb::app {
+namespace smtplb::runtime {
 
 int run(std::shared_ptr<const config::Config> cfg);
 
-}  // namespace smtplb::app
+}  // namespace smtplb::runtime

@@ -20,7 +20,7 @@
 #include "server/metrics.hpp"
 #include "server/rate_limiter.hpp"
 
-namespace smtplb::server {
+namespace smtplb::runtime {
 
 struct BackendEntry {
   std::shared_ptr<balance::BackendState> state;
@@ -33,9 +33,9 @@ struct Generation {
   std::map<std::string, std::vector<BackendEntry>, std::less<>> backends;  // by pool name
   // Per client address, untrusted clients only; kept across a reload when
   // their rate did not change, so a reload is no way around them.
-  std::shared_ptr<RateLimiter> connection_rate;
-  std::shared_ptr<RateLimiter> message_rate;
-  std::shared_ptr<const Metrics::Table> metrics;
+  std::shared_ptr<server::RateLimiter> connection_rate;
+  std::shared_ptr<server::RateLimiter> message_rate;
+  std::shared_ptr<const server::Metrics::Table> metrics;
 
   const std::vector<BackendEntry>* pool_backends(std::string_view pool) const {
     auto it = backends.find(pool);
@@ -43,4 +43,4 @@ struct Generation {
   }
 };
 
-}  // namespace smtplb::server
+}  // namespace smtplb::runtime

@@ -13,7 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string_view in(reinterpret_cast<const char*>(data), size);
   auto r = smtplb::balance::parse_agent_reply(in);
   if (!r) return 0;
-  CHECK(in.size() <= smtplb::upstream::kMaxAgentReply + 2);
+  CHECK(in.size() <= smtplb::balance::kMaxAgentReply + 2);
   if (r->percent) CHECK(*r->percent >= 0 && *r->percent <= 100);
   if (r->cpu) CHECK(*r->cpu >= 0 && *r->cpu <= 100);
   if (r->mem) CHECK(*r->mem >= 0 && *r->mem <= 100);

@@ -31,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "balance/candidate_walk.hpp"
 #include "relay/replay_buffer.hpp"
 #include "relay/replay_policy.hpp"
 #include "smtp/command.hpp"
@@ -99,10 +100,10 @@ class RelayTransaction {
 
   // What MAIL and the replayed RCPTs on a session came to.
   struct Started {
-    relay::Decision decision;  // kProceed, or why this backend cannot take it
-    smtp::Reply reply;         // the reply that decided, for the client and logs
-    std::string detail;        // for logs when there is no reply (XCLIENT)
-    bool stale = false;        // a pooled session the backend had closed: not its fault
+    Decision decision;   // kProceed, or why this backend cannot take it
+    smtp::Reply reply;   // the reply that decided, for the client and logs
+    std::string detail;  // for logs when there is no reply (XCLIENT)
+    bool stale = false;  // a pooled session the backend had closed: not its fault
   };
 
   // Gets a backend session with MAIL and every accepted RCPT done.  On
@@ -124,6 +125,14 @@ class RelayTransaction {
   // XCLIENT), with the reason in words.
   void log_unusable(const upstream::BackendRuntime& b, upstream::Failure f,
                     const std::string& detail) const;
+  // What came of trying backend `b` in acquire().
+  enum class Took { kSession, kRefusal, kNext };
+  awaitable<Took> try_backend(upstream::BackendRuntime& b, const smtp::Path* pending,
+                              std::optional<upstream::CommandResult>* pending_result);
+  awaitable<Took> settle(upstream::BackendRuntime& b, const Started& st);
+  void set_aside_incapable(upstream::BackendRuntime& b);
+  awaitable<Started> start_pipelined(upstream::BackendSession& s, const smtp::Path* pending,
+                                     std::optional<upstream::CommandResult>* pending_result);
   awaitable<Started> start_transaction(upstream::BackendSession& s, const smtp::Path* pending,
                                        std::optional<upstream::CommandResult>* pending_result);
   std::string mail_line(const upstream::Capabilities& caps) const;
@@ -131,16 +140,15 @@ class RelayTransaction {
   // SMTPUTF8's absence for the final answer).
   bool lacks_extension(const upstream::Capabilities& caps);
   // The replay policy's word on a reply (or a failed read) at `stage`.
-  relay::Decision judge(relay::Stage stage, const upstream::CommandResult& r) const;
+  Decision judge(Stage stage, const upstream::CommandResult& r) const;
   // Leaves the current backend as the policy decided: logged as an
   // attempt, charged to its health as `d.health` says, the session closed.
-  void leave(const relay::Decision& d, std::string detail);
+  void leave(const Decision& d, std::string detail);
   // A backend that failed before MAIL (connect, greeting, TLS, XCLIENT).
   void fail_backend(upstream::Failure f, std::string detail);
   // Back to the start of the pool's order with a fresh budget: after one
   // recipient's fault, the others go on as in a new walk.
   void restart_walk();
-  bool walk_exhausted() const;
   awaitable<upstream::Failure> stream_replay();
   // Before a command on a session in use: did the backend speak (or hang
   // up) since its last expected reply?  Then `r` says how, and true.
@@ -156,9 +164,7 @@ class RelayTransaction {
   // Told to BackendState::record_suspect: unique per transaction.
   std::uint64_t key_;
   Clock::time_point deadline_;
-  std::vector<int> candidates_;  // balancer order, fixed for the transaction
-  std::size_t next_candidate_ = 0;
-  int backends_tried_ = 0;
+  balance::CandidateWalk walk_;
 
   std::unique_ptr<upstream::BackendSession> session_;
   upstream::BackendRuntime* current_ = nullptr;

@@ -142,7 +142,6 @@ class Core {
   bool shutting_down() const { return shutting_down_; }
   int index() const { return index_; }
   std::string next_session_id();
-  std::size_t session_count() const { return session_count_; }
 
   void add(server::FrontendSession* s);
   void remove(server::FrontendSession* s);

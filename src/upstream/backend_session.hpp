@@ -1,7 +1,8 @@
 // backend_session.hpp: one SMTP client session to a backend MTA.
 //
-// Named states (connecting -> ready -> busy -> ready ... -> closed) and one
-// reply reader that treats the backend as untrusted input (smtp::ReplyParser).
+// Named states (connecting -> ready -> closed) and one reply reader that
+// treats the backend as untrusted input (smtp::ReplyParser): one reply per
+// command, strictly in order, nothing behind it (command(), peek()).
 // The session records the backend's EHLO capabilities so the relay never
 // sends SMTPUTF8, 8BITMIME or SIZE to a backend that did not offer them.
 //
@@ -55,7 +56,9 @@ struct CommandResult {
 class BackendSession {
  public:
   using Duration = std::chrono::milliseconds;
-  enum class State { kConnecting, kReady, kBusy, kClosed };
+  // connecting -> ready -> closed; a session in use is owned by one
+  // transaction and not in its pool, which is all "busy" means.
+  enum class State { kConnecting, kReady, kClosed };
 
   BackendSession(asio::any_io_executor ex, balance::BackendState& backend,
                  const config::Config& cfg);
@@ -98,7 +101,6 @@ class BackendSession {
            (identity() != config::Identity::kXclient || xclient_offered_);
   }
   bool is_tls() const { return sock_.is_tls(); }
-  const net::TlsInfo& tls() const { return tls_; }
 
   // One command, one reply, and nothing behind it: a second reply (or any
   // byte) buffered behind the first is Failure::kProtocol, the session closed.
@@ -121,8 +123,6 @@ class BackendSession {
   // later XCLIENT named (a pooled session whose last client said HELO
   // still relays 8BITMIME for the next one).
   const Capabilities& offered() const { return offered_; }
-  State state() const { return state_; }
-  void set_state(State s) { state_ = s; }
   bool is_open() const { return state_ != State::kClosed && sock_.is_open(); }
   // Bytes the backend sent that no command asked for (SECURITY.md 8).
   bool has_unsolicited_input() const { return lines_.has_pending() || sock_.available() > 0; }

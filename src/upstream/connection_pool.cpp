@@ -28,7 +28,6 @@ void ConnectionPool::give_back(std::unique_ptr<BackendSession> s) {
     if (s) s->close();
     return;
   }
-  s->set_state(BackendSession::State::kReady);
   s->touch();
   idle_.push_back(std::move(s));
 }

@@ -49,7 +49,8 @@ constexpr upstream::Failure kLeftReasons[] = {
     upstream::Failure::kStalled,          upstream::Failure::kSilentFinalDot,
     upstream::Failure::kProtocol,         upstream::Failure::kNotCapable,
     upstream::Failure::kRecipientRefused, upstream::Failure::kTls,
-    upstream::Failure::kNoXclient,        upstream::Failure::kXclientRefused};
+    upstream::Failure::kNoXclient,        upstream::Failure::kXclientRefused,
+    upstream::Failure::kLocalLimit};
 
 }  // namespace
 

@@ -103,6 +103,8 @@ awaitable<void> HealthChecker::check_and_record(Entry& e) {
   auto stopped = stopped_;
   auto [ok, why] = co_await check_once(e.target);
   if (stopped->load()) co_return;
+  // smtplb out of descriptors says nothing about the backend.
+  if (why.rfind(upstream::to_string(upstream::Failure::kLocalLimit), 0) == 0) co_return;
   auto& st = *e.target.state;
   if (st.record_check(ok, why, e.target.check->rise, e.target.check->fall)) {
     log::Record("backend_check")

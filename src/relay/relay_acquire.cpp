@@ -48,8 +48,13 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
   }
   if (past_deadline()) co_return smtp::replies::backend_deadline();
   bool only_incapable = !attempts_.empty();
-  for (const auto& a : attempts_)
+  bool only_local = !attempts_.empty();
+  for (const auto& a : attempts_) {
     only_incapable = only_incapable && a.failure == upstream::Failure::kNotCapable;
+    only_local = only_local && a.failure == upstream::Failure::kLocalLimit;
+  }
+  // Out of descriptors here: no backend was at fault, the client retries.
+  if (only_local) co_return smtp::replies::local_error();
   if (!only_incapable) co_return smtp::replies::no_backend();
   // Every backend answered and none offers what the message needs: a
   // retry would meet the same pool, so the answer is permanent.

@@ -155,6 +155,10 @@ class Core {
 
  private:
   awaitable<void> accept_loop(tcp::acceptor& acceptor, std::string listener);
+  // A failed accept: logged at most once a second with a count; out of
+  // descriptors, the waiting clients are shed with 421 via the reserve.
+  void accept_failed(tcp::acceptor& acceptor, const std::string& listener, const error_code& ec);
+  int shed_with_reserve(tcp::acceptor& acceptor);
   awaitable<void> sweep_loop();
   awaitable<void> refuse(tcp::socket sock);
   std::shared_ptr<CoreView> build_view(std::shared_ptr<const Generation> gen) const;
@@ -196,6 +200,11 @@ class Core {
   // no domain uses any more.
   std::map<std::string, std::weak_ptr<upstream::BackendRuntime>> recipient_hosts_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  // One descriptor held back for shedding clients when none are left.
+  int reserve_fd_ = -1;
+  std::uint64_t accept_errors_ = 0;  // since the last accept_error line
+  std::uint64_t accepts_shed_ = 0;
+  Clock::time_point accept_error_logged_{};
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;
   asio::steady_timer sweep_timer_{io_};

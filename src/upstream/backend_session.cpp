@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <cerrno>
 #include <charconv>
 
 #include "log/log.hpp"
@@ -120,6 +121,10 @@ awaitable<Failure> BackendSession::open(const tcp::endpoint& ep, OpenTimeouts t,
   error_code ec = co_await sock_.connect(ep, t.connect);
   if (ec) {
     close();
+    if (ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == EMFILE) {
+      detail_ = "no file descriptor left for the connection";
+      co_return Failure::kLocalLimit;  // smtplb's shortage, not the backend's failure
+    }
     co_return ec == asio::error::timed_out ? Failure::kConnectTimeout : Failure::kConnectRefused;
   }
   if (one_client_per_connection(bc.identity)) {

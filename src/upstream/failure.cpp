@@ -40,6 +40,8 @@ const char* to_string(Failure f) {
       return "no_xclient";
     case Failure::kXclientRefused:
       return "xclient_refused";
+    case Failure::kLocalLimit:
+      return "local_descriptors";
   }
   return "?";
 }

@@ -31,6 +31,7 @@ enum class Failure {
                     // handshake or certificate check.  Never a plain-text fallback.
   kNoXclient,       // `identity: xclient` and the backend offers no XCLIENT (with ADDR)
   kXclientRefused,  // a reply other than 220 to XCLIENT
+  kLocalLimit,      // smtplb itself is out of descriptors (EMFILE/ENFILE): never the backend's
 };
 
 const char* to_string(Failure f);
@@ -39,7 +40,8 @@ const char* to_string(Failure f);
 // A capability mismatch or a recipient disagreement is not ill health.
 inline bool counts_against_backend(Failure f) {
   return f != Failure::kNone && f != Failure::kPermanent && f != Failure::kNotCapable &&
-         f != Failure::kRecipientRefused && f != Failure::kTransient && f != Failure::kAtLimit;
+         f != Failure::kRecipientRefused && f != Failure::kTransient && f != Failure::kAtLimit &&
+         f != Failure::kLocalLimit;
 }
 
 }  // namespace smtplb::upstream

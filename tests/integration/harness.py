@@ -234,6 +234,7 @@ class Smtplb:
         self.log_path = os.path.join(self.dir, "smtplb.log")
         self.proc = None
         self.exit_code = None
+        self.wrap = []  # a command smtplb runs under (e.g. prlimit), or none
 
     def listener_port(self, name=None):
         for l in self.config["listeners"]:
@@ -250,7 +251,7 @@ class Smtplb:
             f.write(to_yaml(self.config) + "\n")
         if not os.access(SMTPLB_BIN, os.X_OK):
             raise AssertionError("smtplb binary not found: %s (set SMTPLB_BIN)" % SMTPLB_BIN)
-        self.proc = Process([SMTPLB_BIN, "run", "-c", self.config_path], self.log_path)
+        self.proc = Process(self.wrap + [SMTPLB_BIN, "run", "-c", self.config_path], self.log_path)
         self.case.procs.append(self.proc)
         ports = [int(l["listen"].rsplit(":", 1)[1]) for l in self.config["listeners"]]
 

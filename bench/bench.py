@@ -112,7 +112,7 @@ WORKLOADS = (
     W("MX", "mx", KB, 1, 20, messages=10000, warmup=200, backend="mx", latency_messages=300,
       systems=("smtplb",), variants=(("smtplb", ("listed", "mx-domain", "mx-recipient")),)),
 )
-SETS = {"all": None, **{w.set: None for w in WORKLOADS}}
+SETS = ("all",) + tuple(dict.fromkeys(w.set for w in WORKLOADS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +137,6 @@ class Backends:
         if self.kind == "postfix":
             self.postfix = ctx.postfix()
             self.addrs = [inst.address for inst in self.postfix]
-            self.base = collections.Counter()
             return
         if self.kind == "fault":
             for name, (delay, cap) in (("fast", (0, 0)), ("slow", w.skew)):
@@ -380,24 +379,28 @@ def _pgid(pid: str) -> int | None:
 
 
 def nginx_auth(port: int, backends: list[str]) -> None:
-    """`bench.py --nginx-auth PORT HOST:PORT...`: nginx's auth_http server,
-    every request answered OK with the next backend, round robin."""
-    import http.server
+    """`bench.py --nginx-auth PORT HOST:PORT...`: nginx's auth_http server
+    (asyncio: one HTTP/1.0 request a connection), every request answered OK
+    with the next backend, round robin."""
+    import asyncio
     import itertools
-    rr = itertools.cycle(backends)
+    rr = itertools.cycle(b.rsplit(":", 1) for b in backends)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            host, bport = next(rr).rsplit(":", 1)
-            self.send_response(200)
-            for k, v in (("Auth-Status", "OK"), ("Auth-Server", host), ("Auth-Port", bport)):
-                self.send_header(k, v)
-            self.end_headers()
+    async def answer(reader, writer):
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            host, bport = next(rr)
+            writer.write(f"HTTP/1.0 200 OK\r\nAuth-Status: OK\r\nAuth-Server: {host}\r\n"
+                         f"Auth-Port: {bport}\r\n\r\n".encode())
+            await writer.drain()
+        finally:
+            writer.close()
 
-        def log_message(self, *a):
-            pass
+    async def serve():
+        server = await asyncio.start_server(answer, HOST, port, backlog=4096)
+        await server.serve_forever()
 
-    http.server.ThreadingHTTPServer((HOST, port), Handler).serve_forever()
+    asyncio.run(serve())
 
 
 # ---------------------------------------------------------------- one run

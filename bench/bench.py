@@ -72,8 +72,10 @@ class Workload:
     latency_messages: int = 0     # smtp-source workloads: the smtp_load probe after the run
     tls: bool = False             # STARTTLS (smtplb terminates it, HAProxy passes it through)
     backend_tls: bool = False     # smtplb does STARTTLS to the backends too
+    resume: bool = False          # TLS session resumption (default: a full handshake each time)
     kill_every: float = 0.0       # failover: SIGKILL backend A this often, restart it 0.5 s later
     skew: tuple = ()              # fault backends: (the slow one's delay before 250, its capacity)
+    ttl: int = 300                # mx: of every DNS record (longer than a run: the cache stays warm)
     idle: bool = False            # hold `conns` connections open and weigh them instead
     reps: int = 0                 # repetitions (0: --reps)
     systems: tuple = ()           # the system kinds it runs on (empty: all)
@@ -150,7 +152,7 @@ class Backends:
                 self.dumps.append(ctx.workdir / f"{tag}-dump{'AB'[i]}")
                 self.start_sink(i)
             if self.kind == "mx":
-                self.dns = Dnsmasq(ctx)
+                self.dns = Dnsmasq(ctx, w.ttl)
         self.addrs = [f"{h}:{p}" for _p, _o, h, p, *_n in self.procs]
 
     def start_sink(self, i: int, suffix: str = "") -> None:
@@ -173,7 +175,7 @@ class Backends:
                 "--store", store, "--name", name]
         if delay:
             # `capacity` messages in their delay at a time, FIFO: capacity / delay msg/s.
-            argv += ["--delay-eod", f"{delay:g}", "--eod-capacity", capacity]
+            argv += ["--delay-eod", f"{delay:g}", "--eod-capacity", int(capacity)]
         p, out, err = self.ctx.runner.start(argv, f"{self.tag}-{name}")
         deadline = time.monotonic() + 10
         while not (store / "ready.json").is_file():
@@ -240,14 +242,14 @@ class Dnsmasq:
     waits for it in the log: the queries between two marks are exactly those
     of one phase (dnsmasq answers and logs in arrival order)."""
 
-    def __init__(self, ctx: "Context") -> None:
+    def __init__(self, ctx: "Context", ttl: int) -> None:
         self.log, self.seq = ctx.workdir / f"dnsmasq-{time.monotonic_ns()}.log", 0
         self.port = free_port(udp=True)
         argv = [ctx.args.dnsmasq, "--no-resolv", "--no-hosts", f"--port={self.port}",
                 f"--listen-address={HOST}", "--bind-interfaces", "--keep-in-foreground",
                 "--conf-file=/dev/null", "--pid-file=", "--log-queries",
                 f"--log-facility={self.log}", f"--auth-server=ns.test,{HOST}", "--auth-zone=test",
-                "--auth-ttl=300"]
+                f"--auth-ttl={ttl}"]
         argv += [f"--mx-host={MX_DOMAIN},{h},10" for h, _a in MX_HOSTS]
         argv += [f"--host-record={h},{a}" for h, a in MX_HOSTS]
         self.proc, _o, _e = ctx.runner.start(argv, "dnsmasq")
@@ -333,7 +335,8 @@ class Middle:
                      f"admin:\n  listen: {HOST}:{self.admin}\n")
         if w.idle:
             extra += "workers: 1\n"
-        return smtplb_config(self.port, pool, algorithm=variant if w.skew else "round_robin",
+        algorithm = variant if variant in ALGORITHMS else "round_robin"
+        return smtplb_config(self.port, pool, algorithm=algorithm,
                              domain=domain, listener_extra=listener, extra=extra,
                              max_connections=max(4000, w.conns * 2 + 1000))
 
@@ -425,6 +428,7 @@ def smtp_load_argv(ctx, w: Workload, ports: list[str], tag: str, *, messages=0, 
     argv += ["-n", messages] if messages else ["-d", f"{seconds:g}"]
     if w.tls:
         argv += ["--starttls", "--ca", ctx.certs().ca_cert, "--server-name", TLS_NAME]
+        argv += ["--resume"] if w.resume else []
     if w.kill_every:
         argv += ["--error-pause", "0.05"]
     return argv + (["--ids-out", ids] if ids else [])
@@ -795,11 +799,14 @@ def main() -> int:
     ap.add_argument("--smtp-source", default=which("smtp-source", "/usr/sbin/smtp-source"))
     ap.add_argument("--smtp-sink", default=which("smtp-sink", "/usr/sbin/smtp-sink"))
     ap.add_argument("--dnsmasq", default=which("dnsmasq", "/usr/sbin/dnsmasq"))
-    ap.add_argument("--workloads", default="record",
+    ap.add_argument("--workloads",
                     help="comma-separated workload names or sets (" + ", ".join(SETS) +
                     "; default record: issue 7's, failover and idle)")
     ap.add_argument("--systems", default="direct,haproxy,smtplb",
                     help="comma-separated: direct, haproxy, nginx, smtplb (default %(default)s)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="change a field of every selected workload (--list shows them), "
+                    "e.g. --set conns=100 --set per_conn=50 --set skew=0.05:0 --set resume=1")
     ap.add_argument("--reps", type=int, default=3, help="repetitions, interleaved (default 3)")
     ap.add_argument("--scale", type=float, default=1.0,
                     help="multiply every workload's messages and seconds (default 1)")
@@ -815,19 +822,27 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo commands as they run")
     args = ap.parse_args()
-    if args.list:
-        for w in WORKLOADS:
-            print(f"{w.set:7} {w.name:22} " + ", ".join(
-                f"{f.name}={getattr(w, f.name)}" for f in dataclasses.fields(w)[2:]
-                if getattr(w, f.name) != f.default))
-        return 0
     if args.quick:
         args.reps, args.scale = 1, 0.05
-    wanted = [x.strip() for x in args.workloads.split(",") if x.strip()]
+    wanted = [x.strip() for x in (args.workloads or ("all" if args.list else "record")).split(",")]
     unknown = set(wanted) - {w.name for w in WORKLOADS} - set(SETS)
     if unknown:
         ap.error(f"unknown workloads {sorted(unknown)} (--list)")
     workloads = [w for w in WORKLOADS if w.name in wanted or w.set in wanted or "all" in wanted]
+    fields = {f.name: f.type for f in dataclasses.fields(Workload)}
+    for item in args.set:
+        k, _, v = item.partition("=")
+        if k not in fields or k in ("name", "set"):
+            ap.error(f"--set {item}: no such field (one of {', '.join(list(fields)[2:])})")
+        conv = {"int": int, "float": float, "bool": lambda x: x.lower() in ("1", "yes", "true"),
+                "tuple": lambda x: tuple(float(y) for y in x.split(":"))}.get(fields[k], str)
+        workloads = [dataclasses.replace(w, **{k: conv(v)}) for w in workloads]
+    if args.list:
+        for w in workloads:
+            print(f"{w.set:7} {w.name:22} " + ", ".join(
+                f"{f.name}={getattr(w, f.name)}" for f in dataclasses.fields(w)[2:]
+                if getattr(w, f.name) != f.default))
+        return 0
     systems = parse_systems(ap, args)
     need = {"smtp_load": args.smtp_load, **{s.name: s.path for s in systems if s.path},
             **{k: getattr(args, k) for k in ("haproxy", "nginx") if k in args.systems}}

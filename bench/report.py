@@ -203,6 +203,12 @@ def idle_table(doc: dict) -> str:
 
 def markdown(doc: dict, chart: str | None) -> str:
     env = doc["environment"]
+    for w in doc["workloads"]:  # a results.json of compare.py, bench.py's predecessor
+        w.setdefault("per_conn", 0 if w.get("reuse") else 1)
+        w.setdefault("conns", w.get("sessions"))
+        for k, v in (("seconds", 0), ("client", "smtp-source"), ("backend", "sink"),
+                     ("tls", False), ("idle", False)):
+            w.setdefault(k, v)
     wl = "\n".join(
         f"| {w['name']} | {w['size']} B | {w['per_conn'] or 'many'} | {w['conns']} | "
         f"{w['messages'] or str(w['seconds']) + ' s'} | {w['client']} | {w['backend']}"
@@ -348,11 +354,10 @@ def draw(doc: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    # The workloads every system ran without variants (the record set's).
+    # The record set's throughput workloads, every system without variants.
     labels = list(dict.fromkeys(r["system"] for r in doc["rows"] if "/" not in r["system"]))
-    names = [w["name"] for w in doc["workloads"]
-             if not w["idle"] and any(r["workload"] == w["name"] and r["system"] in labels
-                                      and r.get("msgs_per_s") for r in doc["rows"])]
+    names = [w["name"] for w in doc["workloads"] if w.get("set", "record") == "record"
+             and not w.get("idle") and not w.get("kill_every")]
     by = {(r["workload"], r["system"]): r for r in doc["rows"]}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     palette = {"direct": "#9e9e9e", "haproxy": "#e08a2c", "nginx": "#3a9e4f"}

@@ -30,6 +30,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import threading
@@ -257,8 +259,6 @@ class Dnsmasq:
 
     def mark(self, timeout: float = 5.0) -> int:
         """Waits until every query so far is logged; returns their number."""
-        import socket
-        import struct
         self.seq += 1
         name = f"mark-{self.seq}.{MX_DOMAIN}"
         q = struct.pack("!HHHHHH", self.seq, 0x0100, 1, 0, 0, 0) + b"".join(
@@ -625,7 +625,6 @@ def idle(box: Middle, state: str, n: int) -> dict:
     """What one idle client connection costs the middle box: 200 warm-up
     connections, then `n` more held open; the growth of its RSS and PSS.
     state: banner (220 read, nothing sent) or mail (EHLO and MAIL accepted)."""
-    import socket
     held: list = []
 
     def open_conns(k: int, tag: str) -> None:

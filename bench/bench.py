@@ -75,6 +75,7 @@ class Workload:
     tls: bool = False             # STARTTLS (smtplb terminates it, HAProxy passes it through)
     backend_tls: bool = False     # smtplb does STARTTLS to the backends too
     resume: bool = False          # TLS session resumption (default: a full handshake each time)
+    pipelining: bool = True       # smtp_load pipelines MAIL, RCPT, DATA when offered
     kill_every: float = 0.0       # failover: SIGKILL backend A this often, restart it 0.5 s later
     skew: tuple = ()              # fault backends: (the slow one's delay before 250, its capacity)
     ttl: int = 300                # mx: of every DNS record (longer than a run: the cache stays warm)
@@ -110,7 +111,7 @@ WORKLOADS = (
       backend="postfix", tls=True, backend_tls=True, systems=("smtplb",)),
     # A fast backend and a slow one (50 ms before its 250, 2 at a time: 40 msg/s).
     W("skewed", "skewed", KB, 1, 20, messages=2000, warmup=100, client="smtp_load",
-      backend="fault", skew=(0.05, 2),
+      backend="fault", skew=(0.05, 2), pipelining=False,
       variants=(("smtplb", ALGORITHMS), ("direct", ("fast", "slow")))),
     # MX pools: the same two sinks listed, as `mx: bench.test` and as `mx: recipient`.
     W("MX", "mx", KB, 1, 20, messages=10000, warmup=200, backend="mx", latency_messages=300,
@@ -429,6 +430,7 @@ def smtp_load_argv(ctx, w: Workload, ports: list[str], tag: str, *, messages=0, 
     if w.tls:
         argv += ["--starttls", "--ca", ctx.certs().ca_cert, "--server-name", TLS_NAME]
         argv += ["--resume"] if w.resume else []
+    argv += [] if w.pipelining else ["--no-pipelining"]
     if w.kill_every:
         argv += ["--error-pause", "0.05"]
     return argv + (["--ids-out", ids] if ids else [])
@@ -543,7 +545,7 @@ def run_one(ctx, w: Workload, system: System, variant: str, rep: int) -> dict:
         if "doc" in run:
             doc = run["doc"]
             res.update(latency_of(w, doc), failed=doc["messages_failed"],
-                       errors=doc.get("errors", {}))
+                       errors=doc.get("errors", {}), smtp_load=doc)
             if w.tls:
                 res.update(handshakes_per_s=doc["handshakes_per_s"], tls=doc.get("tls"))
         accepted, ids = accepted + n, ids | run["ids"]
@@ -758,6 +760,12 @@ def summarize(runs: list[dict], workloads, systems: list[System]) -> list[dict]:
                 row["vs_base"] = ratio(mid(label, "msgs_per_s"), mid(b, "msgs_per_s"))
                 row["cpu_vs_base"] = ratio(mid(label, "cpu_us_per_msg"),
                                            mid(b, "cpu_us_per_msg"))
+            # A variant against the system's first (round_robin, listed).
+            first = next(x for x in by if x.split("/")[0] == label.split("/")[0])
+            if "/" in label and first != label:
+                row["vs_variant"] = {"of": first.split("/", 1)[1], **{
+                    k: ratio(mid(label, k), mid(first, k))
+                    for k in ("msgs_per_s", "cpu_us_per_msg", "p99_ms")}}
             p99, d99 = mid(label, "p99_ms"), mid("direct", "p99_ms")
             row["p99_added_ms"] = None if p99 is None or d99 is None or label == direct \
                 else p99 - d99

@@ -99,6 +99,10 @@ def notes(r: dict) -> str:
                                               for k, v in r["dns_queries"].items()))
     if r.get("helper_cpu_us_per_msg"):
         out.append(f"auth_http responder {mrange(r['helper_cpu_us_per_msg'], '.0f')} µs/msg")
+    if r.get("vs_variant"):
+        v = r["vs_variant"]
+        out.append(f"× {v['of']}: msgs/s {f(v['msgs_per_s'], '.2f')}, CPU "
+                   f"{f(v['cpu_us_per_msg'], '.2f')}, p99 {f(v['p99_ms'], '.2f')}")
     if r.get("failed"):
         out.append(f"{r['failed']} failed at the client")
     return "; ".join(out)

@@ -78,7 +78,7 @@ class Workload:
     pipelining: bool = True       # smtp_load pipelines MAIL, RCPT, DATA when offered
     kill_every: float = 0.0       # failover: SIGKILL backend A this often, restart it 0.5 s later
     skew: tuple = ()              # fault backends: (the slow one's delay before 250, its capacity)
-    ttl: int = 300                # mx: of every DNS record (longer than a run: the cache stays warm)
+    ttl: int = 300                # mx: of every DNS record (longer than a run: a warm cache)
     idle: bool = False            # hold `conns` connections open and weigh them instead
     reps: int = 0                 # repetitions (0: --reps)
     systems: tuple = ()           # the system kinds it runs on (empty: all)

@@ -1,24 +1,29 @@
-"""benchlib.py: what the bench/ scripts (run_bench, run_skewed, run_mx,
-run_tls) share: free loopback ports, waiting for a listener, CPU and memory
-of a process (or of a process group), size arguments, number formatting,
-Markdown tables, the work directory, the result file, and running the load
-clients (smtp-source, bench/smtp_load).  Python 3 standard library only."""
+"""benchlib.py: the helpers bench/bench.py is built from: free loopback
+ports, waiting for a listener, CPU and memory of a process (or of a process
+group) and of the machine, the Runner that starts and stops processes and
+remembers every command, the load clients (Postfix's smtp-source and
+bench/smtp_load), smtplb's log, and the configurations of smtplb, HAProxy
+and nginx.  Python 3 standard library only."""
 
-import argparse
+from __future__ import annotations
+
 import json
 import os
 import re
+import resource
 import shlex
-import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HOST = "127.0.0.1"
+SENDER = "bench-sender@example.com"
+RECIPIENT = "bench-rcpt@example.com"
+HELO = "bench.example.com"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -26,42 +31,89 @@ class BenchError(Exception):
     pass
 
 
-def parse_size(text: str) -> int:
-    """'1KB' -> 1024 (binary multiples, as smtplb's config), '500' -> 500."""
-    m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise argparse.ArgumentTypeError(f"bad size {text!r} (e.g. 1KB, 100KB, 1MB)")
-    mult = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2).upper()]
-    return int(m.group(1)) * mult
+# ---------------------------------------------------------------- ports
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(hosts: tuple[str, ...] = (HOST,), udp: bool = False) -> int:
+    """A port free for TCP (and UDP, for dnsmasq) on every one of `hosts`."""
+    for _ in range(100):
+        held = []
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind((hosts[0], 0))
+            port = s.getsockname()[1]
+            for h in hosts[1:]:
+                t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(t)
+                t.bind((h, port))
+            if udp:
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                held.append(u)
+                u.bind((hosts[0], port))
+            return port
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise BenchError(f"no port free on {hosts}")
 
 
-def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 10.0) -> None:
+def wait_listening(port: int, proc: subprocess.Popen, what: str, host: str = HOST,
+                   timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise BenchError(f"{what} exited with status {proc.returncode} before listening")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise BenchError(f"{what} did not listen on 127.0.0.1:{port} within {timeout}s")
+    raise BenchError(f"{what} did not listen on {host}:{port} within {timeout}s")
+
+
+# ---------------------------------------------------------------- CPU and memory
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read().decode()
+    # comm may hold spaces and parentheses: split after the last ')'.
+    # [0] is field 3 (state): pgrp field 5, utime 14, stime 15, cutime 16, cstime 17.
+    return data[data.rindex(")") + 2:].split()
 
 
 def proc_cpu_seconds(pid: int) -> float:
     """utime+stime of the whole process (all threads), in seconds."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read().decode()
-    # comm may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    f = _stat_fields(pid)
+    return (int(f[11]) + int(f[12])) / CLK_TCK
+
+
+def pgroup_cpu_seconds(pgid: int) -> float:
+    """CPU of every live process in process group `pgid` plus what its leader
+    reaped (cutime+cstime): the difference of two calls is what the group
+    spent in between, short-lived daemons included (a private Postfix)."""
+    ticks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            f = _stat_fields(name)
+        except OSError:
+            continue  # gone in between
+        if int(f[2]) == pgid:
+            ticks += int(f[11]) + int(f[12])
+            if int(name) == pgid:
+                ticks += int(f[13]) + int(f[14])
+    return ticks / CLK_TCK
+
+
+def children_cpu() -> float:
+    """CPU of this process's reaped children (smtp-source)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def proc_status_kb(pid: int, key: str) -> int | None:
@@ -75,83 +127,54 @@ def proc_status_kb(pid: int, key: str) -> int | None:
     return None
 
 
-def sink_count(out: Path) -> int:
-    """The last `mesg=N` smtp-sink -c printed."""
-    try:
-        found = re.findall(rb"mesg=(\d+)", out.read_bytes())
-    except OSError:
-        return 0
-    return int(found[-1]) if found else 0
-
-
-def wait_sink_total(outs: list[Path], expected: int, timeout: float = 5.0) -> list[int]:
-    """Polls the sinks' counters until they add up to `expected` (or more:
-    a duplicate) or the time is up (a loss)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        counts = [sink_count(o) for o in outs]
-        if sum(counts) >= expected or time.monotonic() > deadline:
-            return counts
-        time.sleep(0.05)
-
-
-def pgroup_cpu_seconds(pgid: int) -> float:
-    """CPU seconds (utime+stime) of every live process in process group
-    `pgid`, plus what the group leader's reaped children used (its cutime +
-    cstime).  The difference of two calls is the CPU the whole group spent
-    in between, processes that came and went included, as long as the
-    leader reaps its children (Postfix's master does).  For a process tree
-    such as a private Postfix, whose daemons live for a while and exit."""
-    ticks = 0
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read().decode()
-        except OSError:
-            continue  # gone in between
-        fields = data[data.rindex(")") + 2 :].split()
-        # fields[0] is field 3 (state): pgrp is field 5, utime 14, stime 15,
-        # cutime 16, cstime 17.
-        if int(fields[2]) != pgid:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-        if int(name) == pgid:
-            ticks += int(fields[13]) + int(fields[14])
-    return ticks / CLK_TCK
+def memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process in KiB, from /proc/PID/smaps_rollup."""
+    got = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("Rss", "Pss"):
+                got[key] = int(line.split()[1])
+    return got.get("Rss", 0), got.get("Pss", 0)
 
 
 def system_cpu() -> tuple[float, float]:
     """(busy, total) jiffies of all CPUs from /proc/stat."""
     with open("/proc/stat") as f:
-        parts = f.readline().split()
-    vals = [int(x) for x in parts[1:]]
-    # user nice system idle iowait irq softirq steal guest guest_nice
+        vals = [int(x) for x in f.readline().split()[1:]]
     idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
     total = sum(vals[:8])
     return float(total - idle), float(total)
 
 
-def fmt(v, spec: str, none: str = "-") -> str:
-    return none if v is None else format(v, spec)
+def raise_nofile(need: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, need), hard))
 
 
-def markdown_table(head: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """A GitHub-style Markdown table, columns padded so that it also reads
-    as plain text; the first `left` columns are left-aligned, the others
-    right-aligned."""
-    widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
-    widths = [max(w, 3) for w in widths]
+# ---------------------------------------------------------------- figures
 
-    def line(cells):
-        out = [str(c).ljust(widths[i]) if i < left else str(c).rjust(widths[i])
-               for i, c in enumerate(cells)]
-        return "| " + " | ".join(out) + " |"
 
-    rule = "|" + "|".join((":" if i < left else "-") + "-" * (w) +
-                          (":" if i >= left else "-") for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(head), rule] + [line(r) for r in rows])
+def median_range(values) -> tuple[float, float, float] | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values)
+
+
+def ratio(a, b):
+    return None if a is None or b in (None, 0) else a / b
+
+
+def percentiles(values: list[float]) -> dict:
+    """Nearest-rank p50/p99 of a list."""
+    v = sorted(values)
+    pick = lambda q: v[min(len(v), max(1, -(-len(v) * q // 100))) - 1] if v else None  # noqa: E731
+    return {"p50": pick(50), "p99": pick(99)}
+
+
+# ---------------------------------------------------------------- processes
 
 
 class Runner:
@@ -164,24 +187,22 @@ class Runner:
         self.procs: list[subprocess.Popen] = []
 
     def note(self, argv: list[str], redirect: str = "") -> str:
-        cmd = shlex.join(argv) + redirect
+        cmd = shlex.join(str(a) for a in argv) + redirect
         if cmd not in self.commands:
             self.commands.append(cmd)
         if self.verbose:
             print(f"  $ {cmd}", file=sys.stderr)
         return cmd
 
-    def start(self, argv: list[str], name: str) -> tuple[subprocess.Popen, Path, Path]:
-        out = self.workdir / f"{name}.out"
-        err = self.workdir / f"{name}.err"
+    def start(self, argv: list, name: str, group: bool = False
+              ) -> tuple[subprocess.Popen, Path, Path]:
+        """Starts argv in the background, its output in NAME.out and NAME.err;
+        `group`: in a process group of its own (its CPU is the group's)."""
+        out, err = self.workdir / f"{name}.out", self.workdir / f"{name}.err"
         self.note(argv, f" >{out.name} 2>{err.name} &")
-        p = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=open(out, "wb"),
-            stderr=open(err, "wb"),
-            cwd=self.workdir,
-        )
+        p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL,
+                             stdout=open(out, "wb"), stderr=open(err, "wb"), cwd=self.workdir,
+                             start_new_session=group)
         self.procs.append(p)
         return p, out, err
 
@@ -201,116 +222,58 @@ class Runner:
         for p in list(self.procs):
             self.stop(p, grace=2.0)
 
-
-def make_workdir(args, prefix: str) -> tuple[Path, bool]:
-    """The run's work directory and whether to keep it: --workdir DIR is
-    kept, a temporary one only with --keep (or when the run fails)."""
-    if args.workdir:
-        workdir = Path(args.workdir).resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        return workdir, True
-    return Path(tempfile.mkdtemp(prefix=prefix)), args.keep
-
-
-def finish(args, doc: dict, workdir: Path, keep: bool, failed: bool) -> int:
-    """Writes the JSON result (--out), keeps or removes the work directory,
-    and gives the exit status: 1 when the run failed, else 0."""
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"\nJSON result written to {args.out}")
-    if keep or failed:
-        print(f"work directory kept: {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 1 if failed else 0
+    def run(self, argv: list, name: str, timeout: float) -> tuple[subprocess.CompletedProcess,
+                                                                    float]:
+        """Runs a load client to completion: (its result, wall seconds)."""
+        argv = [str(a) for a in argv]
+        self.note(argv)
+        t0 = time.monotonic()
+        try:
+            cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
+                                timeout=timeout, cwd=self.workdir)
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"{name}: {Path(argv[0]).name} did not finish within {timeout:g}s; "
+                             f"stderr so far: {(e.stderr or b'').decode(errors='replace')[-500:]!r}"
+                             ) from None
+        return cp, time.monotonic() - t0
 
 
-def print_commands_and_configs(runner: "Runner", results: list, between: str) -> None:
-    """The commands a run ran, then each setup's smtplb configuration once
-    (`between`: what differs between the runs of one setup)."""
-    print()
-    print("commands (ports differ per run; configs are in the work directory):")
-    for c in runner.commands:
-        print(f"  {c}")
-    shown = set()
-    for r in results:
-        if r.get("config") and r["setup"] not in shown:
-            shown.add(r["setup"])
-            print(f"\n{r['setup']} configuration ({Path(r['config_file']).name}; only the ports "
-                  f"differ between {between}):")
-            print("    " + r["config"].rstrip().replace("\n", "\n    "))
-
-
-def run_smtp_source(runner: "Runner", argv: list, messages: int, name: str,
-                    timeout: float) -> dict:
-    """Runs smtp-source (argv, with -c) to completion; returns its wall time
-    and raises BenchError unless it exited 0, quietly, having counted every
-    message."""
-    runner.note(argv)
-    t0 = time.monotonic()
+def sink_count(out: Path) -> int:
+    """The last `mesg=N` smtp-sink -c printed."""
     try:
-        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=timeout, cwd=runner.workdir)
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"{name}: smtp-source did not finish within {timeout:g}s "
-                         f"(limit: --run-timeout); output so far: "
-                         f"{(e.stderr or b'').decode(errors='replace')[-500:]!r}") from None
-    wall = time.monotonic() - t0
-    out = cp.stdout.decode(errors="replace")
+        found = re.findall(rb"mesg=(\d+)", out.read_bytes())
+    except OSError:
+        return 0
+    return int(found[-1]) if found else 0
+
+
+# ---------------------------------------------------------------- load clients
+
+
+def run_smtp_source(runner: Runner, argv: list, messages: int, name: str,
+                    timeout: float) -> float:
+    """smtp-source (with -c) to completion; its wall time.  Raises BenchError
+    unless it exited 0, quietly, having counted every message (it stops at
+    the first unexpected reply)."""
+    cp, wall = runner.run(argv, name, timeout)
     err = cp.stderr.decode(errors="replace").strip()
     # With -c smtp-source prints a counter "1\r2\r...N\r\n" and nothing else.
-    counts = [int(x) for x in re.findall(r"\d+", out)]
+    counts = [int(x) for x in re.findall(rb"\d+", cp.stdout)]
     counted = counts[-1] if counts else 0
-    problems = []
-    if cp.returncode != 0:
-        problems.append(f"exit status {cp.returncode}")
-    if err:
-        problems.append(f"stderr: {err[:400]!r}")
-    if counted != messages:
-        problems.append(f"counted {counted} of {messages} messages")
+    problems = [p for p, bad in ((f"exit status {cp.returncode}", cp.returncode != 0),
+                                 (f"stderr: {err[:400]!r}", bool(err)),
+                                 (f"counted {counted} of {messages} messages",
+                                  counted != messages)) if bad]
     if problems:
         raise BenchError(f"{name}: smtp-source failed: " + "; ".join(problems))
-    return {"wall_s": wall, "counted": counted}
+    return wall
 
 
-def scan_smtplb_log(log: Path) -> dict:
-    """smtplb's transaction lines by result, and the first warnings: a
-    benchmark row is sound only when every message was `delivered` and
-    nothing was logged at warning level or above."""
-    delivered = 0
-    other: dict[str, int] = {}
-    bad: list[str] = []
-    with open(log, errors="replace") as f:
-        for line in f:
-            if "event=transaction" in line:
-                m = re.search(r"\bresult=(\S+)", line)
-                res = m.group(1) if m else "?"
-                if res == "delivered":
-                    delivered += 1
-                else:
-                    other[res] = other.get(res, 0) + 1
-            if re.search(r"\s(warn|warning|error|critical)\s", line) and len(bad) < 5:
-                bad.append(line.rstrip()[:300])
-    return {"delivered": delivered, "other_results": other, "warnings": bad}
-
-
-def run_smtp_load(runner: "Runner", argv: list, name: str, timeout: float) -> dict:
-    """Runs bench/smtp_load (argv) to completion and returns its JSON result
-    plus "exit_status", "stderr" and "outer_wall_s" (the wall time seen from
-    here).  Raises BenchError when it did not finish within `timeout`, exited
-    with status 2 (bad usage or setup: a CA file it could not read, ...) or
-    printed no JSON object.  Whether the run succeeded (messages_failed,
-    aborted, errors) is the caller's to judge: exit status 1 only says that
-    some message failed."""
-    runner.note(argv)
-    t0 = time.monotonic()
-    try:
-        cp = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                            timeout=timeout, cwd=runner.workdir)
-    except subprocess.TimeoutExpired as e:
-        raise BenchError(f"{name}: smtp_load did not finish within {timeout:g}s; stderr so far: "
-                         f"{(e.stderr or b'').decode(errors='replace')[-500:]!r}") from None
-    wall = time.monotonic() - t0
+def run_smtp_load(runner: Runner, argv: list, name: str, timeout: float) -> dict:
+    """bench/smtp_load to completion: its JSON result plus "exit_status".
+    Raises BenchError when it did not finish, exited 2 (bad usage or setup)
+    or printed no JSON; whether messages failed is the caller's to judge."""
+    cp, wall = runner.run(argv, name, timeout)
     err = cp.stderr.decode(errors="replace").strip()
     if cp.returncode not in (0, 1):
         raise BenchError(f"{name}: smtp_load exited with status {cp.returncode}: {err[:500]!r}")
@@ -318,21 +281,47 @@ def run_smtp_load(runner: "Runner", argv: list, name: str, timeout: float) -> di
         doc = json.loads(cp.stdout.decode(errors="replace"))
     except ValueError:
         raise BenchError(f"{name}: smtp_load printed no JSON (status {cp.returncode}, "
-                         f"stderr {err[:300]!r}, stdout {cp.stdout[:300]!r})") from None
-    doc["exit_status"] = cp.returncode
-    doc["stderr"] = err
-    doc["outer_wall_s"] = wall
-    return doc
+                         f"stderr {err[:300]!r})") from None
+    return doc | {"exit_status": cp.returncode, "stderr": err, "outer_wall_s": wall}
 
 
-def haproxy_tcp_config(listen_port: int, backend_ports: list[int], maxconn: int, *,
-                       written_by: str, backend: str = "sinks", server: str = "sink") -> str:
-    """HAProxy 2.6 in TCP mode, round robin over `backend_ports` on loopback:
-    the baseline every benchmark here compares smtplb with."""
-    servers = "\n".join(f"    server {server}{i} 127.0.0.1:{p}"
-                        for i, p in enumerate(backend_ports, 1))
+def read_ids(path: Path) -> dict[str, float]:
+    """smtp_load --ids-out: {id: latency ms} of the accepted messages."""
+    try:
+        lines = path.read_text().split("\n")
+    except OSError:
+        return {}
+    return {p[0]: float(p[1]) if len(p) > 1 else None for p in (x.split() for x in lines) if p}
+
+
+def scan_smtplb_log(log: Path) -> dict:
+    """smtplb's transaction lines by result, those flagged as possible
+    duplicates, and the first warnings: a row is sound only when every
+    message was `delivered` and nothing was logged at warning or above."""
+    out = {"delivered": 0, "other_results": {}, "possible_duplicates": 0, "warnings": []}
+    with open(log, errors="replace") as f:
+        for line in f:
+            if "event=transaction" in line:
+                m = re.search(r"\bresult=(\S+)", line)
+                res = m.group(1) if m else "?"
+                if res == "delivered":
+                    out["delivered"] += 1
+                else:
+                    out["other_results"][res] = out["other_results"].get(res, 0) + 1
+                out["possible_duplicates"] += "possible_duplicate=yes" in line
+            if re.search(r"\s(warn|warning|error|critical)\s", line) and len(out["warnings"]) < 5:
+                out["warnings"].append(line.rstrip()[:300])
+    return out
+
+
+# ---------------------------------------------------------------- configurations
+
+
+def haproxy_config(port: int, backends: list[str], maxconn: int) -> str:
+    """HAProxy 2.6 in TCP mode, round robin over `backends` (HOST:PORT)."""
+    servers = "\n".join(f"    server b{i} {b}" for i, b in enumerate(backends, 1))
     return f"""\
-# written by {written_by}
+# written by bench/bench.py
 global
     maxconn {maxconn}
 
@@ -343,34 +332,34 @@ defaults
     timeout server 120s
 
 frontend smtp_in
-    bind 127.0.0.1:{listen_port}
-    default_backend {backend}
+    bind {HOST}:{port}
+    default_backend backends
 
-backend {backend}
+backend backends
     balance roundrobin
 {servers}
 """
 
 
-def smtplb_config(listen_port: int, pool: str, *, written_by: str, domain: str = "example.com",
-                  listener_extra: str = "", extra: str = "", max_connections: int = 4000) -> str:
-    """An smtplb configuration for the benchmarks: one inbound listener on
-    loopback, one round-robin pool (`pool`: its backends or `mx:` lines,
-    indented under the pool), the senders trusted (an outbound relay for the
+def smtplb_config(port: int, pool: str, *, algorithm: str = "round_robin",
+                  domain: str = "example.com", listener_extra: str = "", extra: str = "",
+                  max_connections: int = 4000) -> str:
+    """One inbound listener on loopback, one pool (`pool`: its `backends:`
+    or `mx:` lines), the senders trusted (an outbound relay for the
     organisation's own bulk senders).  `listener_extra` goes under the
     listener, `extra` at the top level; both indented as they must be."""
     return f"""\
-# written by {written_by}
+# written by bench/bench.py
 hostname: lb.bench.example.com
 listeners:
   - name: mx
-    listen: 127.0.0.1:{listen_port}
+    listen: {HOST}:{port}
     role: inbound
 {listener_extra}local_domains: [{domain}]
 trusted_networks: [127.0.0.0/8]
 pools:
   - name: main
-    algorithm: round_robin
+    algorithm: {algorithm}
 {pool}
 routes:
   - pool: main
@@ -380,19 +369,36 @@ limits:
 {extra}"""
 
 
-def backend_lines(ports: list[int], extra: str = "") -> str:
-    """A pool's `backends:` on loopback; `extra`: lines under each backend."""
-    out = ["    backends:"]
-    for p in ports:
-        out.append(f"      - address: 127.0.0.1:{p}")
-        if extra:
-            out.append(extra)
-    return "\n".join(out)
+def backend_lines(backends: list[str], extra: str = "") -> str:
+    """A pool's `backends:` (HOST:PORT each); `extra`: lines under each."""
+    return "\n".join(["    backends:"] + [f"      - address: {b}" + (f"\n{extra}" if extra else "")
+                                         for b in backends])
 
 
-def smtplb_round_robin_config(listen_port: int, backend_ports: list[int], *, written_by: str,
-                              max_connections: int = 4000) -> str:
-    """smtplb round robin over `backend_ports`: the setup every benchmark
-    compares with HAProxy's `haproxy_tcp_config`."""
-    return smtplb_config(listen_port, backend_lines(backend_ports), written_by=written_by,
-                         max_connections=max_connections)
+def nginx_config(workdir: Path, port: int, auth_port: int, maxconn: int) -> str:
+    """nginx's mail proxy (ngx_mail_module, Debian's libnginx-mod-mail) in
+    SMTP mode without authentication: after the client's RCPT it asks the
+    auth_http server (bench.py's AuthHttp) where to go, then replays the
+    envelope to that backend and relays the rest as bytes."""
+    return f"""\
+# written by bench/bench.py
+load_module /usr/lib/nginx/modules/ngx_mail_module.so;
+daemon off;
+master_process on;
+worker_processes 2;
+pid {workdir}/nginx-{port}.pid;
+error_log stderr warn;
+events {{ worker_connections {maxconn}; }}
+mail {{
+    server_name lb.bench.example.com;
+    auth_http {HOST}:{auth_port}/auth;
+    xclient off;
+    proxy_pass_error_message on;
+    smtp_auth none;
+    smtp_capabilities SIZE 8BITMIME;
+    server {{
+        listen {HOST}:{port};
+        protocol smtp;
+    }}
+}}
+"""

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""report.py: bench/compare.py's result as Markdown (bench/RESULTS.md) and
+"""report.py: bench/bench.py's result as Markdown (bench/RESULTS.md) and
 as a PNG chart.  The chart needs matplotlib (Debian's python3-matplotlib);
 when the running interpreter lacks it, the chart is drawn by the system's
 /usr/bin/python3, which has it.
@@ -16,9 +16,6 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-
-SYSTEMS = ("direct", "haproxy", "smtplb")
-
 
 def first_line(argv: list[str]) -> str:
     try:
@@ -38,18 +35,21 @@ def file_field(path: Path, pattern: str):
     return m.group(1) if m else None
 
 
-def environment(args) -> dict:
+def environment(args, systems) -> dict:
     cpu = file_field(Path("/proc/cpuinfo"), r"^model name\s*:\s*(.*)$") or "unknown"
     os_name = file_field(Path("/etc/os-release"), r'^PRETTY_NAME="(.*)"') or "unknown"
-    build_type = file_field(Path(args.smtplb).resolve().parent / "CMakeCache.txt",
-                            r"^CMAKE_BUILD_TYPE:STRING=(.*)$")
     mem_kb = int(file_field(Path("/proc/meminfo"), r"^MemTotal:\s*(\d+)") or 0)
+    smtplb = "; ".join(
+        f"{s.name}: {first_line([s.path, 'version'])} "
+        f"({file_field(Path(s.path).parent / 'CMakeCache.txt', r'^CMAKE_BUILD_TYPE:STRING=(.*)$')}"
+        f" build, {s.path})" for s in systems if s.kind == "smtplb")
     return {
         "cpu": cpu, "cpus": os.cpu_count(), "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "os": os_name, "kernel": platform.release(),
-        "smtplb": first_line([args.smtplb, "version"]), "smtplb_build_type": build_type,
+        "os": os_name, "kernel": platform.release(), "smtplb": smtplb,
         "compiler": first_line(["g++", "--version"]),
         "haproxy": first_line([args.haproxy, "-v"]),
+        "nginx": first_line([args.nginx, "-v"]) if any(s.kind == "nginx" for s in systems)
+        else "not in this run",
         "postfix": first_line(["postconf", "-d", "-h", "mail_version"]),
         "python": platform.python_version(),
     }
@@ -83,31 +83,66 @@ def table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def notes(r: dict) -> str:
+    """What only some workloads have: TLS handshakes, each backend's share
+    (and p99 by backend), DNS queries, messages that failed at the client."""
+    out = []
+    if r.get("handshakes_per_s"):
+        out.append(f"{mrange(r['handshakes_per_s'], ',.0f')} handshakes/s")
+    if r.get("share_pct") and len(r["share_pct"]) > 1:
+        out.append("share " + ", ".join(f"{n} {f(v, '.1f')} %" for n, v in r["share_pct"].items()))
+    if any((r.get("p99_ms_by_backend") or {}).values()):
+        out.append("p99 by backend " + ", ".join(
+            f"{n} {f(v, '.1f')}" for n, v in r["p99_ms_by_backend"].items()) + " ms")
+    if r.get("dns_queries"):
+        out.append("DNS queries " + ", ".join(f"{k} {f(v, '.0f')}"
+                                              for k, v in r["dns_queries"].items()))
+    if r.get("helper_cpu_us_per_msg"):
+        out.append(f"auth_http responder {mrange(r['helper_cpu_us_per_msg'], '.0f')} µs/msg")
+    if r.get("vs_variant"):
+        v = r["vs_variant"]
+        out.append(f"× {v['of']}: msgs/s {f(v['msgs_per_s'], '.2f')}, CPU "
+                   f"{f(v['cpu_us_per_msg'], '.2f')}, p99 {f(v['p99_ms'], '.2f')}")
+    if r.get("failed"):
+        out.append(f"{r['failed']} failed at the client")
+    return "; ".join(out)
+
+
 def main_table(doc: dict) -> str:
     rows = []
+    base = any(r.get("vs_base") is not None for r in doc["rows"])
     for r in doc["rows"]:
-        if "msgs_per_s" not in r:
-            rows.append([r["workload"], r["system"], "FAILED: " + "; ".join(r["errors"])[:200]]
-                        + [""] * 12)
+        if "msgs_per_s" not in r or r["msgs_per_s"] is None:
+            if r.get("errors"):
+                rows.append([r["workload"], r["system"], "FAILED: " + "; ".join(r["errors"])[:200]]
+                            + [""] * (14 + 2 * base))
             continue
         rows.append([
             r["workload"], r["system"], mrange(r["msgs_per_s"], ".0f"),
-            f(r["vs_direct"], ".2f"), f(r["vs_haproxy"], ".2f"),
+            f(r["vs_direct"], ".2f"), f(r["vs_haproxy"], ".2f")] + (
+            [f(r.get("vs_base"), ".2f"), f(r.get("cpu_vs_base"), ".2f")] if base else []) + [
             f(med(r["cpu_us_per_msg"]), ".0f"),
             f(None if not r["peak_rss_kb"] else med(r["peak_rss_kb"]) / 1024, ".1f"),
             f(med(r["p50_ms"]), ".2f"), f(med(r["p99_ms"]), ".2f"),
             f(r["p99_added_ms"], "+.2f"), f"{r['lost']} / {r['duplicated']}",
-            f(med(r.get("loadgen_cpu_us_per_msg")), ".0f"), f(med(r.get("machine_busy_pct")), ".0f"),
-            f(med(r.get("client_cpu_pct")), ".0f"),
+            f(med(r.get("backends_cpu_us_per_msg")), ".0f"),
+            f(med(r.get("loadgen_cpu_us_per_msg")), ".0f"),
+            f(med(r.get("machine_busy_pct")), ".0f"), f(med(r.get("other_pct")), ".0f"),
+            f(med(r.get("client_cpu_pct")), ".0f"), notes(r),
         ])
-    return table(["workload", "system", "msgs/s median (min–max)", "× direct", "× HAProxy",
-                  "CPU µs/msg", "peak RSS MB", "p50 ms", "p99 ms", "p99 added ms",
-                  "lost / dup", "smtp-source µs/msg", "machine busy %", "smtp_load CPU %"], rows)
+    first = [s["name"] for s in doc.get("systems", []) if s["kind"] == "smtplb"][:1]
+    return table(["workload", "system", "msgs/s median (min–max)", "× direct", "× HAProxy"]
+                 + ([f"× {first[0]}", f"CPU × {first[0]}"] if base else [])
+                 + ["CPU µs/msg", "peak RSS MB", "p50 ms", "p99 ms", "p99 added ms",
+                    "lost / dup", "backends µs/msg", "clients µs/msg", "machine busy %",
+                    "other %", "smtp_load CPU %", "notes"], rows)
 
 
 def targets(doc: dict) -> str:
     """The issue's targets, each judged from this run."""
     by = {(r["workload"], r["system"]): r for r in doc["rows"]}
+    # With several smtplb systems (--smtplb LABEL=PATH), the first one's.
+    lb = ([s["name"] for s in doc.get("systems", []) if s["kind"] == "smtplb"] or ["smtplb"])[0]
 
     def get(w, s, k):
         r = by.get((w, s)) or {}
@@ -119,23 +154,25 @@ def targets(doc: dict) -> str:
         mark = "–" if ok is None else ("met" if ok else "**missed**")
         lines.append([what, shown if value is not None else "not measured", mark])
 
-    v = get("1KB x1", "smtplb", "vs_haproxy")
+    v = get("1KB x1", lb, "vs_haproxy")
     judge("1 KB, one per connection: ≥ 1.3× HAProxy", v, None if v is None else v >= 1.3,
           f(v, ".2f") + "×")
     for w in ("1KB xN", "100KB x1", "100KB xN"):
-        v = get(w, "smtplb", "vs_haproxy")
+        v = get(w, lb, "vs_haproxy")
         judge(f"{w}: ≥ 1.0× HAProxy", v, None if v is None else v >= 1.0, f(v, ".2f") + "×")
-        v = get(w, "smtplb", "vs_direct")
+        v = get(w, lb, "vs_direct")
         judge(f"{w}: ≥ 0.8× direct", v, None if v is None else v >= 0.8, f(v, ".2f") + "×")
-    for w in sorted({r["workload"] for r in doc["rows"]}, key=_order(doc)):
-        v = get(w, "smtplb", "cpu_vs_haproxy")
+    for w in [w["name"] for w in doc["workloads"]
+              if w.get("set", "record") == "record"
+              and not w.get("idle") and not w.get("kill_every")]:
+        v = get(w, lb, "cpu_vs_haproxy")
         judge(f"{w}: CPU per message ≤ HAProxy's", v, None if v is None else v <= 1.0,
               f(v, ".2f") + "× HAProxy's")
-    v = get("1KB x1", "smtplb", "p99_added_ms")
+    v = get("1KB x1", lb, "p99_added_ms")
     judge("1 KB: p99 added over direct < 1 ms (4 connections)", v,
           None if v is None else v < 1.0, f(v, "+.2f") + " ms")
     for r in doc.get("idle", []):
-        if r["system"] != "smtplb":
+        if r["system"] != lb:
             continue
         limit = 1024 if r["state"] == "banner" else 3072
         v = r["rss_bytes_per_conn"]
@@ -151,11 +188,6 @@ def targets(doc: dict) -> str:
     judge("0 lost, 0 duplicated in every row (failover included)", lost,
           lost == 0 and dup == 0, shown)
     return table(["target", "this run", "verdict"], lines)
-
-
-def _order(doc):
-    names = [w["name"] for w in doc["workloads"]]
-    return lambda n: names.index(n) if n in names else 99
 
 
 def failover_table(doc: dict) -> str:
@@ -175,13 +207,21 @@ def idle_table(doc: dict) -> str:
 
 def markdown(doc: dict, chart: str | None) -> str:
     env = doc["environment"]
+    for w in doc["workloads"]:  # a results.json of compare.py, bench.py's predecessor
+        w.setdefault("per_conn", 0 if w.get("reuse") else 1)
+        w.setdefault("conns", w.get("sessions"))
+        for k, v in (("seconds", 0), ("client", "smtp-source"), ("backend", "sink"),
+                     ("tls", False), ("idle", False)):
+            w.setdefault(k, v)
     wl = "\n".join(
-        f"| {w['name']} | {w['size']} B | {'many (smtp-source -d)' if w['reuse'] else 'one'} | "
-        f"{w['sessions']} | {w['messages']} | {w['direct_sinks']} |" for w in doc["workloads"])
+        f"| {w['name']} | {w['size']} B | {w['per_conn'] or 'many'} | {w['conns']} | "
+        f"{w['messages'] or str(w['seconds']) + ' s'} | {w['client']} | {w['backend']}"
+        f"{' (TLS from smtplb)' if w.get('backend_tls') else ''} | {'yes' if w['tls'] else ''} |"
+        for w in doc["workloads"] if not w["idle"])
     parts = [f"""\
 # smtplb benchmark results
 
-Written by `bench/run.sh` (`bench/compare.py`) on {doc['date']}; every figure
+Written by `bench/run.sh` (`bench/bench.py`) on {doc['date']}; every figure
 below comes from this one run ({doc['elapsed_s'] / 60:.0f} minutes, {doc['reps']}
 repetitions interleaved, the order of the systems rotated each repetition;
 medians, with min–max where they differ).  Load average before the run:
@@ -194,41 +234,49 @@ medians, with min–max where they differ).  Load average before the run:
 | CPU | {env['cpu']}, {env['cpus']} cores shared by the load generator, the sinks and the middle box |
 | memory | {env['memory_gib']} GiB |
 | OS, kernel | {env['os']}, {env['kernel']} |
-| smtplb | {env['smtplb']} ({env['smtplb_build_type']} build), {env['compiler']} |
+| smtplb | {env['smtplb']}, {env['compiler']} |
 | HAProxy | {env['haproxy']} |
+| nginx | {env.get('nginx', 'not in this run')} |
 | Postfix (smtp-source, smtp-sink) | {env['postfix']} |
 
 ## Workloads
 
-| workload | message size | messages per connection | client sessions | messages per run | direct: sinks |
-|---|---:|---|---:|---:|---:|
+| workload | message size | messages per connection | client connections | per run | client | backends | STARTTLS |
+|---|---:|---|---:|---:|---|---|---|
 {wl}
 
-HAProxy (`mode tcp`, `balance roundrobin`) and smtplb (`algorithm: round_robin`)
-each front two `smtp-sink` processes; "direct" is smtp-source straight to the
-sinks (two sinks, the load split over two smtp-source processes, where the
-workload says so).  smtplb runs with its defaults (one worker per core,
-pooled backend sessions, info-level logging of every transaction to a file).
+HAProxy (`mode tcp`, `balance roundrobin`), nginx's mail proxy (`smtp_auth
+none`, an auth_http responder handing out the backends round robin) and
+smtplb (`algorithm: round_robin` unless the row names another) each front
+two backends: `smtp-sink` processes (`dump`: writing every message to a
+file), a fast and a slow `fault_backend.py` (`fault`), or two private
+Postfix with STARTTLS (`postfix`).  "direct" is the client straight to the
+backends (split over two where the workload says so).  smtplb runs with its
+defaults (one worker per core, pooled backend sessions, info-level logging
+of every transaction to a file).
 
 ## Throughput, CPU, memory, latency
 
 {main_table(doc)}
 
-- **msgs/s**: smtp-source's messages over its wall time.  **CPU µs/msg**:
-  utime+stime of the middle box (smtplb or HAProxy) over the run, per message.
-  **peak RSS**: its VmHWM.
-- **p50/p99**: `bench/smtp_load` at moderate load (4 connections, the
-  same message size and messages per connection), right after each run,
-  against the same processes.  One message per connection is timed from
-  the connect to the 250 after the final dot; many per connection from MAIL
-  to that 250.  **p99 added**: over direct, same workload.
-- **lost / dup**: what the sinks counted (`smtp-sink -c`) against what the
-  clients had accepted, summed over the repetitions.
-- Is the client the bottleneck?  **smtp-source µs/msg**: the load
-  generator's own CPU per message; **machine busy %**: both cores during the
-  run (near 100: the machine, shared by everything, is the limit, not one
-  process); **smtp_load CPU %**: the latency client's CPU over its wall time
-  (well under 100: it was waiting for the servers, not for itself).
+- **msgs/s**: accepted messages over the load client's wall time.  **CPU
+  µs/msg**: utime+stime of the middle box (every process of it) over the
+  run, per message.  **peak RSS**: its VmHWM.
+- **p50/p99**: from `bench/smtp_load`: the run itself, or for smtp-source
+  workloads a probe at moderate load (4 connections, the same size and
+  messages per connection) right after it, against the same processes.
+  One message per connection is timed from the connect to the 250 after
+  the final dot; many per connection from MAIL to that 250.  **p99
+  added**: over direct, same workload.
+- **lost / dup**: what the backends stored (smtp-sink's counters, or every
+  message id: dump files, fault_backend's store, Postfix's maillog) against
+  what the clients had accepted, summed over the repetitions.
+- Is the client the bottleneck?  **clients µs/msg**: the load clients' own
+  CPU per message; **machine busy %**: both cores during the run (near 100:
+  the machine, shared by everything, is the limit, not one process);
+  **other %**: the part of that not charged to this run's processes (over
+  ~10: other work disturbed the row); **smtp_load CPU %**: the latency
+  client's CPU over its wall time.
 """]
     if chart:
         parts.append(f"![msgs/s and CPU per message by workload and system]({chart})\n")
@@ -261,7 +309,7 @@ retries it, so it may arrive twice then, by the client's doing).
 
 {idle_table(doc)}
 
-`bench/idle_memory.py`: 200 warm-up connections, then {doc['idle'][0]['connections']}
+200 warm-up connections, then {doc['idle'][0]['connections']}
 more held open; the growth of the middle box's RSS and PSS (smaps_rollup)
 divided by their number.  smtplb with one worker.  **banner**: connected, 220
 read, nothing sent; **mail**: EHLO and MAIL FROM accepted (a transaction open;
@@ -310,13 +358,18 @@ def draw(doc: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [w["name"] for w in doc["workloads"]]
+    # The record set's throughput workloads, every system without variants.
+    labels = list(dict.fromkeys(r["system"] for r in doc["rows"] if "/" not in r["system"]))
+    names = [w["name"] for w in doc["workloads"] if w.get("set", "record") == "record"
+             and not w.get("idle") and not w.get("kill_every")]
     by = {(r["workload"], r["system"]): r for r in doc["rows"]}
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    width = 0.27
-    colors = {"direct": "#9e9e9e", "haproxy": "#e08a2c", "smtplb": "#2c6fbb"}
+    palette = {"direct": "#9e9e9e", "haproxy": "#e08a2c", "nginx": "#3a9e4f"}
+    others = iter(["#2c6fbb", "#9b3fb5", "#c23b3b", "#1f9e9e"])
+    colors = {s: palette.get(s) or next(others, "#555555") for s in labels}
 
     def bars(ax, systems, key, ylabel, title):
+        width = 0.8 / max(1, len(systems))
         middle = (len(systems) - 1) / 2
         for i, system in enumerate(systems):
             xs = [n + (i - middle) * width for n in range(len(names))]
@@ -328,10 +381,10 @@ def draw(doc: dict, out: Path) -> None:
         ax.set_title(title)
         ax.legend()
 
-    bars(ax1, SYSTEMS, "msgs_per_s", "messages per second (log scale)", "Throughput (median)")
-    bars(ax2, ("haproxy", "smtplb"), "cpu_us_per_msg",
+    bars(ax1, labels, "msgs_per_s", "messages per second (log scale)", "Throughput (median)")
+    bars(ax2, [s for s in labels if s != "direct"], "cpu_us_per_msg",
          "CPU µs per message of the middle box (log scale)", "CPU per message (median)")
-    fig.suptitle(f"smtplb vs HAProxy vs direct, {doc['environment']['cpus']} cores, {doc['date']}")
+    fig.suptitle(f"{' vs '.join(labels)}, {doc['environment']['cpus']} cores, {doc['date']}")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 

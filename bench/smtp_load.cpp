@@ -132,7 +132,8 @@ const char* kUsage =
     "      --timeout SECONDS    deadline of each network operation (default 30)\n"
     "      --threads T          io_context threads, connections spread over them (default 1)\n"
     "      --id-prefix STR      Message-ID / X-Test-Id prefix (default: time.pid)\n"
-    "      --ids-out FILE       write the X-Test-Id of every accepted message, one a line\n"
+    "      --ids-out FILE       write the X-Test-Id of every accepted message and its\n"
+    "                           latency in ms (as connect_latency_ms / latency_ms), one a line\n"
     "      --error-pause SECONDS  wait after a failure before reconnecting (default 0.01)\n"
     "      --max-time SECONDS   hard stop (default: duration + 2 x timeout + 5, or 3600)\n"
     "Prints one JSON object on stdout.  Exit status 0: no failure; 1: some messages\n"
@@ -316,7 +317,9 @@ struct Stats {
   std::vector<std::uint32_t> txn_us;   // MAIL -> 250 after the dot
   std::vector<std::uint32_t> conn_us;  // connect -> 250 of the connection's first message
   std::vector<std::uint32_t> hs_us;    // TLS handshake
-  std::vector<std::uint64_t> ok_ids;   // with --ids-out
+  // With --ids-out: each accepted message's id and its latency (connect ->
+  // 250 for a connection's first message, MAIL -> 250 for the others).
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ok_ids;
   std::string tls;                     // the first handshake's version, cipher, group
   std::map<std::string, std::uint64_t> errors;
   std::vector<std::string> first_errors;
@@ -907,7 +910,9 @@ awaitable<void> run_connection(Worker& w, const Target& target) {
       continue;
     }
     ++w.stats.ok;
-    if (!o.ids_out.empty()) w.stats.ok_ids.push_back(*id);
+    if (!o.ids_out.empty())
+      w.stats.ok_ids.emplace_back(*id, s->messages == 0 ? w.stats.conn_us.back()
+                                                        : w.stats.txn_us.back());
     ++s->messages;
     if (o.per_connection > 0 && s->messages >= o.per_connection) {
       co_await quit(*s, w.stats);
@@ -1134,7 +1139,8 @@ int main(int argc, char** argv) {
   if (!opt.ids_out.empty()) {
     std::sort(all.ok_ids.begin(), all.ok_ids.end());
     std::ofstream f(opt.ids_out, std::ios::trunc);
-    for (auto id : all.ok_ids) f << opt.id_prefix << '.' << id << '\n';
+    for (auto [id, us] : all.ok_ids)
+      f << opt.id_prefix << '.' << id << ' ' << us / 1000.0 << '\n';
     f.close();
     ids_written = static_cast<bool>(f);
     if (!ids_written) std::cerr << "smtp_load: cannot write " << opt.ids_out << "\n";

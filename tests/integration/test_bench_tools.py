@@ -1,7 +1,8 @@
 """The benchmark tools of bench/, so that the command the README gives for
 issue 7's benchmark keeps working: smtp_load is built with the rest, the
-Python drivers load, a small real comparison (smtp-source, smtp-sink,
-HAProxy, smtplb) runs end to end and counts every message, and the report
+driver loads, a small real comparison (smtp-source, smtp-sink, HAProxy, two
+smtplb systems, failover and idle memory) runs end to end and counts every
+message, and the report
 judges the targets from the figures it is given.  The figures themselves
 are not asserted: a CI host is no benchmark machine.
 """
@@ -36,12 +37,15 @@ class BenchToolsTest(unittest.TestCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertIn("--ids-out", cp.stdout + cp.stderr)
 
-    def test_drivers_load_and_document_their_options(self):
-        for script, option in (("compare.py", "--reps"), ("idle_memory.py", "--connections"),
-                               ("run_bench.py", "--sizes")):
-            cp = run([sys.executable, os.path.join(BENCH, script), "--help"])
-            self.assertEqual(cp.returncode, 0, f"{script}: {cp.stderr}")
-            self.assertIn(option, cp.stdout, script)
+    def test_the_driver_loads_and_lists_its_workloads(self):
+        cp = run([sys.executable, os.path.join(BENCH, "bench.py"), "--help"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        for option in ("--reps", "--workloads", "--systems", "--smtplb", "--scale"):
+            self.assertIn(option, cp.stdout)
+        cp = run([sys.executable, os.path.join(BENCH, "bench.py"), "--list"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        for name in ("1KB x1", "failover", "idle", "TLS 1x1KB", "skewed", "MX"):
+            self.assertIn(name, cp.stdout)
 
     @unittest.skipIf(SANITIZED, "a benchmark of a sanitizer build says nothing")
     @unittest.skipUnless(shutil.which("haproxy") and shutil.which("smtp-source"),
@@ -50,27 +54,36 @@ class BenchToolsTest(unittest.TestCase):
         work = tempfile.mkdtemp(prefix="smtplb-it-bench-")
         self.addCleanup(shutil.rmtree, work, True)
         out, md = os.path.join(work, "r.json"), os.path.join(work, "R.md")
-        cp = run([sys.executable, os.path.join(BENCH, "compare.py"), "--smtplb", SMTPLB_BIN,
-                  "--smtp-load", SMTP_LOAD, "--workloads", "1KB x1,100KB xN", "--reps", "2",
-                  "--scale", "0.01", "--failover-seconds", "3", "--idle-connections", "100",
+        # Two smtplb systems (the same binary under two labels), as for a
+        # before/after comparison of a change in one run.
+        cp = run([sys.executable, os.path.join(BENCH, "bench.py"),
+                  "--smtplb", "a=" + SMTPLB_BIN, "--smtplb", "b=" + SMTPLB_BIN,
+                  "--smtp-load", SMTP_LOAD, "--workloads", "1KB x1,100KB xN,failover,idle",
+                  "--systems", "direct,haproxy,smtplb", "--reps", "2", "--scale", "0.01",
                   "--out", out, "--markdown", md])
         self.assertEqual(cp.returncode, 0, cp.stderr[-3000:])
         with open(out) as f:
             doc = json.load(f)
-        # Two repetitions, three systems, two workloads: every run succeeded
+        runs = [r for r in doc["runs"] if r["workload"] in ("1KB x1", "100KB xN")]
+        # Two repetitions, four systems, two workloads: every run succeeded
         # and the systems' order rotated between the repetitions.
-        self.assertEqual(len(doc["runs"]), 12)
+        self.assertEqual(len(runs), 16)
         self.assertFalse([r for r in doc["runs"] if "error" in r])
-        orders = [[r["system"] for r in doc["runs"] if r["rep"] == rep][:3] for rep in (0, 1)]
+        orders = [[r["system"] for r in runs if r["rep"] == rep][:4] for rep in (0, 1)]
         self.assertNotEqual(orders[0], orders[1])
+        self.assertEqual(sorted(orders[0]), ["a", "b", "direct", "haproxy"])
         for row in doc["rows"]:
+            if row["workload"] == "idle":
+                continue
             self.assertEqual((row["lost"], row["duplicated"]), (0, 0), row)
             self.assertGreater(row["msgs_per_s"][0], 0, row)
             self.assertIsNotNone(row["p99_ms"], row)
             if row["system"] != "direct":
                 self.assertGreater(row["cpu_us_per_msg"][0], 0, row)
+            if row["system"] == "b":
+                self.assertIsNotNone(row["vs_base"], row)
         # The failover row killed a sink and found every accepted message once.
-        self.assertEqual([f["system"] for f in doc["failover"]], ["haproxy", "smtplb"])
+        self.assertEqual([f["system"] for f in doc["failover"]], ["haproxy", "a", "b"])
         for f in doc["failover"]:
             self.assertGreaterEqual(f["kills"], 1, f)
             # A sink killed after storing a message and before its 250 left
@@ -80,11 +93,12 @@ class BenchToolsTest(unittest.TestCase):
             self.assertLessEqual(f["duplicated"], f.get("flagged_possible_duplicates", 0), f)
             self.assertGreater(f["accepted"], 0, f)
         self.assertEqual({(i["system"], i["state"]) for i in doc["idle"]},
-                         {("smtplb", "banner"), ("smtplb", "mail"), ("haproxy", "banner")})
+                         {("a", "banner"), ("a", "mail"), ("b", "banner"), ("b", "mail"),
+                          ("haproxy", "banner")})
         with open(md) as f:
             text = f.read()
         for heading in ("## Environment", "## Throughput, CPU, memory, latency", "## Failover",
-                        "## Memory per idle client connection", "## Targets"):
+                        "## Memory per idle client connection", "## Targets", "| × a |"):
             self.assertIn(heading, text)
 
     def test_report_judges_each_target_from_the_figures(self):

@@ -58,6 +58,12 @@ stage() {  # name command...
   record "$name" "$log" "$rc"
 }
 
+# ccache (when installed, CMake uses it) shares compiled objects between
+# checkouts of the same tree: paths relative to the checkout, and the
+# precompiled header allowed (its defines and __TIME__ are not ours).
+export CCACHE_BASEDIR="$top" CCACHE_NOHASHDIR=1
+export CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime
+
 build() {  # dir extra-cmake-args...
   local dir=$1
   shift

@@ -724,7 +724,7 @@ class Loader {
   void load_limits(const YAML::Node& v, Limits& l) {
     each_key(v, "limits",
              {"max_message_size", "max_recipients", "bare_line_endings", "max_line_length",
-              "max_errors", "max_connections", "max_connections_per_ip",
+              "max_errors", "max_connections", "max_connections_per_ip", "ipv6_prefix",
               "max_connection_rate_per_ip", "max_message_rate_per_ip", "replay_memory"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "max_message_size") {
@@ -775,6 +775,8 @@ class Loader {
                  }
                } else if (key == "replay_memory") {
                  if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
+               } else if (key == "ipv6_prefix") {
+                 if (auto n = integer(x, "limits.ipv6_prefix", 1, 128)) l.ipv6_prefix = int(*n);
                }
              });
   }

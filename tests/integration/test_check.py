@@ -200,6 +200,24 @@ class Check(IntegrationCase):
                 self.assertRegex(out + err, r"(?m)^%s:%d:%d: max_line_length: .*%s"
                                  % (re.escape(path), line, col, value))
 
+    def test_ipv6_prefix_accepted_and_checked(self):
+        # Issue 14: limits.ipv6_prefix, 1..128 (64 by default).
+        for value in ("64", "48", "128", "1"):
+            with self.subTest(value=value):
+                text = VALID.replace("  max_recipients: 100\n",
+                                     "  max_recipients: 100\n  ipv6_prefix: %s\n" % value)
+                _, rc, out, err = self.check(text)
+                self.assertEqual(rc, 0, out + err)
+        for value in ("0", "129", "/64"):
+            with self.subTest(value=value):
+                text = VALID.replace("  max_recipients: 100\n",
+                                     "  max_recipients: 100\n  ipv6_prefix: %s\n" % value)
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1)
+                line, col = position(text, value, 1)
+                self.assertRegex(out + err, r"(?m)^%s:%d:%d: limits\.ipv6_prefix"
+                                 % (re.escape(path), line, col))
+
 
 if __name__ == "__main__":
     unittest.main()

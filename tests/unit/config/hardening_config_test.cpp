@@ -1,0 +1,78 @@
+// Issue 14 (hardening): limits.ipv6_prefix, a temp_directory that cannot
+// hold spill files, and an admin API open to the network without a token.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace smtplb::config {
+namespace {
+
+const std::string kBase = R"(listeners:
+  - name: mx
+    listen: 127.0.0.1:2525
+pools:
+  - name: main
+    backends:
+      - address: 127.0.0.1:10025
+routes:
+  - pool: main
+)";
+
+// Error lines as "LINE:COL: message".
+std::vector<std::string> errors_of(const std::string& text) {
+  auto r = load_config_text(text, "t.yaml");
+  std::vector<std::string> out;
+  for (const auto& e : r.errors)
+    out.push_back(std::to_string(e.line) + ":" + std::to_string(e.column) + ": " + e.message);
+  return out;
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += e + "\n";
+  return s;
+}
+
+// A directory of its own under the system's temporary directory, removed
+// at the end.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "smtplb-cfgtest-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+TEST(ConfigHardening, Ipv6PrefixDefaultsTo64AndTakes1To128) {
+  auto r = load_config_text(kBase, "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  EXPECT_EQ(r.config->limits.ipv6_prefix, 64);
+
+  r = load_config_text(kBase + "limits:\n  ipv6_prefix: 48\n", "t.yaml");
+  ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
+  EXPECT_EQ(r.config->limits.ipv6_prefix, 48);
+
+  for (const char* bad : {"0", "129", "-1", "/64", "sixty-four"}) {
+    auto errs = errors_of(kBase + "limits:\n  ipv6_prefix: " + bad + "\n");
+    ASSERT_EQ(errs.size(), 1u) << bad << "\n" << joined(errs);
+    EXPECT_EQ(errs[0].rfind("11:16: limits.ipv6_prefix", 0), 0u) << errs[0];
+  }
+}
+
+}  // namespace
+}  // namespace smtplb::config

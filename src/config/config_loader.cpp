@@ -5,7 +5,8 @@
 // `smtplb check` run reports all of them.  Keys reserved by DESIGN.md for
 // capabilities this build does not have yet are refused by name rather than
 // silently ignored.  Files the configuration names (TLS certificates and
-// keys, CA files, the password file) are read here too, so a bad one is a
+// keys, CA files, the password file) are read here too, and temp_directory
+// is tried (a spill file made and written), so a bad one is a
 // configuration error at its key, at start-up and at a reload alike.
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -20,6 +21,7 @@
 #include "auth/password_file.hpp"
 #include "config/config.hpp"
 #include "net/tls.hpp"
+#include "relay/replay_buffer.hpp"
 #include "smtp/address.hpp"
 
 namespace smtplb::config {
@@ -382,7 +384,10 @@ class Loader {
                } else if (key == "connection_pool") {
                  load_connection_pool(v, cfg.backend_pool);
                } else if (key == "temp_directory") {
-                 if (auto s = str(v, "temp_directory")) cfg.temp_directory = *s;
+                 if (auto s = str(v, "temp_directory")) {
+                   cfg.temp_directory = *s;
+                   temp_directory_mark_ = v.Mark();
+                 }
                } else if (key == "auth") {
                  if (!root_auth_) load_auth(v, cfg);
                  root_auth_ = true;
@@ -394,6 +399,12 @@ class Loader {
                  if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
                }
              });
+    // Messages over limits.replay_memory spill there: one that cannot
+    // would get 451 4.3.0 each, so it is refused here, not found out then.
+    if (auto why = relay::ReplayBuffer::probe_directory(cfg.temp_directory); !why.empty())
+      error(temp_directory_mark_ ? *temp_directory_mark_ : root.Mark(),
+            "temp_directory: `" + cfg.temp_directory + "` cannot hold replay spill files (" + why +
+                ")" + (temp_directory_mark_ ? "" : "; it is the default, set temp_directory"));
     // Cross-references, once everything is read.
     if (!root["listeners"]) error(root, "no `listeners`: smtplb would accept no mail");
     if (!root["pools"]) error(root, "no `pools`: smtplb would have nowhere to relay");
@@ -840,7 +851,8 @@ class Loader {
   }
 
   std::vector<std::pair<std::string, YAML::Mark>> listener_refs_;
-  bool root_auth_ = false;  // the top-level `auth` is read
+  bool root_auth_ = false;                         // the top-level `auth` is read
+  std::optional<YAML::Mark> temp_directory_mark_;  // where temp_directory is set, if it is
   bool proxy_identity_used_ = false;
 
  private:

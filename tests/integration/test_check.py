@@ -218,6 +218,24 @@ class Check(IntegrationCase):
                 self.assertRegex(out + err, r"(?m)^%s:%d:%d: limits\.ipv6_prefix"
                                  % (re.escape(path), line, col))
 
+    def test_unusable_temp_directory_is_refused_with_its_key(self):
+        # Issue 14: a temp_directory where no spill file can be made would
+        # turn every message over limits.replay_memory into 451 4.3.0.
+        missing = os.path.join(self.workdir, "gone")
+        a_file = os.path.join(self.workdir, "a-file")
+        with open(a_file, "w") as f:
+            f.write("not a directory\n")
+        for value, why in ((missing, "No such file or directory"), (a_file, "not a directory")):
+            with self.subTest(value=value):
+                text = VALID + "temp_directory: %s\n" % value
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1, out + err)
+                line, col = position(text, value, 1)
+                self.assertRegex(out + err, r"(?m)^%s:%d:%d: temp_directory: .*%s"
+                                 % (re.escape(path), line, col, re.escape(why)))
+        _, rc, out, err = self.check(VALID + "temp_directory: %s\n" % self.workdir)
+        self.assertEqual(rc, 0, out + err)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -74,5 +74,45 @@ TEST(ConfigHardening, Ipv6PrefixDefaultsTo64AndTakes1To128) {
   }
 }
 
+TEST(ConfigHardening, TempDirectoryThatCannotHoldSpillFilesIsAnErrorAtItsKey) {
+  ScratchDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string missing = dir.path() + "/missing";
+  const std::string file = dir.path() + "/a-file";
+  std::ofstream(file) << "not a directory\n";
+  struct Case {
+    const char* name;
+    std::string value;
+    const char* why;
+  };
+  const Case cases[] = {
+      {"missing", missing, "No such file or directory"},
+      {"a file", file, "not a directory"},
+  };
+  for (const Case& c : cases) {
+    auto errs = errors_of(kBase + "temp_directory: " + c.value + "\n");
+    ASSERT_EQ(errs.size(), 1u) << c.name << "\n" << joined(errs);
+    EXPECT_EQ(errs[0].rfind("10:17: temp_directory: `" + c.value + "`", 0), 0u) << errs[0];
+    EXPECT_NE(errs[0].find(c.why), std::string::npos) << errs[0];
+  }
+  // A usable directory loads, and is left as it was.
+  auto r = load_config_text(kBase + "temp_directory: " + dir.path() + "\n", "t.yaml");
+  EXPECT_TRUE(r.errors.empty()) << r.errors.front().str();
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 1)
+      << "the probe left a file behind";
+}
+
+TEST(ConfigHardening, UnwritableTempDirectoryIsAnError) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root writes through directory permissions";
+  ScratchDir dir;
+  std::filesystem::permissions(
+      dir.path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  auto errs = errors_of(kBase + "temp_directory: " + dir.path() + "\n");
+  std::filesystem::permissions(dir.path(), std::filesystem::perms::owner_all);
+  ASSERT_EQ(errs.size(), 1u) << joined(errs);
+  EXPECT_NE(errs[0].find("temp_directory"), std::string::npos) << errs[0];
+  EXPECT_NE(errs[0].find("Permission denied"), std::string::npos) << errs[0];
+}
+
 }  // namespace
 }  // namespace smtplb::config

@@ -816,16 +816,28 @@ class Loader {
     });
   }
 
+  static bool is_loopback(const std::array<std::uint8_t, 16>& ip) {
+    static const std::array<std::uint8_t, 16> kLoopback6{0, 0, 0, 0, 0, 0, 0, 0,
+                                                         0, 0, 0, 0, 0, 0, 0, 1};
+    static const std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (ip == kLoopback6) return true;
+    return std::equal(std::begin(kMapped), std::end(kMapped), ip.begin()) && ip[12] == 127;
+  }
+
   void load_admin(const YAML::Node& v, Config& cfg) {
     Admin a;
     bool has_listen = false;
+    std::optional<YAML::Node> open_listen;  // admin.listen, when not loopback
     each_key(v, "admin", {"listen", "token_file"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "listen") {
                  has_listen = true;
                  if (auto e = endpoint(x, "admin.listen")) {
-                   if (!parse_ip(e->host))
+                   auto ip = parse_ip(e->host);
+                   if (!ip)
                      error(x, "admin.listen: `" + e->host + "` is not an IP address");
+                   else if (!is_loopback(*ip))
+                     open_listen = x;
                    a.listen = *e;
                  }
                } else if (key == "token_file") {
@@ -833,6 +845,12 @@ class Loader {
                }
              });
     if (v.IsMap() && !has_listen) error(v, "admin needs `listen: host:port`");
+    // SECURITY.md 10: reachable from the network, the API would let anyone
+    // there drain every backend.
+    if (open_listen && a.token_file.empty())
+      error(*open_listen, "admin.listen: `" + a.listen.host +
+                              "` is not a loopback address, so admin.token_file is required "
+                              "(anyone who can reach the API could drain every backend)");
     cfg.admin = a;
   }
 

@@ -236,6 +236,29 @@ class Check(IntegrationCase):
         _, rc, out, err = self.check(VALID + "temp_directory: %s\n" % self.workdir)
         self.assertEqual(rc, 0, out + err)
 
+    def test_admin_off_loopback_needs_a_token_file(self):
+        # Issue 14, SECURITY.md 10: an admin API anyone on the network can
+        # reach, without a token, could drain every backend.
+        token = os.path.join(self.workdir, "admin.token")
+        with open(token, "w") as f:
+            f.write("secret\n")
+        for listen in ("0.0.0.0:8025", '"[::]:8025"', "192.0.2.1:8025"):
+            with self.subTest(listen=listen):
+                text = VALID + "admin:\n  listen: %s\n" % listen
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1, out + err)
+                line = text.splitlines().index("  listen: %s" % listen) + 1
+                self.assertRegex(out + err, r"(?m)^%s:%d:11: admin\.listen: .*admin\.token_file"
+                                 % (re.escape(path), line))
+            with self.subTest(listen=listen, token=True):
+                text = VALID + "admin:\n  listen: %s\n  token_file: %s\n" % (listen, token)
+                _, rc, out, err = self.check(text)
+                self.assertEqual(rc, 0, out + err)
+        for listen in ("127.0.0.1:8025", '"[::1]:8025"'):
+            with self.subTest(listen=listen):
+                _, rc, out, err = self.check(VALID + "admin:\n  listen: %s\n" % listen)
+                self.assertEqual(rc, 0, out + err)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -114,5 +114,40 @@ TEST(ConfigHardening, UnwritableTempDirectoryIsAnError) {
   EXPECT_NE(errs[0].find("Permission denied"), std::string::npos) << errs[0];
 }
 
+TEST(ConfigHardening, AdminOffLoopbackNeedsATokenFile) {
+  ScratchDir dir;
+  const std::string token = dir.path() + "/token";
+  std::ofstream(token) << "s3cret\n";
+  struct Case {
+    const char* listen;
+    bool with_token;
+    bool ok;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:8025", false, true},
+      {"127.0.0.2:8025", false, true},
+      {"\"[::1]:8025\"", false, true},
+      {"0.0.0.0:8025", false, false},
+      {"\"[::]:8025\"", false, false},
+      {"192.0.2.10:8025", false, false},
+      {"\"[2001:db8::1]:8025\"", false, false},
+      {"\"[::ffff:10.0.0.1]:8025\"", false, false},
+      {"0.0.0.0:8025", true, true},
+      {"\"[::]:8025\"", true, true},
+  };
+  for (const Case& c : cases) {
+    std::string text = kBase + "admin:\n  listen: " + c.listen + "\n";
+    if (c.with_token) text += "  token_file: " + token + "\n";
+    auto errs = errors_of(text);
+    if (c.ok) {
+      EXPECT_TRUE(errs.empty()) << c.listen << "\n" << joined(errs);
+      continue;
+    }
+    ASSERT_EQ(errs.size(), 1u) << c.listen << "\n" << joined(errs);
+    EXPECT_EQ(errs[0].rfind("11:11: admin.listen:", 0), 0u) << errs[0];
+    EXPECT_NE(errs[0].find("admin.token_file is required"), std::string::npos) << errs[0];
+  }
+}
+
 }  // namespace
 }  // namespace smtplb::config

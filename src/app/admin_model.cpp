@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "log/log.hpp"
+#include "relay/replay_buffer.hpp"
 #include "upstream/failure.hpp"
 
 namespace smtplb::app {
@@ -128,6 +129,9 @@ std::string AdminModel::metrics_text() {
   family(out, "smtplb_mx_refresh_failures_total", "counter",
          "Failed DNS refreshes of mx: pools (each run of failures once).",
          {{"", load(shared_.mx_refresh_failures)}});
+  family(out, "smtplb_spill_failures_total", "counter",
+         "Replay buffers that could not spill to temp_directory (the message got 451 4.3.0).",
+         {{"", relay::ReplayBuffer::spill_failures()}});
   family(out, "smtplb_tls_handshakes_total", "counter",
          "TLS handshakes with clients (implicit TLS and STARTTLS) by result.",
          {{"result=\"ok\"", load(shared_.tls_handshakes)},

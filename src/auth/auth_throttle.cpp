@@ -1,6 +1,7 @@
 #include "auth/auth_throttle.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace smtplb::auth {
 namespace {
@@ -50,17 +51,57 @@ AuthThrottle::Duration AuthThrottle::delay_for(int failures) const {
   return std::min(d, max);
 }
 
+int AuthThrottle::failures_at(const Ip& key, Clock::time_point now) const {
+  auto it = index_.find(key);
+  if (it == index_.end()) return 0;
+  const Entry& e = *it->second;
+  return now - e.last_failure >= policy_.window ? 0 : e.failures;
+}
+
+void AuthThrottle::settle(const Ip& key) {
+  auto it = open_.find(key);
+  if (it == open_.end()) return;  // timed out already: nothing to settle
+  it->second.pop_front();
+  if (it->second.empty()) open_.erase(it);
+}
+
+void AuthThrottle::prune_open(Clock::time_point now) {
+  for (auto it = open_.begin(); it != open_.end();) {
+    Opened& o = it->second;
+    while (!o.empty() && now - o.front() >= policy_.attempt_timeout) o.pop_front();
+    it = o.empty() ? open_.erase(it) : std::next(it);
+  }
+}
+
 AuthThrottle::Decision AuthThrottle::on_attempt(const Ip& ip, Clock::time_point now) {
   std::lock_guard lock(mu_);
-  auto it = index_.find(key_of(ip));
-  if (it == index_.end() || it->second->refused_until <= now) return {};
-  ++counters_.refusals_total;
-  return {false, it->second->refused_until};
+  const Ip key = key_of(ip);
+  auto it = index_.find(key);
+  if (it != index_.end() && it->second->refused_until > now) {
+    ++counters_.refusals_total;
+    return {false, it->second->refused_until};
+  }
+  // Bounded by the connections in AUTH at once; swept when it grows past
+  // what the failure table may hold.
+  if (open_.size() >= policy_.max_tracked) prune_open(now);
+  Opened& opened = open_[key];
+  while (!opened.empty() && now - opened.front() >= policy_.attempt_timeout) opened.pop_front();
+  // Each open attempt may yet be a failure: together with the failures so
+  // far they stay under refuse_after.  After a refusal has run out (the
+  // count kept), one attempt at a time.
+  const int budget = std::max(policy_.refuse_after - failures_at(key, now), 1);
+  if (static_cast<int>(opened.size()) >= budget) {
+    ++counters_.refusals_total;
+    return {false, opened.front() + policy_.attempt_timeout};
+  }
+  opened.push_back(now);
+  return {};
 }
 
 AuthThrottle::Duration AuthThrottle::on_failure(const Ip& ip, Clock::time_point now) {
   std::lock_guard lock(mu_);
   ++counters_.failures_total;
+  settle(key_of(ip));
   // Addresses quiet for `window` and not refused are forgotten anyway; the
   // list is in failure order, so they sit at its end.
   while (!lru_.empty() && now - lru_.back().last_failure >= policy_.window &&
@@ -91,7 +132,9 @@ AuthThrottle::Duration AuthThrottle::on_failure(const Ip& ip, Clock::time_point 
 
 void AuthThrottle::on_success(const Ip& ip) {
   std::lock_guard lock(mu_);
-  auto it = index_.find(key_of(ip));
+  const Ip key = key_of(ip);
+  settle(key);
+  auto it = index_.find(key);
   if (it == index_.end()) return;
   lru_.erase(it->second);
   index_.erase(it);
@@ -101,6 +144,8 @@ AuthThrottle::Counters AuthThrottle::counters() const {
   std::lock_guard lock(mu_);
   Counters c = counters_;
   c.tracked = index_.size();
+  c.in_progress = 0;
+  for (const auto& [key, opened] : open_) c.in_progress += opened.size();
   return c;
 }
 

@@ -19,6 +19,16 @@
 // host usually holds a whole /64 and could otherwise rotate addresses for
 // fresh counts.  IPv4 (IPv4-mapped) addresses count one by one.
 //
+// Attempts in progress count too (issue 14): on_attempt() opens one, and
+// its 535 (on_failure) or 235 (on_success) settles it, so that parallel
+// connections from one address cannot all be checked before the first
+// failure is counted.  An address may have at most `refuse_after` minus
+// its failures so far (at least one) attempts open at once; one more gets
+// 421 4.7.0 like a refusal, though it starts none.  Attempts that end with
+// neither verdict (bad base64, 454, the client gone) are not told about:
+// they close by themselves after `attempt_timeout`, and until then hold
+// their place in that budget.
+//
 // Bounded: at most max_tracked addresses; the one that failed least
 // recently is forgotten first (so a flood of failures from more addresses
 // than that can push a refused one out early), and addresses quiet for
@@ -32,6 +42,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <list>
 #include <mutex>
 #include <unordered_map>
@@ -49,6 +60,9 @@ struct ThrottlePolicy {
   std::chrono::seconds window{std::chrono::minutes(15)};  // quiet time that forgets failures
   std::size_t max_tracked = 10000;                        // addresses remembered
   int ipv6_prefix_bits = 64;                              // 128: each IPv6 address apart
+  // How long an attempt with no verdict (see above) stays open.  An AUTH
+  // exchange that takes longer is then counted only when it fails.
+  std::chrono::seconds attempt_timeout{std::chrono::minutes(1)};
 };
 
 class AuthThrottle {
@@ -64,18 +78,21 @@ class AuthThrottle {
 
   explicit AuthThrottle(ThrottlePolicy policy = {});
 
-  // Before an AUTH command: may it go on?  Counts a refusal when not.
+  // Before an AUTH command: may it go on?  Opens an attempt when it may,
+  // counts a refusal when not.
   Decision on_attempt(const Ip& ip, Clock::time_point now);
-  // After a failed AUTH: how long to wait before replying 535 5.7.8.
+  // After a failed AUTH: settles an attempt, and says how long to wait
+  // before replying 535 5.7.8.
   Duration on_failure(const Ip& ip, Clock::time_point now);
-  // After a successful AUTH: forgets the address's failures.
+  // After a successful AUTH: settles an attempt, forgets the failures.
   void on_success(const Ip& ip);
 
   struct Counters {
     std::uint64_t failures_total = 0;
     std::uint64_t refusals_total = 0;  // AUTH attempts refused (421)
     std::uint64_t evictions_total = 0;
-    std::size_t tracked = 0;  // addresses remembered now
+    std::size_t tracked = 0;      // addresses remembered now (with failures)
+    std::size_t in_progress = 0;  // attempts open now, all addresses
   };
   Counters counters() const;
 
@@ -93,14 +110,22 @@ class AuthThrottle {
     std::size_t operator()(const Ip& ip) const;
   };
 
+  using Opened = std::deque<Clock::time_point>;  // open attempts, oldest first
+
   Ip key_of(const Ip& ip) const;
   Duration delay_for(int failures) const;
+  int failures_at(const Ip& key, Clock::time_point now) const;  // within `window`
+  void settle(const Ip& key);                                   // the oldest open attempt
+  void prune_open(Clock::time_point now);
 
   ThrottlePolicy policy_;
   mutable std::mutex mu_;
   List lru_;                                              // guarded by mu_
   std::unordered_map<Ip, List::iterator, IpHash> index_;  // guarded by mu_
-  Counters counters_;                                     // guarded by mu_; tracked unused
+  // Addresses with attempts open; apart from lru_ so that an attempt that
+  // never fails leaves no failure entry behind.
+  std::unordered_map<Ip, Opened, IpHash> open_;  // guarded by mu_
+  Counters counters_;                            // guarded by mu_; tracked unused
 };
 
 }  // namespace smtplb::auth

@@ -186,6 +186,10 @@ struct Limits {
   // Message bytes kept in memory for replay before spilling to an unlinked
   // temporary file, so a 50 MB message costs bounded memory.
   std::uint64_t replay_memory = 1ull << 20;
+  // Per-client limits (connections, rates, the AUTH throttle) count an
+  // IPv6 client by this prefix length, since one host usually holds a
+  // whole /64; IPv4 clients count by their whole address.  1..128.
+  int ipv6_prefix = 64;
 };
 
 struct Timeouts {

@@ -5,7 +5,8 @@
 // `smtplb check` run reports all of them.  Keys reserved by DESIGN.md for
 // capabilities this build does not have yet are refused by name rather than
 // silently ignored.  Files the configuration names (TLS certificates and
-// keys, CA files, the password file) are read here too, so a bad one is a
+// keys, CA files, the password file) are read here too, and temp_directory
+// is tried (a spill file made and written), so a bad one is a
 // configuration error at its key, at start-up and at a reload alike.
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
@@ -20,6 +21,7 @@
 #include "auth/password_file.hpp"
 #include "config/config.hpp"
 #include "net/tls.hpp"
+#include "relay/replay_buffer.hpp"
 #include "smtp/address.hpp"
 
 namespace smtplb::config {
@@ -382,7 +384,10 @@ class Loader {
                } else if (key == "connection_pool") {
                  load_connection_pool(v, cfg.backend_pool);
                } else if (key == "temp_directory") {
-                 if (auto s = str(v, "temp_directory")) cfg.temp_directory = *s;
+                 if (auto s = str(v, "temp_directory")) {
+                   cfg.temp_directory = *s;
+                   temp_directory_mark_ = v.Mark();
+                 }
                } else if (key == "auth") {
                  if (!root_auth_) load_auth(v, cfg);
                  root_auth_ = true;
@@ -394,6 +399,12 @@ class Loader {
                  if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
                }
              });
+    // Messages over limits.replay_memory spill there: one that cannot
+    // would get 451 4.3.0 each, so it is refused here, not found out then.
+    if (auto why = relay::ReplayBuffer::probe_directory(cfg.temp_directory); !why.empty())
+      error(temp_directory_mark_ ? *temp_directory_mark_ : root.Mark(),
+            "temp_directory: `" + cfg.temp_directory + "` cannot hold replay spill files (" + why +
+                ")" + (temp_directory_mark_ ? "" : "; it is the default, set temp_directory"));
     // Cross-references, once everything is read.
     if (!root["listeners"]) error(root, "no `listeners`: smtplb would accept no mail");
     if (!root["pools"]) error(root, "no `pools`: smtplb would have nowhere to relay");
@@ -724,7 +735,7 @@ class Loader {
   void load_limits(const YAML::Node& v, Limits& l) {
     each_key(v, "limits",
              {"max_message_size", "max_recipients", "bare_line_endings", "max_line_length",
-              "max_errors", "max_connections", "max_connections_per_ip",
+              "max_errors", "max_connections", "max_connections_per_ip", "ipv6_prefix",
               "max_connection_rate_per_ip", "max_message_rate_per_ip", "replay_memory"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "max_message_size") {
@@ -775,6 +786,8 @@ class Loader {
                  }
                } else if (key == "replay_memory") {
                  if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
+               } else if (key == "ipv6_prefix") {
+                 if (auto n = integer(x, "limits.ipv6_prefix", 1, 128)) l.ipv6_prefix = int(*n);
                }
              });
   }
@@ -803,16 +816,28 @@ class Loader {
     });
   }
 
+  static bool is_loopback(const std::array<std::uint8_t, 16>& ip) {
+    static const std::array<std::uint8_t, 16> kLoopback6{0, 0, 0, 0, 0, 0, 0, 0,
+                                                         0, 0, 0, 0, 0, 0, 0, 1};
+    static const std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (ip == kLoopback6) return true;
+    return std::equal(std::begin(kMapped), std::end(kMapped), ip.begin()) && ip[12] == 127;
+  }
+
   void load_admin(const YAML::Node& v, Config& cfg) {
     Admin a;
     bool has_listen = false;
+    std::optional<YAML::Node> open_listen;  // admin.listen, when not loopback
     each_key(v, "admin", {"listen", "token_file"},
              [&](const std::string& key, const YAML::Node& x) {
                if (key == "listen") {
                  has_listen = true;
                  if (auto e = endpoint(x, "admin.listen")) {
-                   if (!parse_ip(e->host))
+                   auto ip = parse_ip(e->host);
+                   if (!ip)
                      error(x, "admin.listen: `" + e->host + "` is not an IP address");
+                   else if (!is_loopback(*ip))
+                     open_listen = x;
                    a.listen = *e;
                  }
                } else if (key == "token_file") {
@@ -820,6 +845,12 @@ class Loader {
                }
              });
     if (v.IsMap() && !has_listen) error(v, "admin needs `listen: host:port`");
+    // SECURITY.md 10: reachable from the network, the API would let anyone
+    // there drain every backend.
+    if (open_listen && a.token_file.empty())
+      error(*open_listen, "admin.listen: `" + a.listen.host +
+                              "` is not a loopback address, so admin.token_file is required "
+                              "(anyone who can reach the API could drain every backend)");
     cfg.admin = a;
   }
 
@@ -838,7 +869,8 @@ class Loader {
   }
 
   std::vector<std::pair<std::string, YAML::Mark>> listener_refs_;
-  bool root_auth_ = false;  // the top-level `auth` is read
+  bool root_auth_ = false;                         // the top-level `auth` is read
+  std::optional<YAML::Mark> temp_directory_mark_;  // where temp_directory is set, if it is
   bool proxy_identity_used_ = false;
 
  private:

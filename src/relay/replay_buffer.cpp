@@ -1,16 +1,27 @@
 #include "relay/replay_buffer.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 
+#include "log/log.hpp"
 #include "relay/buffer_cache.hpp"
 
 namespace smtplb::relay {
 
 namespace {
+
+std::atomic<std::uint64_t> g_spill_failures{0};
+// steady_clock ticks of the last spill_failure log line; a minute apart.
+std::atomic<std::int64_t> g_last_spill_log{std::numeric_limits<std::int64_t>::min()};
+constexpr std::chrono::minutes kSpillLogInterval{1};
 
 int open_unlinked(const std::string& dir) {
   int fd = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -24,7 +35,8 @@ int open_unlinked(const std::string& dir) {
 
 bool write_all(int fd, std::string_view bytes) {
   while (!bytes.empty()) {
-    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    // Bounded pieces: a short write() each, not one the size of a chunk.
+    ssize_t n = ::write(fd, bytes.data(), std::min(bytes.size(), ReplayBuffer::kSpillPiece));
     if (n < 0) {
       if (errno == EINTR) continue;
       return false;
@@ -35,6 +47,43 @@ bool write_all(int fd, std::string_view bytes) {
 }
 
 }  // namespace
+
+std::string ReplayBuffer::probe_directory(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) return std::strerror(errno);
+  if (!S_ISDIR(st.st_mode)) return "not a directory";
+  int fd = open_unlinked(dir);
+  if (fd < 0) return std::string("cannot create a temporary file there: ") + std::strerror(errno);
+  bool ok = write_all(fd, "smtplb");
+  int err = errno;
+  ::close(fd);
+  if (!ok) return std::string("cannot write a temporary file there: ") + std::strerror(err);
+  return {};
+}
+
+std::uint64_t ReplayBuffer::spill_failures() {
+  return g_spill_failures.load(std::memory_order_relaxed);
+}
+
+void ReplayBuffer::spill_failed(const char* what, int err) {
+  g_spill_failures.fetch_add(1, std::memory_order_relaxed);
+  // One line a minute at most, process-wide: a full disk fails every
+  // large message, and the log must not become the next thing to fill it.
+  const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+  const std::int64_t interval =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(kSpillLogInterval).count();
+  std::int64_t last = g_last_spill_log.load(std::memory_order_relaxed);
+  if (last != std::numeric_limits<std::int64_t>::min() && now - last < interval) return;
+  if (!g_last_spill_log.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;
+  log::Record("spill_failure")
+      .add("temp_directory", temp_dir_)
+      .add("error", what)
+      .add("errno", err)
+      .add("reason", std::strerror(err))
+      .add("effect", "messages over limits.replay_memory get 451 4.3.0")
+      .add("failures_total", static_cast<long long>(spill_failures()))
+      .emit(spdlog::level::err);
+}
 
 ReplayBuffer::ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir)
     : memory_limit_(memory_limit), temp_dir_(std::move(temp_dir)) {}
@@ -57,10 +106,18 @@ bool ReplayBuffer::append(std::string_view bytes) {
     size_ += n;
   }
   if (bytes.empty()) return true;
-  if (fd_ < 0) fd_ = open_unlinked(temp_dir_);
-  // The write goes to the page cache; the data path accepts that short
-  // block rather than a thread hop per chunk.
-  if (fd_ < 0 || !write_all(fd_, bytes)) {
+  if (fd_ < 0) {
+    fd_ = open_unlinked(temp_dir_);
+    if (fd_ < 0) {
+      spill_failed("cannot create a spill file", errno);
+      failed_ = true;
+      return false;
+    }
+  }
+  // The write goes to the page cache, in bounded pieces; the data path
+  // accepts that short block rather than a thread hop per chunk.
+  if (!write_all(fd_, bytes)) {
+    spill_failed("cannot write the spill file", errno);
     failed_ = true;
     return false;
   }

@@ -7,8 +7,17 @@
 //
 // The memory part comes from, and returns to, the thread's buffer cache
 // (buffer_cache.hpp).
+//
+// The spill file is written in pieces of at most kSpillPiece bytes, so one
+// write() stays short on the event loop's thread.  A spill that fails
+// (temp_directory gone or full) makes the message unreplayable and the
+// caller answers 451 4.3.0; each failure is counted (spill_failures(),
+// smtplb_spill_failures_total) and logged with its errno, at most once a
+// minute for the whole process.  probe_directory() is what `smtplb check`
+// and start-up use to refuse an unusable temp_directory up front.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -33,6 +42,15 @@ class ReplayBuffer {
   // Bytes held in memory now, with room to grow (for tests).
   std::size_t memory_capacity() const { return memory_.capacity(); }
 
+  static constexpr std::size_t kSpillPiece = 64 * 1024;
+
+  // Whether spill files can be made in `dir` (it exists, is a directory,
+  // and an unlinked file can be created and written there): empty when
+  // they can, else why not (with the system's reason).
+  static std::string probe_directory(const std::string& dir);
+  // Spills that failed since start-up, all buffers together.
+  static std::uint64_t spill_failures();
+
  private:
   std::uint64_t memory_limit_;
   std::string temp_dir_;
@@ -40,6 +58,8 @@ class ReplayBuffer {
   int fd_ = -1;
   std::uint64_t size_ = 0;
   bool failed_ = false;
+
+  void spill_failed(const char* what, int err);
 };
 
 }  // namespace smtplb::relay

@@ -47,10 +47,10 @@ const runtime::BackendEntry* find_backend(const runtime::Generation* gen, std::s
 
 std::shared_ptr<server::RateLimiter> rate_limiter(const std::shared_ptr<server::RateLimiter>& old,
                                                   const config::Rate& old_rate,
-                                                  const config::Rate& rate) {
+                                                  const config::Rate& rate, int ipv6_prefix) {
   // The same rate keeps its buckets, so a reload is no way around a limit.
-  if (old && old_rate == rate) return old;
-  return std::make_shared<server::RateLimiter>(rate);
+  if (old && old_rate == rate && old->ipv6_prefix() == ipv6_prefix) return old;
+  return std::make_shared<server::RateLimiter>(rate, ipv6_prefix);
 }
 
 }  // namespace
@@ -94,11 +94,11 @@ std::shared_ptr<const runtime::Generation> build_generation(
   gen->connection_rate =
       rate_limiter(previous ? previous->connection_rate : nullptr,
                    previous ? previous->cfg->limits.max_connection_rate_per_ip : config::Rate{},
-                   limits.max_connection_rate_per_ip);
+                   limits.max_connection_rate_per_ip, limits.ipv6_prefix);
   gen->message_rate =
       rate_limiter(previous ? previous->message_rate : nullptr,
                    previous ? previous->cfg->limits.max_message_rate_per_ip : config::Rate{},
-                   limits.max_message_rate_per_ip);
+                   limits.max_message_rate_per_ip, limits.ipv6_prefix);
   server::Metrics::BackendNames names;
   for (const auto& [pool, list] : gen->backends)
     for (const auto& e : list) names[pool].push_back(e.state->name());

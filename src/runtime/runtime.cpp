@@ -54,6 +54,8 @@ int run(std::shared_ptr<const config::Config> cfg) {
     // The thresholds of the configuration smtplb started with (a reload
     // keeps the throttle and its state).
     auth::ThrottlePolicy policy;
+    policy.ipv6_prefix_bits = cfg->limits.ipv6_prefix;
+    shared.limiter.set_ipv6_prefix(cfg->limits.ipv6_prefix);
     if (cfg->auth) {
       policy.free_failures = cfg->auth->delay_after;
       policy.refuse_after = cfg->auth->max_failures;

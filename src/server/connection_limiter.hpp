@@ -4,6 +4,11 @@
 // Taken once per connection, never per message, so a short mutex around
 // the per-address counts is fine here.  Trusted networks are exempt from
 // the per-address limit (as Postfix exempts mynetworks).
+//
+// "Per address" is per client key (client_key): an IPv4 client by its
+// address, an IPv6 client by its first limits.ipv6_prefix bits (64 by
+// default), since one host usually holds a whole /64 and could otherwise
+// take every slot from addresses of its own.
 #pragma once
 
 #include <array>
@@ -16,7 +21,17 @@ namespace smtplb::server {
 
 class ConnectionLimiter {
  public:
-  using Ip = std::array<std::uint8_t, 16>;
+  using Ip = std::array<std::uint8_t, 16>;  // IPv4 as IPv4-mapped IPv6
+  static constexpr int kDefaultIpv6Prefix = 64;
+
+  // The key a per-client limit counts `ip` under: an IPv4-mapped address
+  // whole, an IPv6 address cut to its first `ipv6_prefix` bits (1..128).
+  static Ip client_key(const Ip& ip, int ipv6_prefix);
+
+  // limits.ipv6_prefix, set at start-up before the first acquire (a count
+  // must be released under the key it was taken with, so a reload keeps
+  // the start-up value).
+  void set_ipv6_prefix(int bits) { ipv6_prefix_ = bits; }
 
   // True when the connection may proceed; then release() must follow.
   enum class Result { kAcquired, kTotalFull, kClientFull };
@@ -25,6 +40,7 @@ class ConnectionLimiter {
   int total() const { return total_.load(std::memory_order_relaxed); }
 
  private:
+  int ipv6_prefix_ = kDefaultIpv6Prefix;
   std::atomic<int> total_{0};
   std::mutex mu_;
   std::map<Ip, int> per_ip_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "server/connection_limiter.hpp"
+
 namespace smtplb::server {
 
 std::size_t RateLimiter::IpHash::operator()(const Ip& ip) const {
@@ -13,8 +15,9 @@ std::size_t RateLimiter::IpHash::operator()(const Ip& ip) const {
 
 bool RateLimiter::allow(const Ip& ip, Clock::time_point now) {
   if (rate_ <= 0) return true;
+  const Ip key = ConnectionLimiter::client_key(ip, ipv6_prefix_);
   std::lock_guard lock(mu_);
-  auto [it, inserted] = buckets_.try_emplace(ip, Bucket{burst_, now});
+  auto [it, inserted] = buckets_.try_emplace(key, Bucket{burst_, now});
   Bucket& b = it->second;
   if (!inserted) {
     double secs = std::chrono::duration<double>(now - b.last).count();

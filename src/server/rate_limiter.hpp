@@ -7,6 +7,9 @@
 // smtplb mostly serves; an untrusted client pays one uncontended lock per
 // connection and per MAIL.  The table is bounded: past kMaxEntries, buckets
 // that have refilled completely (idle clients) are dropped first.
+//
+// A client is keyed as ConnectionLimiter::client_key keys it: IPv4 by
+// address, IPv6 by its first limits.ipv6_prefix bits.
 #pragma once
 
 #include <algorithm>
@@ -27,8 +30,10 @@ class RateLimiter {
   static constexpr std::size_t kMaxEntries = 100000;
 
   // "600/m": refills at 10 a second and allows 600 at once.
-  explicit RateLimiter(config::Rate rate)
-      : rate_(rate.per_second), burst_(std::max(1.0, rate.burst)) {}
+  explicit RateLimiter(config::Rate rate, int ipv6_prefix = 64)
+      : rate_(rate.per_second), burst_(std::max(1.0, rate.burst)), ipv6_prefix_(ipv6_prefix) {}
+
+  int ipv6_prefix() const { return ipv6_prefix_; }
 
   // Takes one token for `ip`; false when its bucket is empty.
   bool allow(const Ip& ip, Clock::time_point now);
@@ -45,6 +50,7 @@ class RateLimiter {
 
   double rate_;
   double burst_;
+  int ipv6_prefix_;
   std::mutex mu_;
   std::unordered_map<Ip, Bucket, IpHash> buckets_;
 };

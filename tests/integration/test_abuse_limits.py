@@ -12,7 +12,8 @@ DATA phase dribbled a byte at a time (421 4.4.2 at client_data_total,
 nothing delivered), a session kept busy past client_session (421 4.4.2),
 a client that pipelines and never reads (smtplb stops reading: its memory
 stays flat and others are served), ten thousand idle clients that do not
-starve a real one, and every refusal counted in smtplb_limit_hits_total.
+starve a real one, IPv6 clients counted by prefix (issue 14), and every
+refusal counted in smtplb_limit_hits_total.
 """
 
 import os
@@ -34,6 +35,31 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def _can_bind_v6(addr):
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind((addr, 0))
+        return True
+    except OSError:
+        return False
+
+
+def _global_v6():
+    """A global IPv6 address of this machine outside ::/64, or None."""
+    try:
+        with open("/proc/net/if_inet6") as f:
+            rows = [line.split() for line in f]
+    except OSError:
+        return None
+    for row in rows:
+        raw, scope = row[0], row[3]
+        if scope == "00" and not raw.startswith("0000000000000000"):
+            addr = ":".join(raw[i:i + 4] for i in range(0, 32, 4))
+            if _can_bind_v6(addr):
+                return addr
+    return None
 
 
 class LimitsCase(IntegrationCase):
@@ -90,6 +116,41 @@ class ConnectionLimitsTest(LimitsCase):
 
         wait_for(third_accepted, 10, "a connection after one of the two closed")
         self.assertEqual(self.hits("connections_per_ip"), 1)
+
+    def test_ipv6_clients_are_counted_by_prefix(self):
+        # Issue 14: an IPv6 client counts by its /64 (limits.ipv6_prefix),
+        # an IPv4 one (IPv4-mapped on a [::] listener) by its address.
+        # Only ::1 is loopback in IPv6, so two hosts of one /64 cannot be
+        # had here: the sharing itself is unit-tested (client_key_test);
+        # this is the IPv6 path end to end, plus another /64 when the
+        # machine has a global IPv6 address to connect from.
+        if not socket.has_ipv6 or not _can_bind_v6("::1"):
+            self.skipTest("no IPv6 loopback")
+        self.backend = self.fault_backend("a")
+        self.admin_port = free_port()
+        port = free_port()
+        cfg = base_config(port, [self.backend.address], trusted_networks=["10.255.255.0/24"],
+                          limits={"max_connections_per_ip": 2},
+                          admin={"listen": "%s:%d" % (HOST, self.admin_port)})
+        cfg["listeners"][0]["listen"] = "[::]:%d" % port  # IPv4 too (bindv6only=0)
+        self.start_smtplb(cfg)
+
+        def v6(source=None):
+            c = SmtpClient(port, host="::1", source=source)
+            self.addCleanup(c.close)
+            return c
+
+        v6().banner()
+        v6().banner()
+        self.assertRefusedAtBanner(v6())
+        self.connect("127.0.0.2").banner()  # IPv4 is counted apart, by address
+        self.connect("127.0.0.2").banner()
+        self.assertRefusedAtBanner(self.connect("127.0.0.2"))
+        self.connect("127.0.0.3").banner()
+        other = _global_v6()
+        if other:
+            v6(source=other).banner()  # another /64
+        self.assertEqual(self.hits("connections_per_ip"), 2)
 
     def test_connections_in_total(self):
         self.start(limits={"max_connections": 3})

@@ -7,10 +7,11 @@ smtplib and by hand, relaying after AUTH (ESMTPSA in Received:, user= in
 the log), the malformed cases with their codes (bad base64, `=AAA`, `*`,
 a 12289-octet response, PLAIN without two NULs, authzid != authcid, an
 unknown mechanism, AUTH before EHLO, AUTH twice), the throttle (no delay
-for the first failures, a growing delay, then 421 4.7.0 and a refusal that
-a second client address does not share), the metrics, a slow hash that
-does not stall other sessions, and the password file read again at
-SIGHUP.
+for the first failures, a growing delay, then 421 4.7.0 and a refusal
+that a second client address does not share), 40 wrong passwords sent in
+parallel from one address (at most max_failures of them checked, issue
+14), the metrics, a slow hash that does not stall other sessions, and
+the password file read again at SIGHUP.
 """
 
 import base64
@@ -19,6 +20,7 @@ import ctypes.util
 import os
 import signal
 import smtplib
+import threading
 import time
 import unittest
 import urllib.request
@@ -209,6 +211,62 @@ class ThrottleTest(AuthCase):
         self.assertIn('smtplb_auth_attempts_total{result="failed"} 4', text)
         self.assertIn('smtplb_auth_attempts_total{result="locked_out"} 1', text)
         self.assertIn('smtplb_auth_attempts_total{result="accepted"} 1', text)
+
+    def test_parallel_guesses_do_not_outrun_the_count(self):
+        # Issue 14: 40 connections from one address, each with one wrong
+        # password sent at the same moment.  Attempts in progress count, so
+        # at most max_failures of them are checked (535) and the rest get
+        # 421 4.7.0 (or 454 when the verifier is full) -- not 40 checks.
+        n, max_failures = 40, 10
+        self.start(auth_over={"max_failures": max_failures, "delay_after": max_failures},
+                   admin=True)
+        clients = []
+        for _ in range(n):
+            c = self.tls_session(source="127.0.0.5")
+            c.ehlo()
+            clients.append(c)
+        bad = "AUTH PLAIN " + b64("\0alice\0wrong")
+        barrier = threading.Barrier(n)
+        replies = [None] * n
+
+        def guess(i):
+            barrier.wait(30)
+            try:
+                replies[i] = clients[i].cmd(bad, timeout=60)
+            except Exception as e:  # noqa: BLE001 -- reported below
+                replies[i] = e
+
+        threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        codes = sorted(getattr(r, "code", repr(r)) for r in replies)
+        for r in replies:
+            self.assertIn(getattr(r, "code", None), (535, 421, 454), codes)
+            if r.code == 421:
+                self.assertReply(r, 421, "4.7.0")
+        checked = codes.count(535)
+        self.assertGreaterEqual(checked, 1, codes)
+        self.assertLessEqual(checked, max_failures, "guesses checked: %r" % codes)
+        self.assertGreaterEqual(codes.count(421), n - max_failures - codes.count(454), codes)
+        for c, r in zip(clients, replies):
+            if r.code == 421:
+                self.assertTrue(c.closed_by_peer(5), "a 421 closes the connection")
+        text = urllib.request.urlopen("http://%s:%d/metrics" % (HOST, self.admin_port),
+                                      timeout=10).read().decode()
+        self.assertIn('smtplb_auth_attempts_total{result="failed"} %d' % checked, text)
+        self.assertIn('smtplb_auth_attempts_total{result="locked_out"} %d' % codes.count(421),
+                      text)
+        if checked == max_failures:
+            # The count is full: even the right password is refused now.
+            c = self.tls_session(source="127.0.0.5")
+            c.ehlo()
+            self.assertReply(c.cmd("AUTH PLAIN " + b64("\0alice\0correct horse")), 421, "4.7.0")
+        # Another address is not affected.
+        other = self.tls_session(source="127.0.0.6")
+        other.ehlo()
+        self.assertReply(other.cmd("AUTH PLAIN " + b64("\0alice\0correct horse")), 235)
 
     def test_a_slow_hash_does_not_stall_other_sessions(self):
         slow = bcrypt_hash("slow secret", 13)

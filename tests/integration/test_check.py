@@ -200,6 +200,65 @@ class Check(IntegrationCase):
                 self.assertRegex(out + err, r"(?m)^%s:%d:%d: max_line_length: .*%s"
                                  % (re.escape(path), line, col, value))
 
+    def test_ipv6_prefix_accepted_and_checked(self):
+        # Issue 14: limits.ipv6_prefix, 1..128 (64 by default).
+        for value in ("64", "48", "128", "1"):
+            with self.subTest(value=value):
+                text = VALID.replace("  max_recipients: 100\n",
+                                     "  max_recipients: 100\n  ipv6_prefix: %s\n" % value)
+                _, rc, out, err = self.check(text)
+                self.assertEqual(rc, 0, out + err)
+        for value in ("0", "129", "/64"):
+            with self.subTest(value=value):
+                text = VALID.replace("  max_recipients: 100\n",
+                                     "  max_recipients: 100\n  ipv6_prefix: %s\n" % value)
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1)
+                line, col = position(text, value, 1)
+                self.assertRegex(out + err, r"(?m)^%s:%d:%d: limits\.ipv6_prefix"
+                                 % (re.escape(path), line, col))
+
+    def test_unusable_temp_directory_is_refused_with_its_key(self):
+        # Issue 14: a temp_directory where no spill file can be made would
+        # turn every message over limits.replay_memory into 451 4.3.0.
+        missing = os.path.join(self.workdir, "gone")
+        a_file = os.path.join(self.workdir, "a-file")
+        with open(a_file, "w") as f:
+            f.write("not a directory\n")
+        for value, why in ((missing, "No such file or directory"), (a_file, "not a directory")):
+            with self.subTest(value=value):
+                text = VALID + "temp_directory: %s\n" % value
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1, out + err)
+                line, col = position(text, value, 1)
+                self.assertRegex(out + err, r"(?m)^%s:%d:%d: temp_directory: .*%s"
+                                 % (re.escape(path), line, col, re.escape(why)))
+        _, rc, out, err = self.check(VALID + "temp_directory: %s\n" % self.workdir)
+        self.assertEqual(rc, 0, out + err)
+
+    def test_admin_off_loopback_needs_a_token_file(self):
+        # Issue 14, SECURITY.md 10: an admin API anyone on the network can
+        # reach, without a token, could drain every backend.
+        token = os.path.join(self.workdir, "admin.token")
+        with open(token, "w") as f:
+            f.write("secret\n")
+        for listen in ("0.0.0.0:8025", '"[::]:8025"', "192.0.2.1:8025"):
+            with self.subTest(listen=listen):
+                text = VALID + "admin:\n  listen: %s\n" % listen
+                path, rc, out, err = self.check(text)
+                self.assertEqual(rc, 1, out + err)
+                line = text.splitlines().index("  listen: %s" % listen) + 1
+                self.assertRegex(out + err, r"(?m)^%s:%d:11: admin\.listen: .*admin\.token_file"
+                                 % (re.escape(path), line))
+            with self.subTest(listen=listen, token=True):
+                text = VALID + "admin:\n  listen: %s\n  token_file: %s\n" % (listen, token)
+                _, rc, out, err = self.check(text)
+                self.assertEqual(rc, 0, out + err)
+        for listen in ("127.0.0.1:8025", '"[::1]:8025"'):
+            with self.subTest(listen=listen):
+                _, rc, out, err = self.check(VALID + "admin:\n  listen: %s\n" % listen)
+                self.assertEqual(rc, 0, out + err)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -169,5 +169,91 @@ TEST(AuthThrottle, QuietAddressesAreDroppedButRefusedOnesKept) {
   EXPECT_FALSE(longer.on_attempt(v4(203, 0, 113, 1), t0 + minutes(15)).allowed);
 }
 
+// Issue 14: 40 connections from one address that all say AUTH before the
+// first verdict are not all checked.
+TEST(AuthThrottle, AttemptsInProgressCountAgainstTheBudget) {
+  AuthThrottle t;  // refused at 10
+  const Ip ip = v4(192, 0, 2, 1);
+  int allowed = 0;
+  for (int i = 0; i < 40; ++i) allowed += t.on_attempt(ip, t0).allowed ? 1 : 0;
+  EXPECT_EQ(allowed, 10) << "at most refuse_after open at once";
+  EXPECT_EQ(t.counters().refusals_total, 30u);
+  EXPECT_EQ(t.counters().in_progress, 10u);
+  EXPECT_TRUE(t.on_attempt(v4(192, 0, 2, 2), t0).allowed) << "other addresses go on";
+  // Their verdicts: ten failures, and the address is refused.
+  for (int i = 0; i < 10; ++i) t.on_failure(ip, t0);
+  EXPECT_EQ(t.counters().in_progress, 1u) << "settled";
+  auto d = t.on_attempt(ip, t0);
+  EXPECT_FALSE(d.allowed);
+  EXPECT_EQ(d.refused_until, t0 + minutes(10));
+}
+
+TEST(AuthThrottle, FailuresAndOpenAttemptsShareTheBudget) {
+  AuthThrottle t;
+  const Ip ip = v4(192, 0, 2, 1);
+  for (int i = 0; i < 7; ++i) {
+    ASSERT_TRUE(t.on_attempt(ip, t0).allowed);
+    t.on_failure(ip, t0);
+  }
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += t.on_attempt(ip, t0).allowed ? 1 : 0;
+  EXPECT_EQ(allowed, 3) << "7 failures leave room for 3 more guesses";
+}
+
+TEST(AuthThrottle, ASuccessSettlesItsAttemptWithoutAFailure) {
+  AuthThrottle t(ThrottlePolicy{.refuse_after = 3});
+  const Ip ip = v4(192, 0, 2, 1);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(t.on_attempt(ip, t0).allowed) << "success " << i;
+    t.on_success(ip);
+  }
+  // Three in parallel, all right: the next ones go on too.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(t.on_attempt(ip, t0).allowed);
+  EXPECT_FALSE(t.on_attempt(ip, t0).allowed) << "three open fill the budget";
+  for (int i = 0; i < 3; ++i) t.on_success(ip);
+  EXPECT_TRUE(t.on_attempt(ip, t0).allowed);
+  EXPECT_EQ(t.counters().failures_total, 0u);
+  EXPECT_EQ(t.counters().tracked, 0u) << "successes leave no failure entry";
+}
+
+TEST(AuthThrottle, AnAttemptWithoutAVerdictClosesAfterTheTimeout) {
+  AuthThrottle t(ThrottlePolicy{.attempt_timeout = seconds(60)});
+  const Ip ip = v4(192, 0, 2, 1);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(t.on_attempt(ip, t0 + seconds(i)).allowed);
+  auto d = t.on_attempt(ip, t0 + seconds(30));
+  EXPECT_FALSE(d.allowed) << "ten open (501s, 454s, clients gone)";
+  EXPECT_EQ(d.refused_until, t0 + seconds(60));
+  EXPECT_TRUE(t.on_attempt(ip, t0 + seconds(60)).allowed) << "the oldest has closed";
+  EXPECT_FALSE(t.on_attempt(ip, t0 + seconds(60)).allowed);
+  // A failure after its attempt closed is counted all the same.
+  t.on_failure(ip, t0 + seconds(200));
+  EXPECT_EQ(t.counters().failures_total, 1u);
+}
+
+TEST(AuthThrottle, AfterARefusalOneAttemptAtATime) {
+  AuthThrottle t;
+  const Ip ip = v4(192, 0, 2, 1);
+  for (int i = 0; i < 10; ++i) t.on_failure(ip, t0);
+  Time after = t0 + minutes(10);
+  EXPECT_TRUE(t.on_attempt(ip, after).allowed);
+  EXPECT_FALSE(t.on_attempt(ip, after).allowed) << "the count was kept: one guess in flight";
+}
+
+TEST(AuthThrottle, OpenAttemptsAreCountedPerSlash64) {
+  AuthThrottle t;
+  int allowed = 0;
+  for (std::uint8_t host = 1; host <= 40; ++host) allowed += t.on_attempt(v6(1, host), t0).allowed;
+  EXPECT_EQ(allowed, 10);
+  EXPECT_TRUE(t.on_attempt(v6(2, 1), t0).allowed) << "another /64";
+}
+
+TEST(AuthThrottle, OpenAttemptsStayBoundedOverManyAddresses) {
+  AuthThrottle t(ThrottlePolicy{.max_tracked = 100, .attempt_timeout = seconds(60)});
+  for (int i = 0; i < 1000; ++i)
+    t.on_attempt(v4(10, 0, static_cast<std::uint8_t>(i / 256), static_cast<std::uint8_t>(i)),
+                 t0 + seconds(i));
+  EXPECT_LE(t.counters().in_progress, 200u);
+}
+
 }  // namespace
 }  // namespace smtplb::auth

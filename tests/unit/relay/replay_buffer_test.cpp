@@ -50,6 +50,52 @@ TEST(ReplayBuffer, UnwritableDirectoryFailsInsteadOfLosingBytes) {
   EXPECT_FALSE(b.append("ijkl"));  // stays failed
 }
 
+// Issue 14: a spill that fails is counted (smtplb_spill_failures_total),
+// once per message, not once per chunk.
+TEST(ReplayBuffer, EachFailedSpillIsCountedOnce) {
+  const std::uint64_t before = ReplayBuffer::spill_failures();
+  for (int i = 0; i < 3; ++i) {
+    ReplayBuffer b(4, "/nonexistent-dir");
+    ASSERT_TRUE(b.append("abcd"));
+    ASSERT_FALSE(b.append("efgh"));
+    ASSERT_FALSE(b.append("ijkl"));
+  }
+  EXPECT_EQ(ReplayBuffer::spill_failures() - before, 3u);
+  ReplayBuffer fits(1024, "/nonexistent-dir");
+  EXPECT_TRUE(fits.append("in memory: no spill, no failure"));
+  EXPECT_EQ(ReplayBuffer::spill_failures() - before, 3u);
+}
+
+TEST(ReplayBuffer, ProbeDirectorySaysWhySpillFilesCannotBeMade) {
+  struct Case {
+    const char* dir;
+    const char* why;  // empty: usable
+  };
+  const Case cases[] = {
+      {"/tmp", ""},
+      {"/nonexistent-dir", "No such file or directory"},
+      {"/dev/null", "not a directory"},
+  };
+  for (const Case& c : cases) {
+    std::string why = ReplayBuffer::probe_directory(c.dir);
+    if (*c.why == '\0')
+      EXPECT_EQ(why, "") << c.dir;
+    else
+      EXPECT_NE(why.find(c.why), std::string::npos) << c.dir << ": " << why;
+  }
+}
+
+TEST(ReplayBuffer, SpillsLargeAppendsInBoundedPiecesExactly) {
+  // One append several pieces long goes out whole and reads back exactly.
+  ReplayBuffer b(10, "/tmp");
+  std::string big;
+  for (std::size_t i = 0; big.size() < 3 * ReplayBuffer::kSpillPiece + 123; ++i)
+    big += std::to_string(i) + ",";
+  ASSERT_TRUE(b.append(big));
+  EXPECT_TRUE(b.spilled());
+  EXPECT_EQ(read_all(b, 4096), big);
+}
+
 }  // namespace
 TEST(ReplayBuffer, TheNextMessageReusesTheMemoryOfTheLast) {
   std::size_t grown = 0;

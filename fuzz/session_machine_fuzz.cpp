@@ -30,7 +30,7 @@ namespace {
 
 using namespace smtplb::smtp;
 
-constexpr std::array<std::string_view, 22> kLines{
+constexpr std::array<std::string_view, 23> kLines{
     "HELO c.example",
     "EHLO c.example",
     "MAIL FROM:<a@example.com>",
@@ -53,6 +53,7 @@ constexpr std::array<std::string_view, 22> kLines{
     "BDAT 10 LAST",
     "GET / HTTP/1.1",
     "XCLIENT ADDR=192.0.2.1",
+    "FROBNICATE",
 };
 
 bool is_enhanced(std::string_view e) {
@@ -108,11 +109,7 @@ void check_state(const SessionMachine& m, const Model& model, const SessionFacts
   CHECK(m.pending() == model.pending);
 }
 
-}  // namespace
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  if (size == 0) return 0;
-  const std::uint8_t bits = data[0];
+SessionFacts facts_from(std::uint8_t bits) {
   SessionFacts f;
   f.hostname = "lb.example";
   f.max_message_size = 1000;
@@ -123,78 +120,61 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   f.submission = bits & 8;
   f.trusted = bits & 16;
   f.tls_required = bits & 32;
+  return f;
+}
 
-  SessionMachine m;
-  Model model;
+const std::array<Command, kLines.size()>& commands() {
   // Parsed once: the machine, not the parser, is under test here.
-  static const std::array<Command, kLines.size()> commands = [] {
+  static const std::array<Command, kLines.size()> parsed_lines = [] {
     std::array<Command, kLines.size()> c;
     for (std::size_t i = 0; i < kLines.size(); ++i) {
       auto parsed = parse_command(kLines[i]);
-      if (parsed.command) c[i] = *parsed.command;  // XCLIENT: an unknown verb
+      // FROBNICATE: the parser answers it; the machine's row is Verb::kUnknown.
+      c[i] = parsed.command ? *parsed.command : Command{};
     }
     return c;
   }();
+  return parsed_lines;
+}
 
-  for (std::size_t i = 1; i < size; ++i) {
-    const std::uint8_t b = data[i];
-    const bool outcome_bit = b & 0x80;
-    const std::uint8_t pick = b & 0x7f;
-    if (pick >= kLines.size()) {
-      // A stray outcome, which must change nothing it does not apply to.
-      switch (pick % 6) {
-        case 0:
-          if (model.pending == Action::kRelayMail) continue;
-          m.mail_result(outcome_bit);
-          break;
-        case 1:
-          if (model.pending == Action::kRelayRcpt) continue;
-          m.rcpt_result(outcome_bit);
-          break;
-        case 2:
-          if (m.state() == SessionState::kTls) continue;
-          m.tls_result(outcome_bit);
-          break;
-        case 3:
-          if (m.state() == SessionState::kAuth) continue;
-          m.auth_result(outcome_bit ? AuthOutcome::kAuthenticated : AuthOutcome::kRefused);
-          break;
-        case 4:
-          // What end_transaction() does, whatever the state.
-          if (model.pending != Action::kReply) continue;
-          m.transaction_ended();
-          model.open = model.accepted = false;
-          break;
-        case 5:
-          if (!outcome_bit) continue;
-          m.close();
-          model = Model{};
-          model.closed = true;
-          break;
-      }
-      check_state(m, model, f);
-      continue;
+struct Driver {
+  SessionMachine m;
+  Model model;
+  SessionFacts f;
+
+  // An outcome nothing asked for, which must change nothing it does not
+  // apply to (or what end_transaction() and a closed session do anyway).
+  void stray_outcome(std::uint8_t pick, bool bit) {
+    switch (pick % 6) {
+      case 0:
+        m.mail_result(bit);
+        break;
+      case 1:
+        m.rcpt_result(bit);
+        break;
+      case 2:
+        if (m.state() != SessionState::kTls) m.tls_result(bit);
+        break;
+      case 3:
+        if (m.state() != SessionState::kAuth)
+          m.auth_result(bit ? AuthOutcome::kAuthenticated : AuthOutcome::kRefused);
+        break;
+      case 4:
+        m.transaction_ended();
+        model.open = model.accepted = false;
+        break;
+      case 5:
+        if (!bit) break;
+        m.close();
+        model = Model{};
+        model.closed = true;
+        break;
     }
+    check_state(m, model, f);
+  }
 
-    const SessionState before = m.state();
-    const bool was_busy = model.pending != Action::kReply || model.closed ||
-                          before == SessionState::kData || before == SessionState::kTls ||
-                          before == SessionState::kAuth;
-    const Command& cmd = commands[pick];
-    Step st = m.step(cmd, f);
-
-    const bool answers_later = st.action == Action::kRelayMail || st.action == Action::kRelayRcpt ||
-                               st.action == Action::kStartData || st.action == Action::kStartAuth;
-    CHECK(answers_later == (st.reply.code == 0));
-    if (st.reply.code != 0) check_reply(st.reply);
-    if (was_busy) {
-      // Waiting for an outcome, or closed: refused, and nothing changes.
-      CHECK(st.action == Action::kReply && st.reply.code == 503);
-      CHECK(m.state() == before);
-      check_state(m, model, f);
-      continue;
-    }
-
+  // What the machine proceeded with is allowed there, and the model follows.
+  void check_proceed(const Command& cmd, const Step& st, SessionState before) {
     switch (st.action) {
       case Action::kReply:
         CHECK(m.state() == before);
@@ -240,19 +220,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     if (cmd.verb == Verb::kRset) CHECK(!m.in_transaction());
     check_state(m, model, f);
+  }
 
-    // The I/O layer's part, with a random outcome from the same byte.
+  // The I/O layer's part, with a random outcome.
+  void report_outcome(const Step& st, std::uint8_t pick, bool bit) {
     switch (st.action) {
       case Action::kRelayMail:
-        m.mail_result(outcome_bit);
+        m.mail_result(bit);
         model.pending = Action::kReply;
-        model.open = outcome_bit;
-        if (outcome_bit) CHECK(m.state() == SessionState::kMail);
+        model.open = bit;
+        if (bit) CHECK(m.state() == SessionState::kMail);
         break;
       case Action::kRelayRcpt:
-        m.rcpt_result(outcome_bit);
+        m.rcpt_result(bit);
         model.pending = Action::kReply;
-        model.accepted = model.accepted || outcome_bit;
+        model.accepted = model.accepted || bit;
         break;
       case Action::kStartData:
         m.transaction_ended();
@@ -260,8 +242,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         CHECK(m.state() == SessionState::kGreeted);
         break;
       case Action::kStartTls:
-        m.tls_result(outcome_bit);
-        if (outcome_bit) {
+        m.tls_result(bit);
+        if (bit) {
           f.tls_active = true;
           CHECK(m.state() == SessionState::kConnected && !m.authenticated());
         } else {
@@ -270,7 +252,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case Action::kStartAuth: {
         // The outcome bit, and which AUTH line it was, pick one of three.
-        const AuthOutcome outcome = outcome_bit     ? AuthOutcome::kAuthenticated
+        const AuthOutcome outcome = bit             ? AuthOutcome::kAuthenticated
                                     : pick % 2 == 0 ? AuthOutcome::kRefused
                                                     : AuthOutcome::kClosed;
         m.auth_result(outcome);
@@ -285,6 +267,43 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
     }
     check_state(m, model, f);
+  }
+
+  void command(std::uint8_t pick, bool bit) {
+    const SessionState before = m.state();
+    // Outcomes are reported at once, so only a closed session is busy.
+    const bool busy = model.closed;
+    const Command& cmd = commands()[pick];
+    const Step st = m.step(cmd, f);
+    const bool answers_later = st.action == Action::kRelayMail || st.action == Action::kRelayRcpt ||
+                               st.action == Action::kStartData || st.action == Action::kStartAuth;
+    CHECK(answers_later == (st.reply.code == 0));
+    if (st.reply.code != 0) check_reply(st.reply);
+    if (busy) {
+      // Closed: refused, and nothing changes.
+      CHECK(st.action == Action::kReply && st.reply.code == 503);
+      CHECK(m.state() == before);
+      check_state(m, model, f);
+      return;
+    }
+    check_proceed(cmd, st, before);
+    report_outcome(st, pick, bit);
+  }
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size == 0) return 0;
+  Driver d;
+  d.f = facts_from(data[0]);
+  for (std::size_t i = 1; i < size; ++i) {
+    const bool bit = data[i] & 0x80;
+    const std::uint8_t pick = data[i] & 0x7f;
+    if (pick < kLines.size())
+      d.command(pick, bit);
+    else
+      d.stray_outcome(pick, bit);
   }
   return 0;
 }

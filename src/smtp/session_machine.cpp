@@ -216,7 +216,7 @@ struct SessionMachine::Rules {
   }
 
   // Indexed by Verb, in its order.
-  static constexpr std::array<Row, 15> kCommands{{
+  static constexpr std::array<Row, 16> kCommands{{
       {Verb::kHelo, nullptr, kAnyTime, nullptr, greet},
       {Verb::kEhlo, nullptr, kAnyTime, nullptr, greet},
       {Verb::kMail, nullptr, kMailGates, check_mail, mail},
@@ -232,6 +232,9 @@ struct SessionMachine::Rules {
       // DESIGN.md: CHUNKING/BDAT is not advertised until it is implemented
       // end to end; until then BDAT is a command we do not know.
       {Verb::kBdat, nullptr, kNever, nullptr, unrecognized},
+      // SECURITY.md: a client never sets its own address or name; XCLIENT
+      // is what smtplb sends to backends, never what it takes.
+      {Verb::kXclient, nullptr, kNever, nullptr, unrecognized},
       {Verb::kHttp, nullptr, kAnyTime, nullptr, http},
       {Verb::kUnknown, nullptr, kNever, nullptr, unrecognized},
   }};

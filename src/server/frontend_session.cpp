@@ -148,8 +148,9 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
     if (item.kind == smtp::LineReader::Kind::kTooLong) co_return ReadResult::kTooLong;
     // About to wait for the client: the replies so far go out now.
     if (!co_await flush()) co_return ReadResult::kClosed;
-    if (forced_ || (core_.shutting_down() && !txn_)) co_return ReadResult::kShutdown;
-    idle_wait_ = !txn_;
+    const bool idle = !machine_.in_transaction();
+    if (forced_ || (core_.shutting_down() && idle)) co_return ReadResult::kShutdown;
+    idle_wait_ = idle;
     if (!line_deadline) line_deadline = Clock::now() + cfg_->timeouts.client_command;
     auto left = std::chrono::duration_cast<Duration>(*line_deadline - Clock::now());
     if (left <= Duration::zero()) co_return ReadResult::kTimeout;
@@ -352,9 +353,10 @@ awaitable<smtp::Reply> FrontendSession::dispatch(const smtp::Command& cmd, smtp:
     case Action::kStartTls:  // run()'s: the session's stream changes
       break;
     case Action::kGreet:
-      helo_name_ = cmd.domain;
-      // RFC 5321 4.1.4: EHLO in the middle of a transaction resets it.
+      // RFC 5321 4.1.4: EHLO in the middle of a transaction resets it
+      // (logged under the name the transaction began with).
       if (txn_) co_await end_transaction();
+      helo_name_ = cmd.domain;
       break;
     case Action::kReset:
       co_await end_transaction();

@@ -1,9 +1,11 @@
 // frontend_log.cpp: what the session tells the operator: the connect line,
-// the one summary line per transaction (STYLE.md: sender, recipients,
-// size, backend, attempts, result, backend queue id, with the session and
-// transaction ids) and its counters, and the rare 250 that was lost on the
-// way to the client.  Apart so that the handlers read as the dialog and
+// the state trace (debug), the one summary line per transaction (STYLE.md:
+// sender, recipients, size, backend, attempts, result, backend queue id,
+// with the session and transaction ids) and its counters, and the rare 250
+// that was lost on the way to the client.  Apart so that the handlers read as the dialog and
 // the log's fields are in one place.
+#include <spdlog/spdlog.h>
+
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
 
@@ -16,6 +18,19 @@ void FrontendSession::log_connect() const {
       .add("client", client_ip_)
       .add("port", client_port_)
       .add("trusted", trusted_ ? "yes" : "no")
+      .emit(spdlog::level::debug);
+}
+
+void FrontendSession::trace_state(smtp::SessionState before, smtp::Verb verb) const {
+  // OpenSMTPD's smtp_enter_state trace: old -> new, once per command that
+  // changed the state (its outcome included); free unless debugging.
+  const smtp::SessionState after = machine_.state();
+  if (after == before || !spdlog::should_log(spdlog::level::debug)) return;
+  log::Record("state")
+      .add("s", id())
+      .add("verb", smtp::to_string(verb))
+      .add("from", smtp::to_string(before))
+      .add("to", smtp::to_string(after))
       .emit(spdlog::level::debug);
 }
 

@@ -282,6 +282,7 @@ awaitable<bool> FrontendSession::run(bool fresh) {
       if (parsed.command->verb == smtp::Verb::kMail &&
           machine_.state() == smtp::SessionState::kGreeted)
         adopt_current_view();
+      const smtp::SessionState before = machine_.state();
       smtp::Step step = machine_.step(*parsed.command, facts());
       if (step.action == smtp::Action::kStartTls) {
         // Inline rather than a coroutine of its own: GCC 12 built one with a
@@ -296,6 +297,7 @@ awaitable<bool> FrontendSession::run(bool fresh) {
       } else {
         reply = co_await dispatch(*parsed.command, step, close);
       }
+      trace_state(before, parsed.command->verb);
     }
     if (too_many_errors(reply)) {
       queue(reply);

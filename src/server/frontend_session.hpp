@@ -163,6 +163,8 @@ class FrontendSession : public runtime::SessionLink {
   awaitable<void> end_transaction();
   std::string protocol_name() const;
   void log_connect() const;
+  // Debug: the machine's state before and after one command.
+  void trace_state(smtp::SessionState before, smtp::Verb verb) const;
   void log_transaction(const smtp::Reply& final_reply, const char* result);
   void log_reply_lost(std::string_view txn_id, const smtp::Reply& reply) const;
 

@@ -84,13 +84,15 @@ class FrontendSession : public runtime::SessionLink {
     if (sock_.is_tls()) return tls_input_->data();
     return static_cast<const char*>(core_.scratch().data());
   }
+
   // The session's parts live in files of their own, one purpose each:
   //   frontend_session.cpp      the command loop, reading, writing, parking
   //   frontend_opening.cpp      PROXY header, TLS handshake, STARTTLS's forgetting
   //   frontend_auth.cpp         the AUTH exchange
   //   frontend_transaction.cpp  MAIL and RCPT: envelope, policy, routing, relay
   //   frontend_data.cpp         DATA: the message, through the final reply
-  //   frontend_log.cpp          the transaction's log line and counters
+  //   frontend_log.cpp          the transaction's log line and counters, the state trace
+  //   peer_ip.cpp               the client's address as text and as 16 bytes
 
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).

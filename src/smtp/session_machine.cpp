@@ -236,6 +236,8 @@ struct SessionMachine::Rules {
       // is what smtplb sends to backends, never what it takes.
       {Verb::kXclient, nullptr, kNever, nullptr, unrecognized},
       {Verb::kHttp, nullptr, kAnyTime, nullptr, http},
+      // parse_command() answers an unknown verb itself (500 5.5.2); the
+      // row keeps the table total and gives the same reply.
       {Verb::kUnknown, nullptr, kNever, nullptr, unrecognized},
   }};
   static constexpr bool in_verb_order() {

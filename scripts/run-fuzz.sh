@@ -17,7 +17,8 @@ fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${SMTPLB_FUZZ_BUILD:-$root/build-fuzz}"
-targets=(command address reply data_decoder line_reader proxy_header sasl xtext agent_reply mx_answer)
+targets=(command address reply data_decoder line_reader proxy_header sasl xtext session_machine agent_reply
+  mx_answer)
 
 CXX="${CXX:-clang++}" cmake -S "$root" -B "$build" -G Ninja -DSMTPLB_FUZZ=ON >/dev/null
 cmake --build "$build"

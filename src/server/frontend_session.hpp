@@ -1,7 +1,11 @@
-// frontend_session.hpp: the server side of one client connection.
+// frontend_session.hpp: the server side of one client connection: its I/O.
 //
-// Reads top to bottom (STYLE.md): banner, then one command at a time, each
-// handler returning the reply; one loop writes, counts and logs.  Replies
+// Reads top to bottom (STYLE.md): banner, then one command at a time; the
+// session machine (smtp/session_machine.hpp) decides what each command may
+// do in the session's state and gives the reply or the action to carry
+// out; the handlers here do the I/O that needs (the relay, the message,
+// the AUTH exchange, the TLS handshake) and report the outcome back to it.
+// One loop writes, counts and logs.  Replies
 // are queued and flushed whenever the session would wait for input, which
 // is exactly RFC 2920's pipelining: replies in order, in as few writes as
 // the client's batching allows, and nothing read past DATA is executed as
@@ -23,6 +27,7 @@
 #include "smtp/command.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/reply.hpp"
+#include "smtp/session_machine.hpp"
 
 namespace smtplb::server {
 
@@ -46,7 +51,6 @@ class FrontendSession : public runtime::SessionLink {
   void on_park_deadline();
 
  private:
-  enum class Greeting { kNone, kHelo, kEhlo };
   enum class ReadResult { kLine, kTooLong, kClosed, kTimeout, kShutdown, kParked };
   using Duration = std::chrono::milliseconds;
 
@@ -80,21 +84,33 @@ class FrontendSession : public runtime::SessionLink {
     if (sock_.is_tls()) return tls_input_->data();
     return static_cast<const char*>(core_.scratch().data());
   }
+
+  // The session's parts live in files of their own, one purpose each:
+  //   frontend_session.cpp      the command loop, reading, writing, parking
+  //   frontend_opening.cpp      PROXY header, TLS handshake, STARTTLS's forgetting
+  //   frontend_auth.cpp         the AUTH exchange
+  //   frontend_transaction.cpp  MAIL and RCPT: envelope, policy, routing, relay
+  //   frontend_data.cpp         DATA: the message, through the final reply
+  //   frontend_log.cpp          the transaction's log line and counters, the state trace
+  //   peer_ip.cpp               the client's address as text and as 16 bytes
+
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
   awaitable<bool> read_proxy_header();
+  // The per-client limits the accept left to a PROXY listener, now for the
+  // announced client; false: refused (counted and logged).
+  bool admit_proxied_client();
   // How much the next read of a PROXY header may take: with implicit TLS
   // not one byte past the header, which OpenSSL must see.
   std::size_t proxy_read_size(std::string_view so_far) const;
   // The TLS handshake (implicit TLS, or after STARTTLS's 220); false: the
   // connection is unusable (logged).
   awaitable<bool> start_tls();
-  // STARTTLS (RFC 3207): the reply that refuses it, if any.
-  std::optional<smtp::Reply> starttls_refusal() const;
+  // RFC 3207 4.2: what the session learnt before TLS (the machine forgets
+  // its part in tls_result()).
   void forget_before_tls();
   // AUTH PLAIN/LOGIN (RFC 4954), after TLS only.  Sets `close` when the
   // client is locked out or gone.
-  std::optional<smtp::Reply> auth_refusal() const;
   awaitable<smtp::Reply> on_auth(const smtp::Command& cmd, bool& close);
   // A failed AUTH: counted, logged, and answered after the throttle's delay.
   awaitable<smtp::Reply> auth_failure(std::string_view user, smtp::Reply reply);
@@ -107,22 +123,52 @@ class FrontendSession : public runtime::SessionLink {
   void queue(const smtp::Reply& r) { out_ += r.wire(); }
   Duration read_bound(Duration per_read) const;
 
-  awaitable<smtp::Reply> dispatch(const smtp::Command& cmd);
-  smtp::Reply on_helo(const smtp::Command& cmd);
+  // What the session machine cannot know, as of this command.
+  smtp::SessionFacts facts() const;
+  // The reply a read that brought no command ends the session with.
+  smtp::Reply input_ended(ReadResult rr);
+  // limits.max_errors: true when this reply is one error too many.
+  bool too_many_errors(const smtp::Reply& reply);
+  // The machine's action for one command, carried out; the reply to give
+  // (code 0: already given).  STARTTLS is run()'s (see there).
+  awaitable<smtp::Reply> dispatch(const smtp::Command& cmd, smtp::Step& step, bool& close);
   void adopt_current_view();
+  // MAIL, once the machine let it through: the limits the I/O layer keeps
+  // (message rate), then the envelope.
   smtp::Reply on_mail(const smtp::Command& cmd);
+  relay::Envelope envelope_for(const smtp::Command& cmd);
+  // RCPT, once the machine let it through: relay policy, routing, the
+  // backend's answer.
   awaitable<smtp::Reply> on_rcpt(const smtp::Command& cmd);
-  // `mx: recipient`: finds `domain`'s mail hosts into mx_pool_, or the
-  // reply that refuses the RCPT (550 5.1.2, 556 5.1.10, 451 4.4.1/4.4.3).
+  // Refuses `rcpt` in the open transaction: logged with it.
+  smtp::Reply refuse_rcpt(const smtp::Mailbox& rcpt, smtp::Reply reply);
+  // `mx: recipient`: finds `domain`'s mail hosts into the transaction's
+  // mx_pool, or the reply that refuses the RCPT (550 5.1.2, 556 5.1.10,
+  // 451 4.4.1/4.4.3).
   awaitable<std::optional<smtp::Reply>> recipient_hosts(const config::Pool& p,
                                                         const std::string& domain);
   // DATA: the whole phase, through the reply after the final dot.  Sets
   // `close` when the session must end (client gone, timeout).
   awaitable<smtp::Reply> on_data(bool& close);
+  // Why a message read to its end is refused (kAborted: the reading
+  // stopped before it, and the session ends).
+  enum class DataEnd { kComplete, kTooBig, kBareLineEnding, kLongLine, kAborted };
+  // Reads and relays the message to its final dot; on kAborted, `reply` is
+  // the client's last reply (code 0: none, the client is gone).
+  awaitable<DataEnd> read_message(smtp::Reply& reply);
+  // The client gone or too slow in mid-DATA: logged, counted; the reply.
+  smtp::Reply data_read_failed(error_code ec);
+  // The backend's answer to the final dot (or the refusal), logged and
+  // given; sets `close` when the client is gone.
+  awaitable<smtp::Reply> finish_message(DataEnd end, bool& close);
+  std::string received_header() const;
   awaitable<void> end_transaction();
-  smtp::Reply ehlo_reply() const;
   std::string protocol_name() const;
+  void log_connect() const;
+  // Debug: the machine's state before and after one command.
+  void trace_state(smtp::SessionState before, smtp::Verb verb) const;
   void log_transaction(const smtp::Reply& final_reply, const char* result);
+  void log_reply_lost(std::string_view txn_id, const smtp::Reply& reply) const;
 
   runtime::Core& core_;
   // The configuration generation of the current transaction (or of the
@@ -159,8 +205,10 @@ class FrontendSession : public runtime::SessionLink {
   Clock::time_point park_deadline_{};
   runtime::Core::Parked::iterator parked_at_{};  // valid while `parked_`
 
-  // Session and transaction state.
-  Greeting greeting_ = Greeting::kNone;
+  // Session and transaction state: the state and its rules are the
+  // machine's; what it cannot hold (names, the TLS details, the envelope,
+  // the relay) is here.
+  smtp::SessionMachine machine_;
   std::string helo_name_;
   std::unique_ptr<net::TlsInfo> tls_;  // null: no TLS
   std::string auth_user_;              // empty: not authenticated
@@ -180,7 +228,6 @@ class FrontendSession : public runtime::SessionLink {
   upstream::PoolRuntime* pool_ = nullptr;
   // Declared after txn_, so destroyed before the pool it may point into.
   std::unique_ptr<relay::RelayTransaction> tx_;
-  int rcpt_attempts_ = 0;
   int tx_count_ = 0;
   bool tx_logged_ = false;  // this transaction's log line is written
 };

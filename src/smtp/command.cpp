@@ -30,6 +30,7 @@ constexpr std::array kVerbs{
     VerbName{"STARTTLS", Verb::kStartTls},
     VerbName{"AUTH", Verb::kAuth},
     VerbName{"BDAT", Verb::kBdat},
+    VerbName{"XCLIENT", Verb::kXclient},
     // Postfix's smtpd_forbidden_commands: an HTTP client or proxy talking to
     // an SMTP port.
     VerbName{"GET", Verb::kHttp},
@@ -266,6 +267,7 @@ ParseResult parse_command(std::string_view line) {
     case Verb::kNoop:
     case Verb::kHelp:
     case Verb::kBdat:
+    case Verb::kXclient:
       cmd.arg = std::string(arg);
       break;
   }

@@ -30,7 +30,8 @@ enum class Verb {
   kStartTls,
   kAuth,
   kBdat,
-  kHttp,  // GET/POST/CONNECT/...: a cross-protocol attack, close at once
+  kXclient,  // a client naming its own identity: refused (only smtplb sends XCLIENT)
+  kHttp,     // GET/POST/CONNECT/...: a cross-protocol attack, close at once
   kUnknown,
 };
 

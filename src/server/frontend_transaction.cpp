@@ -1,0 +1,198 @@
+// frontend_transaction.cpp: the transaction's glue between the client and
+// the relay: MAIL's envelope, RCPT's relay policy and routing (DESIGN.md
+// data path, step 2) and the backend's answer, and the transaction's end.
+// The session machine has already said whether the command may run (the
+// sequence, TLS, AUTH, SIZE, max_recipients); what is here needs the
+// configuration, DNS or a backend, and reports what came of it to the
+// machine through dispatch().
+#include "log/log.hpp"
+#include "server/frontend_session.hpp"
+#include "server/peer_ip.hpp"
+#include "server/policy.hpp"
+#include "server/received.hpp"
+#include "smtp/replies.hpp"
+
+namespace smtplb::server {
+
+namespace replies = smtp::replies;
+
+void FrontendSession::adopt_current_view() {
+  // A new transaction uses the configuration of the moment: a reload after
+  // this session began takes effect here.  Nothing of the previous
+  // transaction (tx_, pool_) points into the old view any more.
+  const auto& current = core_.view();
+  if (current == view_ || tx_) return;
+  const config::Listener* l = current->cfg().find_listener(listener_->name);
+  if (!l) return;  // cannot happen: a reload keeps every listener
+  view_ = current;
+  cfg_ = &view_->cfg();
+  listener_ = l;
+  trusted_ = is_trusted(*cfg_, ip_);
+}
+
+smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
+  // The message rate is counted here, where its limiter lives, and last:
+  // a MAIL the machine refused costs the client no message.
+  if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now())) {
+    core_.shared().count(runtime::Shared::Limit::kMessageRate);
+    machine_.mail_result(false);
+    return replies::message_rate_exceeded();
+  }
+  txn_ = std::make_unique<Transaction>();
+  txn_->envelope = envelope_for(cmd);
+  tx_logged_ = false;
+  ++tx_count_;
+  txn_->id = transaction_id(id(), tx_count_);
+  txn_->started = Clock::now();
+  machine_.mail_result(true);
+  return replies::sender_ok();
+}
+
+relay::Envelope FrontendSession::envelope_for(const smtp::Command& cmd) {
+  relay::Envelope env;
+  env.sender = cmd.path;
+  env.params = cmd.mail;
+  // AUTH= from a client that did not authenticate is dropped (RFC 4954 5):
+  // the relay rebuilds MAIL from these values and never sends it on.
+  env.params.auth_given = false;
+  env.needs_smtputf8 = cmd.mail.smtputf8;
+  env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
+  env.client.ip = ip_;
+  env.client.port = client_port_;
+  if (local_port_ == 0 && cfg_->proxy_identity_used) {
+    // Only PROXY headers to backends need it: no getsockname otherwise.
+    error_code ec;
+    auto local = sock_.socket().local_endpoint(ec);
+    if (!ec) {
+      local_ip_ = ip_bytes(local);
+      local_port_ = local.port();
+    }
+  }
+  env.client.local_ip = local_ip_;
+  env.client.local_port = local_port_;
+  env.client.helo = helo_name_;
+  env.client.proto = machine_.greeting() == smtp::Greeting::kEhlo ? "ESMTP" : "SMTP";
+  env.client.login = auth_user_;
+  return env;
+}
+
+awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const config::Pool& p,
+                                                                       const std::string& domain) {
+  dns::Lookup* lookup = core_.lookup();
+  if (!lookup) co_return replies::dns_temporary_failure();
+  dns::MxTarget t = co_await lookup->mx_target(domain);
+  std::optional<smtp::Reply> refusal;
+  switch (t.kind) {
+    case dns::MxTarget::Kind::kHosts:
+      txn_->mx_pool = core_.recipient_pool(view_->gen->cfg, p, domain, t);
+      if (!txn_->mx_pool) refusal = replies::no_mail_host();  // only our own listeners
+      break;
+    case dns::MxTarget::Kind::kNxDomain:
+      refusal = replies::domain_not_found();
+      break;
+    case dns::MxTarget::Kind::kNullMx:
+      refusal = replies::null_mx();
+      break;
+    case dns::MxTarget::Kind::kNoHosts:
+      refusal = replies::no_mail_host();
+      break;
+    case dns::MxTarget::Kind::kTempFail:
+    case dns::MxTarget::Kind::kCancelled:
+      refusal = replies::dns_temporary_failure();
+      break;
+  }
+  if (refusal) {
+    log::Record("mx_lookup")
+        .add("s", id())
+        .add("t", txn_->id)
+        .add("pool", p.name)
+        .add("domain", domain)
+        .add("result", dns::to_string(t.kind))
+        .add("detail", t.detail)
+        .add("reply", refusal->summary())
+        .emit(spdlog::level::warn);
+    co_return refusal;
+  }
+  txn_->mx_domain = domain;
+  if (t.stale)
+    log::Record("mx_lookup")
+        .add("s", id())
+        .add("t", txn_->id)
+        .add("pool", p.name)
+        .add("domain", domain)
+        .add("result", "stale")
+        .add("detail", "DNS refresh failed; using the last good answer")
+        .emit(spdlog::level::warn);
+  co_return std::nullopt;
+}
+
+smtp::Reply FrontendSession::refuse_rcpt(const smtp::Mailbox& rcpt, smtp::Reply reply) {
+  txn_->refused.push_back(rcpt.str());
+  return reply;
+}
+
+awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
+  const smtp::Mailbox& rcpt = cmd.path.mailbox;
+  if (!txn_->envelope.needs_smtputf8 && rcpt.has_non_ascii())
+    co_return refuse_rcpt(rcpt, replies::utf8_needs_smtputf8());
+  // An authenticated client may relay, like a trusted one.
+  if (check_recipient(*cfg_, listener_->role, trusted_ || machine_.authenticated(), rcpt) ==
+      Verdict::kRelayDenied) {
+    log::Record("relay_denied")
+        .add("s", id())
+        .add("t", txn_->id)
+        .add("client", client_ip_)
+        .add("rcpt", rcpt.str())
+        .emit();
+    co_return refuse_rcpt(rcpt, replies::relay_denied());
+  }
+  std::string domain = routing_domain(*cfg_, rcpt);
+  std::string sender_domain = smtp::ascii_lower(txn_->envelope.sender.mailbox.domain);
+  const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
+  upstream::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
+  if (!pool)
+    co_return refuse_rcpt(rcpt, smtp::make_reply(550, "5.7.1", "No route for this recipient"));
+  if (pool->cfg->mx == config::MxMode::kRecipient) {
+    if (pool_ && pool_->cfg != pool->cfg) co_return refuse_rcpt(rcpt, replies::other_pool());
+    if (pool_) {
+      // The transaction's hosts are its first recipient domain's.
+      if (domain != txn_->mx_domain) co_return refuse_rcpt(rcpt, replies::other_domain());
+      pool = pool_;
+    } else {
+      auto reply = co_await recipient_hosts(*pool->cfg, domain);
+      if (reply) co_return refuse_rcpt(rcpt, std::move(*reply));
+      pool = txn_->mx_pool.get();
+    }
+  }
+  if (pool_ && pool != pool_) co_return refuse_rcpt(rcpt, replies::other_pool());
+  if (!tx_) {
+    pool_ = pool;
+    tx_ = std::make_unique<relay::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
+                                                    txn_->envelope, txn_->id);
+    tx_->set_client_gone_check([this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
+  }
+  smtp::Reply r = co_await tx_->rcpt(cmd.path);
+  if (r.positive())
+    txn_->accepted.push_back(rcpt.str());
+  else
+    txn_->refused.push_back(rcpt.str());
+  co_return r;
+}
+
+awaitable<void> FrontendSession::end_transaction() {
+  // A transaction that ends before its data (every RCPT refused, RSET,
+  // QUIT, the client gone) is logged too, once: an operator looking for a
+  // message must find what became of it.  Every RCPT tried is in one of
+  // the two lists.
+  if (txn_ && !tx_logged_ && (!txn_->accepted.empty() || !txn_->refused.empty()))
+    log_transaction(smtp::Reply{}, "abandoned");
+  if (tx_) {
+    co_await tx_->release();
+    tx_.reset();
+  }
+  txn_.reset();
+  pool_ = nullptr;
+  machine_.transaction_ended();
+}
+
+}  // namespace smtplb::server

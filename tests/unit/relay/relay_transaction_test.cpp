@@ -136,7 +136,9 @@ Outcome relay(Script& a, Script& b) {
   Outcome out;
   bool done = false;
 
-  asio::io_context io;  // last: destroyed first, with every frame that uses the above
+  // Destroyed first (declared last), with every frame that uses the above;
+  // the pooled sessions it serves are closed before (rt.backends.clear()).
+  asio::io_context io;
   tcp::acceptor acc_a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   tcp::acceptor acc_b(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   for (auto* acc : {&acc_a, &acc_b}) {
@@ -178,6 +180,8 @@ Outcome relay(Script& a, Script& b) {
   while (!done && io.run_one_for(5s) > 0) {
   }
   EXPECT_TRUE(done) << "the transaction never ended";
+  // The pooled sessions' sockets belong to `io`: closed while it lives.
+  rt.backends.clear();
   return out;
 }
 

@@ -186,6 +186,10 @@ struct Limits {
   // Message bytes kept in memory for replay before spilling to an unlinked
   // temporary file, so a 50 MB message costs bounded memory.
   std::uint64_t replay_memory = 1ull << 20;
+  // All messages' replay bytes in memory together, every core: past it a
+  // message's bytes go to its spill file from the first one, so 10,000
+  // sessions cannot hold 10,000 x replay_memory.
+  std::uint64_t replay_memory_total = 256ull << 20;
   // Per-client limits (connections, rates, the AUTH throttle) count an
   // IPv6 client by this prefix length, since one host usually holds a
   // whole /64; IPv4 clients count by their whole address.  1..128.

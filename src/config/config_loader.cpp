@@ -733,63 +733,65 @@ class Loader {
   }
 
   void load_limits(const YAML::Node& v, Limits& l) {
-    each_key(v, "limits",
-             {"max_message_size", "max_recipients", "bare_line_endings", "max_line_length",
-              "max_errors", "max_connections", "max_connections_per_ip", "ipv6_prefix",
-              "max_connection_rate_per_ip", "max_message_rate_per_ip", "replay_memory"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "max_message_size") {
-                 if (auto s = size(x, "max_message_size")) l.max_message_size = *s;
-               } else if (key == "max_recipients") {
-                 if (auto n = integer(x, "max_recipients", 1, 100000)) l.max_recipients = int(*n);
-               } else if (key == "bare_line_endings") {
-                 if (auto s = str(x, "bare_line_endings")) {
-                   if (*s == "reject")
-                     l.bare_line_endings = BareLineEndings::kReject;
-                   else if (*s == "normalize")
-                     l.bare_line_endings = BareLineEndings::kNormalize;
-                   else
-                     error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
-                 }
-               } else if (key == "max_line_length") {
-                 // RFC 5321 4.5.3.1.6: a server must take 1000-octet lines.
-                 constexpr std::uint64_t kRfcTextLine = 1000;
-                 if (auto s = str(x, "max_line_length")) {
-                   auto n = *s == "none" ? std::optional<std::uint64_t>(0) : parse_size(*s);
-                   if (!n)
-                     error(x, "max_line_length: bad size `" + *s +
-                                  "` (use e.g. 10KB; 0 or none: no limit)");
-                   else if (*n != 0 && *n < kRfcTextLine)
-                     error(x, "max_line_length: `" + *s +
-                                  "` is under the 1000 octets RFC 5321 4.5.3.1.6 allows; 0 or "
-                                  "none: no limit");
-                   else
-                     l.max_line_length = *n;
-                 }
-               } else if (key == "max_errors") {
-                 if (auto n = integer(x, "max_errors", 1, 10000)) l.max_errors = int(*n);
-               } else if (key == "max_connections") {
-                 if (auto n = integer(x, "max_connections", 1, 10000000))
-                   l.max_connections = int(*n);
-               } else if (key == "max_connections_per_ip") {
-                 if (auto n = integer(x, "max_connections_per_ip", 1, 10000000))
-                   l.max_connections_per_ip = int(*n);
-               } else if (key == "max_connection_rate_per_ip" || key == "max_message_rate_per_ip") {
-                 if (auto s = str(x, key)) {
-                   auto r = parse_rate(*s);
-                   if (!r || r->per_second <= 0)
-                     error(x, key + ": bad rate `" + *s + "` (use e.g. 600/m, 10/s)");
-                   else if (key == "max_connection_rate_per_ip")
-                     l.max_connection_rate_per_ip = *r;
-                   else
-                     l.max_message_rate_per_ip = *r;
-                 }
-               } else if (key == "replay_memory") {
-                 if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
-               } else if (key == "ipv6_prefix") {
-                 if (auto n = integer(x, "limits.ipv6_prefix", 1, 128)) l.ipv6_prefix = int(*n);
-               }
-             });
+    each_key(
+        v, "limits",
+        {"max_message_size", "max_recipients", "bare_line_endings", "max_line_length", "max_errors",
+         "max_connections", "max_connections_per_ip", "ipv6_prefix", "max_connection_rate_per_ip",
+         "max_message_rate_per_ip", "replay_memory", "replay_memory_total"},
+        [&](const std::string& key, const YAML::Node& x) {
+          if (key == "max_message_size") {
+            if (auto s = size(x, "max_message_size")) l.max_message_size = *s;
+          } else if (key == "max_recipients") {
+            if (auto n = integer(x, "max_recipients", 1, 100000)) l.max_recipients = int(*n);
+          } else if (key == "bare_line_endings") {
+            if (auto s = str(x, "bare_line_endings")) {
+              if (*s == "reject")
+                l.bare_line_endings = BareLineEndings::kReject;
+              else if (*s == "normalize")
+                l.bare_line_endings = BareLineEndings::kNormalize;
+              else
+                error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
+            }
+          } else if (key == "max_line_length") {
+            // RFC 5321 4.5.3.1.6: a server must take 1000-octet lines.
+            constexpr std::uint64_t kRfcTextLine = 1000;
+            if (auto s = str(x, "max_line_length")) {
+              auto n = *s == "none" ? std::optional<std::uint64_t>(0) : parse_size(*s);
+              if (!n)
+                error(x, "max_line_length: bad size `" + *s +
+                             "` (use e.g. 10KB; 0 or none: no limit)");
+              else if (*n != 0 && *n < kRfcTextLine)
+                error(x, "max_line_length: `" + *s +
+                             "` is under the 1000 octets RFC 5321 4.5.3.1.6 allows; 0 or "
+                             "none: no limit");
+              else
+                l.max_line_length = *n;
+            }
+          } else if (key == "max_errors") {
+            if (auto n = integer(x, "max_errors", 1, 10000)) l.max_errors = int(*n);
+          } else if (key == "max_connections") {
+            if (auto n = integer(x, "max_connections", 1, 10000000)) l.max_connections = int(*n);
+          } else if (key == "max_connections_per_ip") {
+            if (auto n = integer(x, "max_connections_per_ip", 1, 10000000))
+              l.max_connections_per_ip = int(*n);
+          } else if (key == "max_connection_rate_per_ip" || key == "max_message_rate_per_ip") {
+            if (auto s = str(x, key)) {
+              auto r = parse_rate(*s);
+              if (!r || r->per_second <= 0)
+                error(x, key + ": bad rate `" + *s + "` (use e.g. 600/m, 10/s)");
+              else if (key == "max_connection_rate_per_ip")
+                l.max_connection_rate_per_ip = *r;
+              else
+                l.max_message_rate_per_ip = *r;
+            }
+          } else if (key == "replay_memory") {
+            if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
+          } else if (key == "replay_memory_total") {
+            if (auto s = size(x, "replay_memory_total")) l.replay_memory_total = *s;
+          } else if (key == "ipv6_prefix") {
+            if (auto n = integer(x, "limits.ipv6_prefix", 1, 128)) l.ipv6_prefix = int(*n);
+          }
+        });
   }
 
   void load_timeouts(const YAML::Node& v, Timeouts& t) {

@@ -31,7 +31,7 @@ RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Confi
       id_(std::move(id)),
       key_(next_transaction_key()),
       deadline_(Clock::now() + cfg.timeouts.transaction),
-      replay_(cfg.limits.replay_memory, cfg.temp_directory) {
+      replay_(cfg.limits.replay_memory, cfg.temp_directory, cfg.limits.replay_memory_total) {
   restart_walk();
 }
 
@@ -255,7 +255,7 @@ awaitable<smtp::Reply> RelayTransaction::finish() {
   std::string final_dot;
   enc.finish(final_dot);  // the content ends with CR LF: this is ".\r\n"
   if (eight_bit_seen_) co_return smtp::replies::eight_bit_undeliverable();
-  if (replay_broken_) co_return smtp::replies::local_error();
+  if (replay_broken_) co_return smtp::replies::no_replay_storage();
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
   for (;;) {
     if (session_ && streaming_) {

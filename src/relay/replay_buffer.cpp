@@ -19,6 +19,18 @@ namespace smtplb::relay {
 namespace {
 
 std::atomic<std::uint64_t> g_spill_failures{0};
+// Bytes all buffers hold in memory (limits.replay_memory_total).
+std::atomic<std::uint64_t> g_in_memory{0};
+
+// Takes up to `want` bytes of the shared budget; what it could get.
+std::uint64_t reserve_memory(std::uint64_t want, std::uint64_t total) {
+  std::uint64_t cur = g_in_memory.load(std::memory_order_relaxed);
+  for (;;) {
+    const std::uint64_t n = std::min(want, total > cur ? total - cur : 0);
+    if (n == 0) return 0;
+    if (g_in_memory.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed)) return n;
+  }
+}
 // steady_clock ticks of the last spill_failure log line; a minute apart.
 std::atomic<std::int64_t> g_last_spill_log{std::numeric_limits<std::int64_t>::min()};
 constexpr std::chrono::minutes kSpillLogInterval{1};
@@ -61,6 +73,10 @@ std::string ReplayBuffer::probe_directory(const std::string& dir) {
   return {};
 }
 
+std::uint64_t ReplayBuffer::memory_in_use() {
+  return g_in_memory.load(std::memory_order_relaxed);
+}
+
 std::uint64_t ReplayBuffer::spill_failures() {
   return g_spill_failures.load(std::memory_order_relaxed);
 }
@@ -80,13 +96,14 @@ void ReplayBuffer::spill_failed(const char* what, int err) {
       .add("error", what)
       .add("errno", err)
       .add("reason", std::strerror(err))
-      .add("effect", "messages over limits.replay_memory get 451 4.3.0")
+      .add("effect", "messages over limits.replay_memory get 452 4.3.1")
       .add("failures_total", static_cast<long long>(spill_failures()))
       .emit(spdlog::level::err);
 }
 
-ReplayBuffer::ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir)
-    : memory_limit_(memory_limit), temp_dir_(std::move(temp_dir)) {}
+ReplayBuffer::ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir,
+                           std::uint64_t memory_total)
+    : memory_limit_(memory_limit), memory_total_(memory_total), temp_dir_(std::move(temp_dir)) {}
 
 ReplayBuffer::~ReplayBuffer() {
   clear();
@@ -98,9 +115,12 @@ bool ReplayBuffer::append(std::string_view bytes) {
     std::string cached = take_buffer();
     if (cached.capacity() > memory_.capacity()) memory_.swap(cached);
   }
-  if (memory_.size() < memory_limit_) {
-    std::size_t room = static_cast<std::size_t>(memory_limit_ - memory_.size());
-    std::size_t n = std::min(room, bytes.size());
+  // Memory only while nothing went to the file yet (the bytes stay in
+  // order), within this message's limit and the shared total.
+  if (fd_ < 0 && memory_.size() < memory_limit_) {
+    const std::uint64_t room = memory_limit_ - memory_.size();
+    const std::size_t n = static_cast<std::size_t>(
+        reserve_memory(std::min<std::uint64_t>(room, bytes.size()), memory_total_));
     memory_.append(bytes.substr(0, n));
     bytes.remove_prefix(n);
     size_ += n;
@@ -147,6 +167,7 @@ bool ReplayBuffer::read(std::uint64_t offset, std::size_t max, std::string& out)
 }
 
 void ReplayBuffer::clear() {
+  g_in_memory.fetch_sub(memory_.size(), std::memory_order_relaxed);
   give_buffer(std::move(memory_));
   memory_ = std::string();
   if (fd_ >= 0) ::close(fd_);

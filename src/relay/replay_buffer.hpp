@@ -1,9 +1,11 @@
 // replay_buffer.hpp: the message as sent to the first backend, kept so it
 // can be replayed on another.
 //
-// The first `memory_limit` bytes stay in memory; the rest goes to a
-// temporary file that is unlinked from the start (O_TMPFILE), so a 50 MB
-// message costs bounded memory and a crash leaves nothing behind.
+// The first `memory_limit` bytes stay in memory, as long as all buffers
+// together stay within `memory_total`; the rest goes to a temporary file
+// that is unlinked from the start (O_TMPFILE), so a 50 MB message costs
+// bounded memory, ten thousand messages cost at most `memory_total`, and a
+// crash leaves nothing behind.
 //
 // The memory part comes from, and returns to, the thread's buffer cache
 // (buffer_cache.hpp).
@@ -11,7 +13,7 @@
 // The spill file is written in pieces of at most kSpillPiece bytes, so one
 // write() stays short on the event loop's thread.  A spill that fails
 // (temp_directory gone or full) makes the message unreplayable and the
-// caller answers 451 4.3.0; each failure is counted (spill_failures(),
+// caller answers 452 4.3.1 (insufficient storage); each failure is counted (spill_failures(),
 // smtplb_spill_failures_total) and logged with its errno, at most once a
 // minute for the whole process.  probe_directory() is what `smtplb check`
 // and start-up use to refuse an unusable temp_directory up front.
@@ -26,7 +28,11 @@ namespace smtplb::relay {
 
 class ReplayBuffer {
  public:
-  ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir);
+  // `memory_limit`: this message's bytes kept in memory; `memory_total`:
+  // all buffers' together (limits.replay_memory_total), shared by every
+  // core through one atomic.
+  ReplayBuffer(std::uint64_t memory_limit, std::string temp_dir,
+               std::uint64_t memory_total = std::uint64_t(-1));
   ~ReplayBuffer();
   ReplayBuffer(const ReplayBuffer&) = delete;
   ReplayBuffer& operator=(const ReplayBuffer&) = delete;
@@ -50,9 +56,12 @@ class ReplayBuffer {
   static std::string probe_directory(const std::string& dir);
   // Spills that failed since start-up, all buffers together.
   static std::uint64_t spill_failures();
+  // Bytes every buffer holds in memory now, together.
+  static std::uint64_t memory_in_use();
 
  private:
   std::uint64_t memory_limit_;
+  std::uint64_t memory_total_;
   std::string temp_dir_;
   std::string memory_;
   int fd_ = -1;

@@ -110,6 +110,11 @@ inline Reply no_capable_backend() {
 inline Reply message_rate_exceeded() {
   return make_reply(451, "4.7.1", "Message rate exceeded, try again later");
 }
+// The message could not be kept for a replay: memory past
+// limits.replay_memory(_total) and the spill file could not be written.
+inline Reply no_replay_storage() {
+  return make_reply(452, "4.3.1", "Insufficient system storage, try again later");
+}
 inline Reply local_error() {
   return make_reply(451, "4.3.0", "Local error, try again later");
 }

@@ -112,6 +112,34 @@ TEST(ReplayBuffer, TheNextMessageReusesTheMemoryOfTheLast) {
   EXPECT_EQ(out, "a");  // nothing of the last message shows
 }
 
+TEST(ReplayBuffer, AllBuffersTogetherStayWithinTheTotal) {
+  // limits.replay_memory_total: the memory the others hold counts; past
+  // the total a message spills from its first byte, and its bytes read
+  // back in order; a cleared buffer gives its share back.
+  const std::uint64_t base = ReplayBuffer::memory_in_use();
+  const std::uint64_t total = base + 1000;
+  ReplayBuffer a(800, "/tmp", total), b(800, "/tmp", total), c(800, "/tmp", total);
+  ASSERT_TRUE(a.append(std::string(700, 'a')));
+  EXPECT_FALSE(a.spilled());
+  const std::string bb = std::string(250, 'b') + std::string(250, 'B');
+  ASSERT_TRUE(b.append(bb));  // 300 of it fit; the rest goes to the file
+  EXPECT_TRUE(b.spilled());
+  EXPECT_EQ(read_all(b, 7), bb);
+  EXPECT_EQ(ReplayBuffer::memory_in_use(), base + 1000);
+  ASSERT_TRUE(c.append("ccc"));
+  EXPECT_TRUE(c.spilled());  // nothing left: from the first byte
+  ASSERT_TRUE(a.append("more"));
+  EXPECT_TRUE(a.spilled());
+  EXPECT_EQ(read_all(a, 64), std::string(700, 'a') + "more");
+  a.clear();
+  b.clear();
+  c.clear();
+  EXPECT_EQ(ReplayBuffer::memory_in_use(), base);
+  ReplayBuffer d(800, "/tmp", total);
+  ASSERT_TRUE(d.append("ddd"));
+  EXPECT_FALSE(d.spilled());
+}
+
 TEST(BufferCache, KeepsBoundedBytesPerThread) {
   std::vector<std::string> held;
   for (int i = 0; i < 20; ++i) held.push_back(std::string(kCachedBufferBytes / 2, 'y'));

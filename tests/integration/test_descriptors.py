@@ -58,6 +58,14 @@ class Descriptors(IntegrationCase):
             held.append(s)
         self.fail("smtplb took %d clients under a limit of %d descriptors" % (len(held), LIMIT))
 
+    def wait_for_room(self):
+        """After the held clients close, smtplb frees their descriptors as it
+        notices: poll until a new client gets its banner."""
+        def banner_ok():
+            with socket.create_connection((HOST, self.lb.port), timeout=5) as s:
+                return first_reply(s).startswith(b"220")
+        wait_for(banner_ok, 10, "a free descriptor after the clients closed")
+
     def test_clients_past_the_limit_get_421_and_the_log_stays_quiet(self):
         a = self.fault_backend("a")
         self.start_limited([a])
@@ -77,6 +85,7 @@ class Descriptors(IntegrationCase):
         # Descriptors back: mail flows.
         for s in held:
             s.close()
+        self.wait_for_room()
         c = self.client()
         content = message("after-shortage")
         replies = c.transaction(SENDER, [RCPT], content)
@@ -106,6 +115,7 @@ class Descriptors(IntegrationCase):
         f.close()
         for h in held:
             h.close()
+        self.wait_for_room()
         c = self.client()
         content = message("after-connect-shortage")
         replies = c.transaction(SENDER, [RCPT], content)

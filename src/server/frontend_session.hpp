@@ -203,7 +203,9 @@ class FrontendSession : public runtime::SessionLink {
   bool no_client_ = false;
   Clock::time_point started_ = Clock::now();
 
-  smtp::LineReader reader_{smtp::kMaxParameterCommandLine};
+  // Takes the longest command line (AUTH's, with RFC 4954's initial
+  // response); each verb's own limit is checked once the line is whole.
+  smtp::LineReader reader_{smtp::kMaxAnyCommandLine};
   std::unique_ptr<std::array<char, kTlsReadSize>> tls_input_;
   std::string out_;
   bool idle_wait_ = false;  // blocked on a command read with no transaction open

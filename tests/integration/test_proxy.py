@@ -15,6 +15,7 @@ without proxy_protocol a PROXY line is an unknown command that changes
 nothing.
 """
 
+import signal
 import socket
 import struct
 import time
@@ -157,6 +158,27 @@ class NoClient(ProxyCase):
                                  "%s: relaying" % tid)
                 self.assertReply(c.cmd("RCPT TO:<%s>" % RCPT), 250, what="%s: local" % tid)
                 self.assertReply(c.cmd("QUIT"), 221, what=tid)
+
+    def test_a_reload_does_not_lend_the_trust_either(self):
+        # A reload's configuration is taken at the next transaction's MAIL,
+        # and trust is decided again there: still never for these.
+        self.start(trusted=("127.0.0.0/8",))
+        sessions = []
+        for tid, header in self.HEADERS:
+            c = self.connect(header)
+            c.banner()
+            c.ehlo()
+            sessions.append((tid, c))
+        with open(self.lb.config_path) as f:
+            text = f.read()
+        with open(self.lb.config_path, "w") as f:
+            f.write(text.replace("max_recipients: 100", "max_recipients: 99"))
+        self.lb.proc.signal(signal.SIGHUP)
+        self.lb.wait_log(r"event=reloaded .*generation=2")
+        for tid, c in sessions:
+            self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250, what=tid)
+            self.assertReply(c.cmd("RCPT TO:<someone@elsewhere.test>"), 554, "5.7.1",
+                             "%s: relaying after a reload" % tid)
 
     def test_a_trusted_balancer_does_not_lend_its_trust_to_submission(self):
         self.start(trusted=("127.0.0.0/8",), role="submission")

@@ -35,7 +35,16 @@ awaitable<bool> FrontendSession::read_proxy_header() {
     if (p.status == smtp::ProxyParse::Status::kInvalid) co_return refuse(p.error);
     if (p.status == smtp::ProxyParse::Status::kDone) {
       const std::string peer = client_ip_;
-      if (!p.header.local) {
+      if (p.header.local) {
+        // v2 LOCAL, v1 UNKNOWN: no client named (a balancer's own health
+        // check, or a client it could not describe).  The connection keeps
+        // the balancer's address, so the logs name it and the per-client
+        // limits count against it, but not the balancer's trust: being in
+        // trusted_networks lets a balancer vouch for the clients it names,
+        // not relay or skip AUTH itself (issue 14).  A health check still
+        // gets its 220 and its QUIT.
+        no_client_ = true;
+      } else {
         ip_ = p.header.source.ip;
         client_port_ = p.header.source.port;
         local_ip_ = p.header.destination.ip;
@@ -45,7 +54,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
       // Bytes after the header are the client's (a client that talks
       // before the banner is the protocol layer's business).
       reader_.append(std::string_view(in).substr(p.consumed));
-      trusted_ = is_trusted(*cfg_, ip_);
+      trusted_ = is_trusted(*cfg_, ip_);  // the session's: never with no_client_
       log::Record("proxy")
           .add("s", id())
           .add("peer", peer)
@@ -53,6 +62,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
           .add("port", client_port_)
           .add("version", p.header.version)
           .add("local", p.header.local ? "yes" : "no")
+          .add("trusted", trusted_ ? "yes" : "no")
           .emit(spdlog::level::debug);
       if (!admit_proxied_client()) {
         queue(replies::too_many_connections());

@@ -46,19 +46,26 @@ bool is_own_error(const smtp::Reply& r) {
   return r.code == 500 || r.code == 501 || r.code == 503 || r.code == 555;
 }
 
+// Too long for its verb: 500 5.5.2, or AUTH's own 500 5.5.6 (RFC 4954 4,
+// DESIGN.md).
+smtp::Reply too_long_for(smtp::Verb verb) {
+  return verb == smtp::Verb::kAuth ? replies::auth_line_too_long() : replies::line_too_long();
+}
+
 // A line as a command, or the reply that refuses it before the session
-// machine sees it (too long, unparsable).
+// machine sees it (too long, unparsable).  `line`: the line, or when
+// `too_long` (over what the reader takes), its head.
 smtp::ParseResult parse_line(bool too_long, std::string_view line) {
   smtp::ParseResult p;
   if (too_long) {
-    p.error = replies::line_too_long();
+    p.error = too_long_for(smtp::verb_of(line));
     return p;
   }
   p = smtp::parse_command(line);
-  const smtp::Verb verb = p.command ? p.command->verb : smtp::Verb::kUnknown;
+  const smtp::Verb verb = p.command ? p.command->verb : smtp::verb_of(line);
   if (line.size() + 2 > smtp::max_line_for(verb)) {
     p.command.reset();
-    p.error = replies::line_too_long();
+    p.error = too_long_for(verb);
   }
   return p;
 }
@@ -145,7 +152,10 @@ awaitable<FrontendSession::ReadResult> FrontendSession::read_line(std::string& l
       line.assign(item.line);
       co_return ReadResult::kLine;
     }
-    if (item.kind == smtp::LineReader::Kind::kTooLong) co_return ReadResult::kTooLong;
+    if (item.kind == smtp::LineReader::Kind::kTooLong) {
+      line.assign(item.head);  // whose line it was: the verb picks the reply
+      co_return ReadResult::kTooLong;
+    }
     // About to wait for the client: the replies so far go out now.
     if (!co_await flush()) co_return ReadResult::kClosed;
     const bool idle = !machine_.in_transaction();

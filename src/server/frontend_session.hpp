@@ -24,6 +24,7 @@
 #include "relay/relay_transaction.hpp"
 #include "runtime/core.hpp"
 #include "server/connection_limiter.hpp"
+#include "server/policy.hpp"
 #include "smtp/command.hpp"
 #include "smtp/line_reader.hpp"
 #include "smtp/reply.hpp"
@@ -97,6 +98,14 @@ class FrontendSession : public runtime::SessionLink {
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
   awaitable<bool> read_proxy_header();
+  // Whether the client at `ip` is in trusted_networks, as this session
+  // sees it: never when a PROXY header named no client.  Named like the
+  // free function in policy.hpp on purpose: it hides it in every member, so
+  // no trust decision in the session (at connect, after the PROXY header,
+  // at a reload's new transaction) can bypass the check.
+  bool is_trusted(const config::Config& cfg, const ConnectionLimiter::Ip& ip) const {
+    return !no_client_ && server::is_trusted(cfg, ip);
+  }
   // The per-client limits the accept left to a PROXY listener, now for the
   // announced client; false: refused (counted and logged).
   bool admit_proxied_client();
@@ -188,9 +197,15 @@ class FrontendSession : public runtime::SessionLink {
   ConnectionLimiter::Ip local_ip_{};  // where the client connected (PROXY: as announced)
   std::uint16_t local_port_ = 0;
   bool trusted_ = false;
+  // The PROXY header named no client (v2 LOCAL, v1 UNKNOWN): ip_ stays the
+  // balancer's, for the logs and the per-client limits, but its trust in
+  // trusted_networks is not the client's to use (issue 14).
+  bool no_client_ = false;
   Clock::time_point started_ = Clock::now();
 
-  smtp::LineReader reader_{smtp::kMaxParameterCommandLine};
+  // Takes the longest command line (AUTH's, with RFC 4954's initial
+  // response); each verb's own limit is checked once the line is whole.
+  smtp::LineReader reader_{smtp::kMaxAnyCommandLine};
   std::unique_ptr<std::array<char, kTlsReadSize>> tls_input_;
   std::string out_;
   bool idle_wait_ = false;  // blocked on a command read with no transaction open

@@ -212,17 +212,22 @@ const char* to_string(Verb v) {
   return "UNKNOWN";
 }
 
+Verb verb_of(std::string_view line) {
+  std::string_view word = line.substr(0, line.find(' '));
+  for (const auto& vn : kVerbs)
+    if (iequals(word, vn.name)) return vn.verb;
+  return Verb::kUnknown;
+}
+
 std::size_t max_line_for(Verb v) {
+  if (v == Verb::kAuth) return kMaxAuthCommandLine;
   return (v == Verb::kMail || v == Verb::kRcpt) ? kMaxParameterCommandLine : kMaxCommandLine;
 }
 
 ParseResult parse_command(std::string_view line) {
   std::size_t sp = line.find(' ');
-  std::string_view word = line.substr(0, sp);
   std::string_view arg = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
-  Verb verb = Verb::kUnknown;
-  for (const auto& vn : kVerbs)
-    if (iequals(word, vn.name)) verb = vn.verb;
+  const Verb verb = verb_of(line);
   if (line.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
     // A HELO/EHLO name carrying a line break is a header injection attempt
     // ("EHLO a.example\nX-Injected: 1"): SECURITY.md 2 answers it as a bad

@@ -69,8 +69,21 @@ struct ParseResult {
 // and RCPT, as Postfix and the backends we front do.
 constexpr std::size_t kMaxCommandLine = 512;
 constexpr std::size_t kMaxParameterCommandLine = 2048;
+// RFC 4954 4: AUTH's initial response may be as long as a response line,
+// 12288 octets (sasl::kMaxAuthLine, which judges it: longer is 500 5.5.6),
+// so the AUTH line holds "AUTH ", a mechanism name of up to 20 octets
+// (RFC 4422 3.1), a space, the response and CR LF.
+constexpr std::size_t kMaxAuthCommandLine = 5 + 20 + 1 + 12288 + 2;
+// The longest command line of any verb: what the session's reader takes
+// before it knows the verb.
+constexpr std::size_t kMaxAnyCommandLine = kMaxAuthCommandLine;
 
 ParseResult parse_command(std::string_view line);
+
+// The verb a line's first word names (case-insensitive, ended by a space
+// or the line's end), kUnknown if none: enough of a line to know whose
+// limit and whose "too long" reply apply (an over-long line's head).
+Verb verb_of(std::string_view line);
 
 // The line length (with CRLF) allowed for this verb.
 std::size_t max_line_for(Verb v);

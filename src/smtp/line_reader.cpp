@@ -22,6 +22,8 @@ LineReader::Item LineReader::next() {
     if (crlf == std::string_view::npos) {
       if (rest.size() > max_line_) {
         // The reply goes out now; the tail of the line is skipped as it comes.
+        const std::size_t n = rest.copy(head_.data(), head_.size());
+        item.head = std::string_view(head_.data(), n);
         bool keep_cr = rest.back() == '\r';
         clear();
         if (keep_cr) buf_.push_back('\r');
@@ -34,6 +36,7 @@ LineReader::Item LineReader::next() {
     consume(crlf + 2);
     if (line.size() + 2 > max_line_) {
       item.kind = Kind::kTooLong;
+      item.head = line.substr(0, kTooLongHead);
       return item;
     }
     item.kind = Kind::kLine;

@@ -10,6 +10,7 @@
 // reply.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -21,9 +22,15 @@ class LineReader {
   explicit LineReader(std::size_t max_line) : max_line_(max_line) {}
 
   enum class Kind { kNeedMore, kLine, kTooLong };
+  // How much of an over-long line is kept: enough for its verb, so the
+  // session can answer with that verb's reply (AUTH's is 500 5.5.6).
+  static constexpr std::size_t kTooLongHead = 16;
   struct Item {
     Kind kind = Kind::kNeedMore;
     std::string_view line;  // without the CR LF; valid until the next call
+    // kTooLong: the line's first octets (up to kTooLongHead), however the
+    // line was split across reads; valid until the next call.
+    std::string_view head;
   };
 
   // Next complete line from what is buffered.
@@ -45,6 +52,7 @@ class LineReader {
   void compact();
 
   std::size_t max_line_;
+  std::array<char, kTooLongHead> head_{};
   std::string buf_;
   std::size_t start_ = 0;
   bool discarding_ = false;  // inside an over-long line, skipping to its LF

@@ -32,8 +32,8 @@ struct ProxyAddress {
 };
 
 struct ProxyHeader {
-  // v2 LOCAL (or PROXY over UNSPEC) or v1 "PROXY UNKNOWN": use the real
-  // peer's address.
+  // v2 LOCAL (or PROXY over UNSPEC) or v1 "PROXY UNKNOWN": no client
+  // named; the session uses the real peer's address, never its trust.
   bool local = false;
   ProxyAddress source, destination;  // when !local
   int version = 1;                   // 1 or 2

@@ -5,8 +5,10 @@ hashes.  Covered: AUTH neither offered nor taken before TLS (538 5.7.11),
 PLAIN and LOGIN (with and without an initial response) with Python's
 smtplib and by hand, relaying after AUTH (ESMTPSA in Received:, user= in
 the log), the malformed cases with their codes (bad base64, `=AAA`, `*`,
-a 12289-octet response, PLAIN without two NULs, authzid != authcid, an
-unknown mechanism, AUTH before EHLO, AUTH twice), the throttle (no delay
+a 12289-octet response, on a continuation line and on the AUTH line
+itself, an initial response of some 1,000 octets that authenticates and
+one of 3,000 that is judged as credentials (issue 14), PLAIN without two
+NULs, authzid != authcid, an unknown mechanism, AUTH before EHLO, AUTH twice), the throttle (no delay
 for the first failures, a growing delay, then 421 4.7.0 and a refusal
 that a second client address does not share), 40 wrong passwords sent in
 parallel from one address (at most max_failures of them checked, issue
@@ -167,6 +169,42 @@ class AuthTest(AuthCase):
         # None of it authenticated: MAIL still needs AUTH.
         self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 530, "5.7.0")
         self.assertFalse(self.lb.log_lines("auth"), "no successful AUTH was logged")
+
+    def test_an_initial_response_may_be_as_long_as_rfc_4954_allows(self):
+        # Issue 14: RFC 4954 4 allows 12288 octets of response on the AUTH
+        # line itself, where smtplb stopped at 512.  The longest credentials
+        # smtplb takes (a 256-octet user name, which the authzid repeats, and
+        # a password under crypt(3)'s 512) encode to about 1,400 octets; a
+        # 250-octet password is as long as `openssl passwd` hashes whole.
+        user, password = "u" * 250, "p" * 250
+        self.start(users={"alice": "correct horse", user: password})
+        c = self.tls_session()
+        c.ehlo()
+        long_plain = b64("%s\0%s\0%s" % (user, user, password))
+        self.assertGreater(len(long_plain), 1000)
+        self.assertReply(c.cmd("AUTH PLAIN " + long_plain), 235, "2.7.0",
+                         "a %d-octet initial response" % len(long_plain))
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250, what="authenticated")
+        self.lb.wait_log(r"event=auth .*user=u{250} mechanism=PLAIN")
+
+        c = self.tls_session()
+        c.ehlo()
+        # ~3,000 octets that decode to credentials over the caps: read
+        # whole and judged as credentials (535), not refused as a line.
+        too_long_password = b64("alice\0alice\0" + "p" * 2200)
+        self.assertGreater(len(too_long_password), 2900)
+        self.assertReply(c.cmd("AUTH PLAIN " + too_long_password), 535, "5.7.8",
+                         "a password over the cap, on a %d-octet line" % len(too_long_password))
+        # 12288 octets of response is a response (no two NULs: 535); one
+        # more octet is the line too long, 500 5.5.6, and so is a line far
+        # beyond what is read; the session goes on after each.
+        self.assertReply(c.cmd("AUTH PLAIN " + "A" * 12288), 535, "5.7.8", "12288 octets")
+        self.assertReply(c.cmd("AUTH PLAIN " + "A" * 12289), 500, "5.5.6", "12289 octets")
+        self.assertReply(c.cmd("AUTH PLAIN " + "A" * 20000), 500, "5.5.6", "20000 octets")
+        self.assertReply(c.cmd("NOOP"), 250, what="after the long lines")
+        # Other commands keep their limits.
+        self.assertReply(c.cmd("NOOP " + "x" * 600), 500, "5.5.2", "a long NOOP")
+        self.assertReply(c.cmd("AUTH PLAIN " + b64("\0alice\0correct horse")), 235, "2.7.0")
 
     def test_a_password_file_change_is_read_at_sighup(self):
         self.start()

@@ -5,7 +5,9 @@ The test client plays the upstream balancer: it connects from 127.0.0.1
 and writes a PROXY v1 or v2 header naming a client, then speaks SMTP.
 Covered: the announced address is the one the transaction log, the
 Received: field and the per-client limits use (v1 TCP4 and TCP6, v2 TCP4);
-v2 LOCAL and v1 UNKNOWN keep the real peer; a malformed header (leading
+v2 LOCAL and v1 UNKNOWN keep the real peer but never its trust (no
+relaying, no submission without AUTH, yet a health check's banner and
+QUIT; issue 14); a malformed header (leading
 zeros, no CRLF within 107 octets, a bad v2 version) and no header within
 the deadline close the connection without a 220; a peer outside
 proxy_networks (or with none configured) is closed at once; on a listener
@@ -13,6 +15,7 @@ without proxy_protocol a PROXY line is an unknown command that changes
 nothing.
 """
 
+import signal
 import socket
 import struct
 import time
@@ -41,13 +44,15 @@ def v2_header(command=1, family=0x11, src="192.0.2.7", dst="192.0.2.1", sport=40
 
 class ProxyCase(IntegrationCase):
 
-    def start(self, proxy_networks=("127.0.0.0/8",), proxy=True, **over):
+    def start(self, proxy_networks=("127.0.0.0/8",), proxy=True, trusted=("10.255.255.0/24",),
+              role="inbound", **over):
         self.backend = self.fault_backend("a")
         cfg = base_config(free_port(), [self.backend.address], **over)
         cfg["listeners"][0]["proxy_protocol"] = proxy
+        cfg["listeners"][0]["role"] = role
         # The test client is not trusted: the announced client's address
         # must not be either, so that the per-client limits apply.
-        cfg["trusted_networks"] = ["10.255.255.0/24"]
+        cfg["trusted_networks"] = list(trusted)
         if proxy_networks is not None:
             cfg["proxy_networks"] = list(proxy_networks)
         self.start_smtplb(cfg)
@@ -123,6 +128,78 @@ class Accepted(ProxyCase):
         other = self.connect(b"PROXY TCP4 192.0.2.8 192.0.2.1 40002 25\r\n")
         content = self.transaction(other, "other-client")
         self.assertClient("other-client", content, "192.0.2.8")
+
+
+class NoClient(ProxyCase):
+    """v2 LOCAL and v1 UNKNOWN name no client (issue 14): the connection
+    keeps the balancer's address but never its trust, even when the
+    balancer itself is in trusted_networks."""
+
+    HEADERS = (("v2-local", v2_header(command=0, family=0)),
+               ("v1-unknown", b"PROXY UNKNOWN\r\n"),
+               ("v1-unknown-addresses",
+                b"PROXY UNKNOWN 2001:db8::7 2001:db8::1 40000 25\r\n"))
+
+    def test_a_trusted_balancer_does_not_lend_its_trust_to_relaying(self):
+        self.start(trusted=("127.0.0.0/8",))
+        # Control: a client the balancer names in trusted_networks may relay.
+        c = self.connect(b"PROXY TCP4 127.0.0.9 127.0.0.1 40000 25\r\n")
+        c.banner()
+        c.ehlo()
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250, what="trusted client")
+        self.assertReply(c.cmd("RCPT TO:<someone@elsewhere.test>"), 250, what="trusted client")
+        for tid, header in self.HEADERS:
+            with self.subTest(header=tid):
+                c = self.connect(header)
+                c.banner()
+                c.ehlo()
+                self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250, what=tid)
+                self.assertReply(c.cmd("RCPT TO:<someone@elsewhere.test>"), 554, "5.7.1",
+                                 "%s: relaying" % tid)
+                self.assertReply(c.cmd("RCPT TO:<%s>" % RCPT), 250, what="%s: local" % tid)
+                self.assertReply(c.cmd("QUIT"), 221, what=tid)
+
+    def test_a_reload_does_not_lend_the_trust_either(self):
+        # A reload's configuration is taken at the next transaction's MAIL,
+        # and trust is decided again there: still never for these.
+        self.start(trusted=("127.0.0.0/8",))
+        sessions = []
+        for tid, header in self.HEADERS:
+            c = self.connect(header)
+            c.banner()
+            c.ehlo()
+            sessions.append((tid, c))
+        with open(self.lb.config_path) as f:
+            text = f.read()
+        with open(self.lb.config_path, "w") as f:
+            f.write(text.replace("max_recipients: 100", "max_recipients: 99"))
+        self.lb.proc.signal(signal.SIGHUP)
+        self.lb.wait_log(r"event=reloaded .*generation=2")
+        for tid, c in sessions:
+            self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250, what=tid)
+            self.assertReply(c.cmd("RCPT TO:<someone@elsewhere.test>"), 554, "5.7.1",
+                             "%s: relaying after a reload" % tid)
+
+    def test_a_trusted_balancer_does_not_lend_its_trust_to_submission(self):
+        self.start(trusted=("127.0.0.0/8",), role="submission")
+        for tid, header in self.HEADERS:
+            with self.subTest(header=tid):
+                c = self.connect(header)
+                c.banner()
+                c.ehlo()
+                self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 530, "5.7.0",
+                                 "%s: submission without AUTH" % tid)
+
+    def test_a_local_health_check_gets_its_banner_and_can_quit(self):
+        # HAProxy's `send-proxy-v2` checks connect, send LOCAL, read the
+        # banner and quit; so does `check-send-proxy` with v1 UNKNOWN.
+        self.start(limits={"max_connections_per_ip": 1})
+        for _ in range(3):
+            for tid, header in self.HEADERS:
+                c = self.connect(header)
+                self.assertReply(c.banner(), 220, what=tid)
+                self.assertReply(c.cmd("QUIT"), 221, what=tid)
+                self.assertTrue(c.closed_by_peer(5), "%s: not closed after QUIT" % tid)
 
 
 class Refused(ProxyCase):

@@ -406,6 +406,42 @@ TEST(Command, LineLimitsDependOnTheVerb) {
   EXPECT_EQ(kMaxCommandLine, 512u);
 }
 
+// RFC 4954 4: an AUTH line carries an initial response of up to 12288
+// octets (issue 14); the session must read such a line whole, so the bound
+// is the verb, the longest mechanism name, the response and CR LF.
+TEST(Command, AuthLineTakesATwelveKilobyteInitialResponse) {
+  EXPECT_EQ(max_line_for(Verb::kAuth), kMaxAuthCommandLine);
+  EXPECT_EQ(kMaxAuthCommandLine, std::string_view("AUTH ").size() + 20 + 1 + 12288 + 2);
+  const std::string response(12288, 'A');
+  const std::string line = "AUTH SCRAM-SHA-256-PLUS " + response;  // a 20-octet mechanism
+  ASSERT_LE(line.size() + 2, max_line_for(Verb::kAuth));
+  ParseResult p = parse_command(line);
+  ASSERT_TRUE(p.command) << line.size();
+  EXPECT_EQ(p.command->verb, Verb::kAuth);
+  EXPECT_EQ(p.command->auth_mechanism, "SCRAM-SHA-256-PLUS");
+  EXPECT_EQ(p.command->auth_initial, response);
+  // The other verbs keep their limits.
+  EXPECT_EQ(max_line_for(Verb::kNoop), kMaxCommandLine);
+  EXPECT_EQ(max_line_for(Verb::kVrfy), kMaxCommandLine);
+}
+
+TEST(Command, VerbOfALineIsItsFirstWordInAnyCase) {
+  struct Case {
+    std::string_view line;
+    Verb want;
+  } cases[] = {
+      {"AUTH PLAIN AAAA", Verb::kAuth},
+      {"auth plain", Verb::kAuth},
+      {"AUTH", Verb::kAuth},
+      {"AUTHPLAIN", Verb::kUnknown},
+      {"AUTH\tPLAIN", Verb::kUnknown},
+      {"MAIL FROM:<a@b.c>", Verb::kMail},
+      {"", Verb::kUnknown},
+      {" AUTH PLAIN", Verb::kUnknown},
+  };
+  for (const auto& c : cases) EXPECT_EQ(verb_of(c.line), c.want) << c.line;
+}
+
 TEST(Command, VerbsHaveNames) {
   EXPECT_STREQ(to_string(Verb::kEhlo), "EHLO");
   EXPECT_STREQ(to_string(Verb::kStartTls), "STARTTLS");

@@ -104,6 +104,31 @@ const ReadCase kReadCases[] = {
      {too_long(), line("NOOP")}},
 };
 
+// The session answers an over-long AUTH line with AUTH's own 500 5.5.6
+// (RFC 4954 4), so a refused line keeps its first octets (issue 14), the
+// same however the line was split across reads.
+TEST(LineReader, ATooLongLineKeepsItsHead) {
+  const std::string auth = "AUTH PLAIN " + std::string(600, 'A');
+  const std::string head = auth.substr(0, LineReader::kTooLongHead);
+  for (const std::string& in : {auth + "\r\nNOOP\r\n", auth}) {
+    for (std::size_t piece : {1u, 7u, 100u, 513u, 5000u}) {
+      LineReader r(kMax);
+      std::vector<std::string> heads;
+      for (std::size_t i = 0; i < in.size(); i += piece) {
+        r.append(std::string_view(in).substr(i, piece));
+        for (auto it = r.next(); it.kind != Kind::kNeedMore; it = r.next())
+          if (it.kind == Kind::kTooLong) heads.emplace_back(it.head);
+      }
+      EXPECT_EQ(heads, std::vector<std::string>{head}) << in.size() << " piece " << piece;
+    }
+  }
+  LineReader r(kMax);
+  r.append("AU" + std::string(600, 'x') + "\r\n");
+  auto it = r.next();
+  EXPECT_EQ(it.kind, Kind::kTooLong);
+  EXPECT_EQ(it.head, "AU" + std::string(LineReader::kTooLongHead - 2, 'x'));
+}
+
 TEST(LineReader, SplitsLinesInOneFeed) {
   for (const auto& c : kReadCases) {
     LineReader r(kMax);

@@ -54,7 +54,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
       // Bytes after the header are the client's (a client that talks
       // before the banner is the protocol layer's business).
       reader_.append(std::string_view(in).substr(p.consumed));
-      trusted_ = is_trusted(*cfg_, ip_);  // the session's: never with no_client_
+      refresh_trust();
       log::Record("proxy")
           .add("s", id())
           .add("peer", peer)

@@ -88,7 +88,7 @@ FrontendSession::FrontendSession(runtime::Core& core, std::shared_ptr<runtime::C
   client_port_ = peer.port();
   ip_ = ip_bytes(peer);
 
-  trusted_ = is_trusted(*cfg_, ip_);
+  refresh_trust();
   core_.add(this);
 }
 

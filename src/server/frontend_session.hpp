@@ -98,14 +98,12 @@ class FrontendSession : public runtime::SessionLink {
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
   awaitable<bool> read_proxy_header();
-  // Whether the client at `ip` is in trusted_networks, as this session
-  // sees it: never when a PROXY header named no client.  Named like the
-  // free function in policy.hpp on purpose: it hides it in every member, so
-  // no trust decision in the session (at connect, after the PROXY header,
-  // at a reload's new transaction) can bypass the check.
-  bool is_trusted(const config::Config& cfg, const ConnectionLimiter::Ip& ip) const {
-    return !no_client_ && server::is_trusted(cfg, ip);
-  }
+  // Sets trusted_ from trusted_networks for the client as this session
+  // sees it: never trusted when a PROXY header named no client (v2 LOCAL,
+  // v1 UNKNOWN: the address is the balancer's, not its trust).  Every
+  // trust decision (at connect, after the PROXY header, at a reload's new
+  // transaction) goes through here.
+  void refresh_trust() { trusted_ = !no_client_ && server::is_trusted(*cfg_, ip_); }
   // The per-client limits the accept left to a PROXY listener, now for the
   // announced client; false: refused (counted and logged).
   bool admit_proxied_client();

@@ -27,7 +27,7 @@ void FrontendSession::adopt_current_view() {
   view_ = current;
   cfg_ = &view_->cfg();
   listener_ = l;
-  trusted_ = is_trusted(*cfg_, ip_);
+  refresh_trust();
 }
 
 smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {

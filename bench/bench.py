@@ -879,9 +879,9 @@ def main() -> int:
             for w in workloads:
                 if rep >= (w.reps or args.reps):
                     continue
-                todo = units(w, systems)
-                k = rep % max(1, len(todo))
-                for system, variant in todo[k:] + todo[:k]:
+                order = units(w, systems)
+                k = rep % max(1, len(order))
+                for system, variant in order[k:] + order[:k]:
                     try:
                         runs.append(run_one(ctx, w, system, variant, rep))
                     except BenchError as e:

@@ -8,6 +8,8 @@
 // keys, CA files, the password file) are read here too, and temp_directory
 // is tried (a spill file made and written), so a bad one is a
 // configuration error at its key, at start-up and at a reload alike.
+// The loader is in two files (config_loader_impl.hpp says which part is
+// where).
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -20,6 +22,7 @@
 
 #include "auth/password_file.hpp"
 #include "config/config.hpp"
+#include "config/config_loader_impl.hpp"
 #include "net/tls.hpp"
 #include "relay/replay_buffer.hpp"
 #include "smtp/address.hpp"
@@ -98,787 +101,400 @@ namespace {
 // they are refused today.
 const std::set<std::string> kNotYet = {"spool"};
 
-class Loader {
- public:
-  Loader(std::string path, std::vector<ConfigError>& errors)
-      : path_(std::move(path)), errors_(errors) {}
+}  // namespace
 
-  void error(const YAML::Mark& m, const std::string& msg) {
-    // A node with no position (an empty document) reports 1:1.
-    errors_.push_back({path_, std::max(m.line, 0) + 1, std::max(m.column, 0) + 1, msg});
+namespace detail {
+
+void Loader::error(const YAML::Mark& m, const std::string& msg) {
+  // A node with no position (an empty document) reports 1:1.
+  errors_.push_back({path_, std::max(m.line, 0) + 1, std::max(m.column, 0) + 1, msg});
+}
+
+void Loader::each_key(const YAML::Node& map, const std::string& where,
+                      const std::set<std::string>& allowed,
+                      const std::function<void(const std::string&, const YAML::Node&)>& handle) {
+  if (!map.IsMap()) {
+    error(map, where + " must be a mapping");
+    return;
   }
-  void error(const YAML::Node& n, const std::string& msg) { error(n.Mark(), msg); }
-
-  // Iterates a mapping, reporting unknown keys; `handle` gets each known key.
-  void each_key(const YAML::Node& map, const std::string& where,
-                const std::set<std::string>& allowed,
-                const std::function<void(const std::string&, const YAML::Node&)>& handle) {
-    if (!map.IsMap()) {
-      error(map, where + " must be a mapping");
-      return;
+  std::set<std::string> seen;
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    const YAML::Node k = it->first;  // a copy: the iterator yields proxies
+    if (!k.IsScalar()) {
+      error(k, "keys of " + where + " must be plain names");
+      continue;
     }
-    std::set<std::string> seen;
-    for (auto it = map.begin(); it != map.end(); ++it) {
-      const YAML::Node k = it->first;  // a copy: the iterator yields proxies
-      if (!k.IsScalar()) {
-        error(k, "keys of " + where + " must be plain names");
-        continue;
-      }
-      std::string key = k.Scalar();
-      if (!seen.insert(key).second) {
-        error(k, "duplicate key `" + key + "` in " + where);
-        continue;
-      }
-      if (!allowed.count(key)) {
-        if (kNotYet.count(key))
-          error(k, "key `" + key + "` in " + where +
-                       " is reserved for a capability this build does not have yet");
-        else
-          error(k, "unknown key `" + key + "` in " + where);
-        continue;
-      }
-      handle(key, it->second);
+    std::string key = k.Scalar();
+    if (!seen.insert(key).second) {
+      error(k, "duplicate key `" + key + "` in " + where);
+      continue;
     }
+    if (!allowed.count(key)) {
+      if (kNotYet.count(key))
+        error(k, "key `" + key + "` in " + where +
+                     " is reserved for a capability this build does not have yet");
+      else
+        error(k, "unknown key `" + key + "` in " + where);
+      continue;
+    }
+    handle(key, it->second);
   }
+}
 
-  std::optional<std::string> str(const YAML::Node& n, const std::string& what) {
-    if (!n.IsScalar() || n.Scalar().empty()) {
-      error(n, what + " must be a non-empty string");
-      return std::nullopt;
-    }
-    return n.Scalar();
-  }
-
-  std::optional<long long> integer(const YAML::Node& n, const std::string& what, long long lo,
-                                   long long hi) {
-    long long v;
-    if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) {
-      error(n, what + " must be an integer");
-      return std::nullopt;
-    }
-    if (v < lo || v > hi) {
-      error(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi));
-      return std::nullopt;
-    }
-    return v;
-  }
-
-  bool boolean(const YAML::Node& n, const std::string& what) {
-    bool b = false;
-    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b))
-      error(n, what + " must be true or false");
-    return b;
-  }
-
-  std::optional<TlsMode> tls_mode(const YAML::Node& n, const std::string& what) {
-    auto s = str(n, what);
-    if (!s) return std::nullopt;
-    if (*s == "starttls") return TlsMode::kStartTls;
-    if (*s == "implicit") return TlsMode::kImplicit;
-    error(n, what + ": `" + *s + "` is not starttls or implicit");
+std::optional<std::string> Loader::str(const YAML::Node& n, const std::string& what) {
+  if (!n.IsScalar() || n.Scalar().empty()) {
+    error(n, what + " must be a non-empty string");
     return std::nullopt;
   }
+  return n.Scalar();
+}
 
-  void load_listener_tls(const YAML::Node& v, ListenerTls& t) {
-    const YAML::Node *cert_node = nullptr, *key_node = nullptr;
-    YAML::Node cert_copy, key_copy;
-    t.mode = TlsMode::kStartTls;
-    each_key(v, "tls", {"certificate", "key", "mode"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "certificate") {
-                 if (auto s = str(x, "tls.certificate")) t.certificate = *s;
-                 cert_copy = x;
-                 cert_node = &cert_copy;
-               } else if (key == "key") {
-                 if (auto s = str(x, "tls.key")) t.key = *s;
-                 key_copy = x;
-                 key_node = &key_copy;
-               } else if (auto m = tls_mode(x, "tls.mode")) {
-                 t.mode = *m;
+std::optional<long long> Loader::integer(const YAML::Node& n, const std::string& what, long long lo,
+                                         long long hi) {
+  long long v;
+  if (!n.IsScalar() || !YAML::convert<long long>::decode(n, v)) {
+    error(n, what + " must be an integer");
+    return std::nullopt;
+  }
+  if (v < lo || v > hi) {
+    error(n, what + " must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return std::nullopt;
+  }
+  return v;
+}
+
+bool Loader::boolean(const YAML::Node& n, const std::string& what) {
+  bool b = false;
+  if (!n.IsScalar() || !YAML::convert<bool>::decode(n, b))
+    error(n, what + " must be true or false");
+  return b;
+}
+
+std::optional<TlsMode> Loader::tls_mode(const YAML::Node& n, const std::string& what) {
+  auto s = str(n, what);
+  if (!s) return std::nullopt;
+  if (*s == "starttls") return TlsMode::kStartTls;
+  if (*s == "implicit") return TlsMode::kImplicit;
+  error(n, what + ": `" + *s + "` is not starttls or implicit");
+  return std::nullopt;
+}
+
+void Loader::load_listener_tls(const YAML::Node& v, ListenerTls& t) {
+  const YAML::Node *cert_node = nullptr, *key_node = nullptr;
+  YAML::Node cert_copy, key_copy;
+  t.mode = TlsMode::kStartTls;
+  each_key(v, "tls", {"certificate", "key", "mode"},
+           [&](const std::string& key, const YAML::Node& x) {
+             if (key == "certificate") {
+               if (auto s = str(x, "tls.certificate")) t.certificate = *s;
+               cert_copy = x;
+               cert_node = &cert_copy;
+             } else if (key == "key") {
+               if (auto s = str(x, "tls.key")) t.key = *s;
+               key_copy = x;
+               key_node = &key_copy;
+             } else if (auto m = tls_mode(x, "tls.mode")) {
+               t.mode = *m;
+             }
+           });
+  if (!v.IsMap()) return;
+  if (!cert_node) error(v, "tls needs a `certificate` (PEM file)");
+  if (!key_node) error(v, "tls needs a `key` (PEM file)");
+  if (t.certificate.empty() || t.key.empty()) return;
+  std::string why;
+  t.context = net::make_server_tls(t.certificate, t.key, why);
+  if (!t.context) error(why.find("key") == 0 ? *key_node : *cert_node, "tls: " + why);
+}
+
+void Loader::load_passwords(const YAML::Node& x, Auth& a) {
+  auto loaded = auth::load_password_file(a.passwd_file);
+  if (loaded.file) {
+    a.passwords = loaded.file;
+    return;
+  }
+  for (const auto& e : loaded.errors) {
+    if (e.line == 0)  // the file as a whole (missing, unreadable, too big)
+      error(x, "auth.passwd_file: " + e.message);
+    else
+      errors_.push_back({e.file, e.line, std::max(e.column, 1), e.message});
+  }
+}
+
+void Loader::load_auth(const YAML::Node& v, Config& cfg) {
+  Auth a;
+  bool has_file = false;
+  each_key(v, "auth", {"passwd_file", "delay_after", "max_failures", "lockout"},
+           [&](const std::string& key, const YAML::Node& x) {
+             if (key == "passwd_file") {
+               has_file = true;
+               if (auto s = str(x, "auth.passwd_file")) {
+                 a.passwd_file = *s;
+                 load_passwords(x, a);
                }
-             });
-    if (!v.IsMap()) return;
-    if (!cert_node) error(v, "tls needs a `certificate` (PEM file)");
-    if (!key_node) error(v, "tls needs a `key` (PEM file)");
-    if (t.certificate.empty() || t.key.empty()) return;
-    std::string why;
-    t.context = net::make_server_tls(t.certificate, t.key, why);
-    if (!t.context) error(why.find("key") == 0 ? *key_node : *cert_node, "tls: " + why);
-  }
+             } else if (key == "delay_after") {
+               if (auto n = integer(x, "auth.delay_after", 0, 1000)) a.delay_after = int(*n);
+             } else if (key == "max_failures") {
+               // SECURITY.md 6: never locked out before the 3rd failure.
+               if (auto n = integer(x, "auth.max_failures", 3, 100000)) a.max_failures = int(*n);
+             } else if (key == "lockout") {
+               if (auto d = duration(x, "auth.lockout")) a.lockout = *d;
+             }
+           });
+  if (v.IsMap() && !has_file) error(v, "auth needs `passwd_file: FILE`");
+  cfg.auth = std::move(a);
+}
 
-  void load_backend_tls(const YAML::Node& v, BackendTls& t) {
-    t.mode = TlsMode::kStartTls;
-    // Where a CA error points: the `ca` value, else the `tls` mapping.
-    // reset(), not =: assigning to a yaml-cpp node that refers into the
-    // document overwrites the document.
-    YAML::Node ca_node;
-    ca_node.reset(v);
-    each_key(v, "backend tls", {"mode", "verify", "ca", "sni"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "mode") {
-                 if (auto m = tls_mode(x, "tls.mode")) t.mode = *m;
-               } else if (key == "verify") {
-                 t.verify = boolean(x, "tls.verify");
-               } else if (key == "ca") {
-                 if (auto s = str(x, "tls.ca")) t.ca = *s;
-                 ca_node.reset(x);
-               } else if (key == "sni") {
-                 if (auto s = str(x, "tls.sni")) {
-                   if (!parse_ip(*s) && !smtp::is_valid_domain(*s))
-                     error(x, "tls.sni: `" + *s + "` is not a host name or IP address");
-                   t.sni = *s;
-                 }
-               }
-             });
-    if (!v.IsMap()) return;
-    std::string why;
-    t.client = net::ClientTls::make(t.verify, t.ca, why);
-    if (!t.client) error(ca_node, "tls: " + why);
-  }
+std::optional<Duration> Loader::duration(const YAML::Node& n, const std::string& what) {
+  auto s = str(n, what);
+  if (!s) return std::nullopt;
+  auto d = parse_duration(*s);
+  if (!d) error(n, what + ": bad duration `" + *s + "` (use e.g. 500ms, 5s, 2m, 1h)");
+  return d;
+}
 
-  // The password file is read here, so `smtplb check` and a reload see its
-  // errors with their own line and column.
-  void load_passwords(const YAML::Node& x, Auth& a) {
-    auto loaded = auth::load_password_file(a.passwd_file);
-    if (loaded.file) {
-      a.passwords = loaded.file;
-      return;
-    }
-    for (const auto& e : loaded.errors) {
-      if (e.line == 0)  // the file as a whole (missing, unreadable, too big)
-        error(x, "auth.passwd_file: " + e.message);
-      else
-        errors_.push_back({e.file, e.line, std::max(e.column, 1), e.message});
-    }
-  }
+std::optional<std::uint64_t> Loader::size(const YAML::Node& n, const std::string& what) {
+  auto s = str(n, what);
+  if (!s) return std::nullopt;
+  auto v = parse_size(*s);
+  if (!v) error(n, what + ": bad size `" + *s + "` (use e.g. 512KB, 25MB)");
+  return v;
+}
 
-  void load_auth(const YAML::Node& v, Config& cfg) {
-    Auth a;
-    bool has_file = false;
-    each_key(v, "auth", {"passwd_file", "delay_after", "max_failures", "lockout"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "passwd_file") {
-                 has_file = true;
-                 if (auto s = str(x, "auth.passwd_file")) {
-                   a.passwd_file = *s;
-                   load_passwords(x, a);
-                 }
-               } else if (key == "delay_after") {
-                 if (auto n = integer(x, "auth.delay_after", 0, 1000)) a.delay_after = int(*n);
-               } else if (key == "max_failures") {
-                 // SECURITY.md 6: never locked out before the 3rd failure.
-                 if (auto n = integer(x, "auth.max_failures", 3, 100000)) a.max_failures = int(*n);
-               } else if (key == "lockout") {
-                 if (auto d = duration(x, "auth.lockout")) a.lockout = *d;
-               }
-             });
-    if (v.IsMap() && !has_file) error(v, "auth needs `passwd_file: FILE`");
-    cfg.auth = std::move(a);
-  }
+std::optional<Endpoint> Loader::endpoint(const YAML::Node& n, const std::string& what) {
+  auto s = str(n, what);
+  if (!s) return std::nullopt;
+  auto e = parse_endpoint(*s);
+  if (!e) error(n, what + ": bad address `" + *s + "` (use host:port or [v6]:port)");
+  return e;
+}
 
-  std::optional<Duration> duration(const YAML::Node& n, const std::string& what) {
-    auto s = str(n, what);
-    if (!s) return std::nullopt;
-    auto d = parse_duration(*s);
-    if (!d) error(n, what + ": bad duration `" + *s + "` (use e.g. 500ms, 5s, 2m, 1h)");
-    return d;
-  }
-
-  std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& what) {
-    auto s = str(n, what);
-    if (!s) return std::nullopt;
-    auto v = parse_size(*s);
-    if (!v) error(n, what + ": bad size `" + *s + "` (use e.g. 512KB, 25MB)");
-    return v;
-  }
-
-  std::optional<Endpoint> endpoint(const YAML::Node& n, const std::string& what) {
-    auto s = str(n, what);
-    if (!s) return std::nullopt;
-    auto e = parse_endpoint(*s);
-    if (!e) error(n, what + ": bad address `" + *s + "` (use host:port or [v6]:port)");
-    return e;
-  }
-
-  // A string or a list of strings.
-  std::vector<std::pair<std::string, YAML::Node>> strings(const YAML::Node& n,
-                                                          const std::string& what) {
-    std::vector<std::pair<std::string, YAML::Node>> out;
-    if (n.IsScalar()) {
-      if (auto s = str(n, what)) out.emplace_back(*s, n);
-      return out;
-    }
-    if (!n.IsSequence()) {
-      error(n, what + " must be a string or a list of strings");
-      return out;
-    }
-    for (const auto& item : n)
-      if (auto s = str(item, what + " entry")) out.emplace_back(*s, item);
+std::vector<std::pair<std::string, YAML::Node>> Loader::strings(const YAML::Node& n,
+                                                                const std::string& what) {
+  std::vector<std::pair<std::string, YAML::Node>> out;
+  if (n.IsScalar()) {
+    if (auto s = str(n, what)) out.emplace_back(*s, n);
     return out;
   }
-
-  std::vector<Network> networks(const YAML::Node& n, const std::string& what) {
-    std::vector<Network> out;
-    for (auto& [s, node] : strings(n, what)) {
-      auto net = parse_network(s);
-      if (!net)
-        error(node, what + ": bad network `" + s + "` (use e.g. 10.0.0.0/8 or ::1/128)");
-      else
-        out.push_back(*net);
-    }
+  if (!n.IsSequence()) {
+    error(n, what + " must be a string or a list of strings");
     return out;
   }
+  for (const auto& item : n)
+    if (auto s = str(item, what + " entry")) out.emplace_back(*s, item);
+  return out;
+}
 
-  std::vector<std::string> domains(const YAML::Node& n, const std::string& what) {
-    std::vector<std::string> out;
-    for (auto& [s, node] : strings(n, what)) {
-      std::string_view d = s;
-      if (!d.empty() && d.front() == '.') d.remove_prefix(1);
-      if (!smtp::is_valid_domain(d))
-        error(node, what + ": bad domain `" + s + "`");
-      else
-        out.push_back(smtp::ascii_lower(s));
-    }
-    return out;
+std::vector<Network> Loader::networks(const YAML::Node& n, const std::string& what) {
+  std::vector<Network> out;
+  for (auto& [s, node] : strings(n, what)) {
+    auto net = parse_network(s);
+    if (!net)
+      error(node, what + ": bad network `" + s + "` (use e.g. 10.0.0.0/8 or ::1/128)");
+    else
+      out.push_back(*net);
   }
+  return out;
+}
 
-  void load(const YAML::Node& root, Config& cfg) {
-    if (!root.IsMap()) {
-      error(root, "the configuration must be a mapping of keys");
-      return;
-    }
-    std::map<std::string, YAML::Mark> listener_marks, pool_marks;
-    std::vector<std::pair<std::string, YAML::Mark>> route_pools;
-    each_key(root, "the configuration",
-             {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
-              "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin", "dns",
-              "proxy_networks", "auth"},
-             [&](const std::string& key, const YAML::Node& v) {
-               if (key == "hostname") {
-                 if (auto s = str(v, "hostname")) {
-                   if (!smtp::is_valid_domain(*s))
-                     error(v, "hostname: `" + *s + "` is not a valid host name");
-                   cfg.hostname = *s;
-                 }
-               } else if (key == "listeners") {
-                 // Listeners look at `auth`, wherever it is written.
-                 if (root["auth"]) {
-                   load_auth(root["auth"], cfg);
-                   root_auth_ = true;
-                 }
-                 load_listeners(v, cfg, listener_marks);
-               } else if (key == "local_domains") {
-                 cfg.local_domains = domains(v, "local_domains");
-               } else if (key == "trusted_networks") {
-                 cfg.trusted_networks = networks(v, "trusted_networks");
-               } else if (key == "proxy_networks") {
-                 cfg.proxy_networks = networks(v, "proxy_networks");
-               } else if (key == "pools") {
-                 load_pools(v, cfg, pool_marks);
-               } else if (key == "routes") {
-                 load_routes(v, cfg, route_pools, listener_marks);
-               } else if (key == "limits") {
-                 load_limits(v, cfg.limits);
-               } else if (key == "timeouts") {
-                 load_timeouts(v, cfg.timeouts);
-               } else if (key == "connection_pool") {
-                 load_connection_pool(v, cfg.backend_pool);
-               } else if (key == "temp_directory") {
-                 if (auto s = str(v, "temp_directory")) {
-                   cfg.temp_directory = *s;
-                   temp_directory_mark_ = v.Mark();
-                 }
-               } else if (key == "auth") {
-                 if (!root_auth_) load_auth(v, cfg);
+std::vector<std::string> Loader::domains(const YAML::Node& n, const std::string& what) {
+  std::vector<std::string> out;
+  for (auto& [s, node] : strings(n, what)) {
+    std::string_view d = s;
+    if (!d.empty() && d.front() == '.') d.remove_prefix(1);
+    if (!smtp::is_valid_domain(d))
+      error(node, what + ": bad domain `" + s + "`");
+    else
+      out.push_back(smtp::ascii_lower(s));
+  }
+  return out;
+}
+
+void Loader::load(const YAML::Node& root, Config& cfg) {
+  if (!root.IsMap()) {
+    error(root, "the configuration must be a mapping of keys");
+    return;
+  }
+  std::map<std::string, YAML::Mark> listener_marks, pool_marks;
+  std::vector<std::pair<std::string, YAML::Mark>> route_pools;
+  each_key(root, "the configuration",
+           {"hostname", "listeners", "local_domains", "trusted_networks", "pools", "routes",
+            "limits", "timeouts", "connection_pool", "temp_directory", "workers", "admin", "dns",
+            "proxy_networks", "auth"},
+           [&](const std::string& key, const YAML::Node& v) {
+             if (key == "hostname") {
+               if (auto s = str(v, "hostname")) {
+                 if (!smtp::is_valid_domain(*s))
+                   error(v, "hostname: `" + *s + "` is not a valid host name");
+                 cfg.hostname = *s;
+               }
+             } else if (key == "listeners") {
+               // Listeners look at `auth`, wherever it is written.
+               if (root["auth"]) {
+                 load_auth(root["auth"], cfg);
                  root_auth_ = true;
-               } else if (key == "admin") {
-                 load_admin(v, cfg);
-               } else if (key == "dns") {
-                 load_dns(v, cfg.dns);
-               } else if (key == "workers") {
-                 if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
+               }
+               load_listeners(v, cfg, listener_marks);
+             } else if (key == "local_domains") {
+               cfg.local_domains = domains(v, "local_domains");
+             } else if (key == "trusted_networks") {
+               cfg.trusted_networks = networks(v, "trusted_networks");
+             } else if (key == "proxy_networks") {
+               cfg.proxy_networks = networks(v, "proxy_networks");
+             } else if (key == "pools") {
+               load_pools(v, cfg, pool_marks);
+             } else if (key == "routes") {
+               load_routes(v, cfg, route_pools, listener_marks);
+             } else if (key == "limits") {
+               load_limits(v, cfg.limits);
+             } else if (key == "timeouts") {
+               load_timeouts(v, cfg.timeouts);
+             } else if (key == "connection_pool") {
+               load_connection_pool(v, cfg.backend_pool);
+             } else if (key == "temp_directory") {
+               if (auto s = str(v, "temp_directory")) {
+                 cfg.temp_directory = *s;
+                 temp_directory_mark_ = v.Mark();
+               }
+             } else if (key == "auth") {
+               if (!root_auth_) load_auth(v, cfg);
+               root_auth_ = true;
+             } else if (key == "admin") {
+               load_admin(v, cfg);
+             } else if (key == "dns") {
+               load_dns(v, cfg.dns);
+             } else if (key == "workers") {
+               if (auto n = integer(v, "workers", 0, 256)) cfg.workers = static_cast<int>(*n);
+             }
+           });
+  // Messages over limits.replay_memory spill there: one that cannot
+  // would get 451 4.3.0 each, so it is refused here, not found out then.
+  if (auto why = relay::ReplayBuffer::probe_directory(cfg.temp_directory); !why.empty())
+    error(temp_directory_mark_ ? *temp_directory_mark_ : root.Mark(),
+          "temp_directory: `" + cfg.temp_directory + "` cannot hold replay spill files (" + why +
+              ")" + (temp_directory_mark_ ? "" : "; it is the default, set temp_directory"));
+  // Cross-references, once everything is read.
+  if (!root["listeners"]) error(root, "no `listeners`: smtplb would accept no mail");
+  if (!root["pools"]) error(root, "no `pools`: smtplb would have nowhere to relay");
+  if (!root["routes"]) error(root, "no `routes`: no listener would be served");
+  for (auto& [pool, mark] : route_pools)
+    if (!pool_marks.count(pool)) error(mark, "routes: pool `" + pool + "` is not defined");
+  for (const auto& l : cfg.listeners) {
+    bool served = false;
+    for (const auto& r : cfg.routes)
+      if (r.listeners.empty() ||
+          std::find(r.listeners.begin(), r.listeners.end(), l.name) != r.listeners.end())
+        served = true;
+    if (!served && root["routes"])
+      error(listener_marks[l.name], "listener `" + l.name + "` is not served by any route");
+  }
+}
+
+void Loader::load_listeners(const YAML::Node& v, Config& cfg,
+                            std::map<std::string, YAML::Mark>& marks) {
+  if (!v.IsSequence()) return error(v, "listeners must be a list");
+  std::set<std::string> endpoints;
+  for (const auto& item : v) {
+    Listener l;
+    bool has_name = false, has_listen = false;
+    std::optional<bool> auth;
+    each_key(item, "a listener",
+             {"name", "listen", "role", "proxy_protocol", "tls", "require_tls", "auth"},
+             [&](const std::string& key, const YAML::Node& x) {
+               if (key == "name") {
+                 if (auto s = str(x, "listener name")) {
+                   l.name = *s;
+                   has_name = true;
+                   if (marks.count(l.name)) error(x, "duplicate listener name `" + l.name + "`");
+                   marks[l.name] = x.Mark();
+                 }
+               } else if (key == "listen") {
+                 has_listen = true;  // a bad value is its own error
+                 if (auto e = endpoint(x, "listen")) {
+                   if (!parse_ip(e->host))
+                     error(x, "listen: `" + e->host +
+                                  "` is not an IP address (use e.g. 0.0.0.0:25 or [::]:25)");
+                   l.listen = *e;
+                   if (!endpoints.insert(e->str()).second)
+                     error(x, "listen: `" + e->str() + "` is used by another listener");
+                 }
+               } else if (key == "proxy_protocol") {
+                 l.proxy_protocol = boolean(x, "proxy_protocol");
+               } else if (key == "require_tls") {
+                 l.require_tls = boolean(x, "require_tls");
+               } else if (key == "auth") {
+                 auth = boolean(x, "auth");
+               } else if (key == "tls") {
+                 load_listener_tls(x, l.tls);
+               } else if (key == "role") {
+                 if (auto s = str(x, "role")) {
+                   if (*s == "inbound")
+                     l.role = Role::kInbound;
+                   else if (*s == "submission")
+                     l.role = Role::kSubmission;
+                   else
+                     error(x, "role: `" + *s + "` is not inbound or submission");
+                 }
                }
              });
-    // Messages over limits.replay_memory spill there: one that cannot
-    // would get 451 4.3.0 each, so it is refused here, not found out then.
-    if (auto why = relay::ReplayBuffer::probe_directory(cfg.temp_directory); !why.empty())
-      error(temp_directory_mark_ ? *temp_directory_mark_ : root.Mark(),
-            "temp_directory: `" + cfg.temp_directory + "` cannot hold replay spill files (" + why +
-                ")" + (temp_directory_mark_ ? "" : "; it is the default, set temp_directory"));
-    // Cross-references, once everything is read.
-    if (!root["listeners"]) error(root, "no `listeners`: smtplb would accept no mail");
-    if (!root["pools"]) error(root, "no `pools`: smtplb would have nowhere to relay");
-    if (!root["routes"]) error(root, "no `routes`: no listener would be served");
-    for (auto& [pool, mark] : route_pools)
-      if (!pool_marks.count(pool)) error(mark, "routes: pool `" + pool + "` is not defined");
-    for (const auto& l : cfg.listeners) {
-      bool served = false;
-      for (const auto& r : cfg.routes)
-        if (r.listeners.empty() ||
-            std::find(r.listeners.begin(), r.listeners.end(), l.name) != r.listeners.end())
-          served = true;
-      if (!served && root["routes"])
-        error(listener_marks[l.name], "listener `" + l.name + "` is not served by any route");
+    if (item.IsMap() && !has_name) error(item, "a listener needs a `name`");
+    if (item.IsMap() && !has_listen) error(item, "a listener needs `listen: host:port`");
+    if (l.require_tls && l.tls.mode == TlsMode::kNone)
+      error(item["require_tls"], "require_tls: listener `" + l.name + "` has no `tls`");
+    if (auth && *auth) {
+      if (!root_auth_)
+        error(item["auth"], "auth: no top-level `auth: {passwd_file: FILE}` to check against");
+      if (l.tls.mode == TlsMode::kNone)
+        error(item["auth"], "auth: listener `" + l.name +
+                                "` has no `tls`, and passwords are only taken under TLS");
     }
+    // Submission listeners offer AUTH when they can (a password file and
+    // TLS); inbound MX listeners only when asked.
+    l.auth =
+        auth ? *auth : (l.role == Role::kSubmission && root_auth_ && l.tls.mode != TlsMode::kNone);
+    cfg.listeners.push_back(std::move(l));
   }
+}
 
-  void load_listeners(const YAML::Node& v, Config& cfg, std::map<std::string, YAML::Mark>& marks) {
-    if (!v.IsSequence()) return error(v, "listeners must be a list");
-    std::set<std::string> endpoints;
-    for (const auto& item : v) {
-      Listener l;
-      bool has_name = false, has_listen = false;
-      std::optional<bool> auth;
-      each_key(item, "a listener",
-               {"name", "listen", "role", "proxy_protocol", "tls", "require_tls", "auth"},
-               [&](const std::string& key, const YAML::Node& x) {
-                 if (key == "name") {
-                   if (auto s = str(x, "listener name")) {
-                     l.name = *s;
-                     has_name = true;
-                     if (marks.count(l.name)) error(x, "duplicate listener name `" + l.name + "`");
-                     marks[l.name] = x.Mark();
-                   }
-                 } else if (key == "listen") {
-                   has_listen = true;  // a bad value is its own error
-                   if (auto e = endpoint(x, "listen")) {
-                     if (!parse_ip(e->host))
-                       error(x, "listen: `" + e->host +
-                                    "` is not an IP address (use e.g. 0.0.0.0:25 or [::]:25)");
-                     l.listen = *e;
-                     if (!endpoints.insert(e->str()).second)
-                       error(x, "listen: `" + e->str() + "` is used by another listener");
-                   }
-                 } else if (key == "proxy_protocol") {
-                   l.proxy_protocol = boolean(x, "proxy_protocol");
-                 } else if (key == "require_tls") {
-                   l.require_tls = boolean(x, "require_tls");
-                 } else if (key == "auth") {
-                   auth = boolean(x, "auth");
-                 } else if (key == "tls") {
-                   load_listener_tls(x, l.tls);
-                 } else if (key == "role") {
-                   if (auto s = str(x, "role")) {
-                     if (*s == "inbound")
-                       l.role = Role::kInbound;
-                     else if (*s == "submission")
-                       l.role = Role::kSubmission;
-                     else
-                       error(x, "role: `" + *s + "` is not inbound or submission");
-                   }
-                 }
-               });
-      if (item.IsMap() && !has_name) error(item, "a listener needs a `name`");
-      if (item.IsMap() && !has_listen) error(item, "a listener needs `listen: host:port`");
-      if (l.require_tls && l.tls.mode == TlsMode::kNone)
-        error(item["require_tls"], "require_tls: listener `" + l.name + "` has no `tls`");
-      if (auth && *auth) {
-        if (!root_auth_)
-          error(item["auth"], "auth: no top-level `auth: {passwd_file: FILE}` to check against");
-        if (l.tls.mode == TlsMode::kNone)
-          error(item["auth"], "auth: listener `" + l.name +
-                                  "` has no `tls`, and passwords are only taken under TLS");
+bool Loader::is_loopback(const std::array<std::uint8_t, 16>& ip) {
+  static const std::array<std::uint8_t, 16> kLoopback6{0, 0, 0, 0, 0, 0, 0, 0,
+                                                       0, 0, 0, 0, 0, 0, 0, 1};
+  static const std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (ip == kLoopback6) return true;
+  return std::equal(std::begin(kMapped), std::end(kMapped), ip.begin()) && ip[12] == 127;
+}
+
+void Loader::load_admin(const YAML::Node& v, Config& cfg) {
+  Admin a;
+  bool has_listen = false;
+  std::optional<YAML::Node> open_listen;  // admin.listen, when not loopback
+  each_key(v, "admin", {"listen", "token_file"}, [&](const std::string& key, const YAML::Node& x) {
+    if (key == "listen") {
+      has_listen = true;
+      if (auto e = endpoint(x, "admin.listen")) {
+        auto ip = parse_ip(e->host);
+        if (!ip)
+          error(x, "admin.listen: `" + e->host + "` is not an IP address");
+        else if (!is_loopback(*ip))
+          open_listen = x;
+        a.listen = *e;
       }
-      // Submission listeners offer AUTH when they can (a password file and
-      // TLS); inbound MX listeners only when asked.
-      l.auth = auth ? *auth
-                    : (l.role == Role::kSubmission && root_auth_ && l.tls.mode != TlsMode::kNone);
-      cfg.listeners.push_back(std::move(l));
+    } else if (key == "token_file") {
+      if (auto s = str(x, "admin.token_file")) a.token_file = *s;
     }
-  }
+  });
+  if (v.IsMap() && !has_listen) error(v, "admin needs `listen: host:port`");
+  // SECURITY.md 10: reachable from the network, the API would let anyone
+  // there drain every backend.
+  if (open_listen && a.token_file.empty())
+    error(*open_listen, "admin.listen: `" + a.listen.host +
+                            "` is not a loopback address, so admin.token_file is required "
+                            "(anyone who can reach the API could drain every backend)");
+  cfg.admin = a;
+}
 
-  void load_health_check(const YAML::Node& v, HealthCheck& hc) {
-    each_key(v, "health_check", {"interval", "timeout", "rise", "fall", "expect"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "interval") {
-                 if (auto d = duration(x, "health_check.interval")) hc.interval = *d;
-               } else if (key == "timeout") {
-                 if (auto d = duration(x, "health_check.timeout")) hc.timeout = *d;
-               } else if (key == "rise") {
-                 if (auto n = integer(x, "health_check.rise", 1, 100)) hc.rise = int(*n);
-               } else if (key == "fall") {
-                 if (auto n = integer(x, "health_check.fall", 1, 100)) hc.fall = int(*n);
-               } else if (key == "expect") {
-                 for (auto& [s, node] : strings(x, "health_check.expect")) hc.expect.push_back(s);
-               }
-             });
-  }
+}  // namespace detail
 
-  void load_pools(const YAML::Node& v, Config& cfg, std::map<std::string, YAML::Mark>& marks) {
-    if (!v.IsSequence()) return error(v, "pools must be a list");
-    for (const auto& item : v) {
-      Pool p;
-      bool has_backends = false;
-      const YAML::Node* port_node = nullptr;
-      YAML::Node port_copy;
-      each_key(
-          item, "a pool",
-          {"name", "algorithm", "retries", "backends", "health_check", "slow_start", "mx", "port"},
-          [&](const std::string& key, const YAML::Node& x) {
-            if (key == "name") {
-              if (auto s = str(x, "pool name")) {
-                p.name = *s;
-                if (marks.count(p.name)) error(x, "duplicate pool name `" + p.name + "`");
-                marks[p.name] = x.Mark();
-              }
-            } else if (key == "algorithm") {
-              if (auto s = str(x, "algorithm")) {
-                static const std::map<std::string, Algorithm> names = {
-                    {"round_robin", Algorithm::kRoundRobin},
-                    {"weighted_round_robin", Algorithm::kWeightedRoundRobin},
-                    {"least_connections", Algorithm::kLeastConnections},
-                    {"least_load", Algorithm::kLeastLoad},
-                    {"random_two", Algorithm::kRandomTwo},
-                    {"hash_sender", Algorithm::kHashSender}};
-                auto it = names.find(*s);
-                if (it == names.end())
-                  error(x, "algorithm: unknown algorithm `" + *s + "`");
-                else
-                  p.algorithm = it->second;
-              }
-            } else if (key == "retries") {
-              if (auto n = integer(x, "retries", 0, 100)) p.retries = int(*n);
-            } else if (key == "slow_start") {
-              if (auto d = duration(x, "slow_start")) p.slow_start = *d;
-            } else if (key == "backends") {
-              has_backends = true;
-              load_backends(x, p);
-            } else if (key == "health_check") {
-              p.health_check_configured = true;
-              load_health_check(x, p.health_check);
-            } else if (key == "mx") {
-              load_mx(x, p);
-            } else if (key == "port") {
-              port_copy = x;
-              port_node = &port_copy;
-              if (auto n = integer(x, "port", 1, 65535)) p.port = static_cast<std::uint16_t>(*n);
-            }
-          });
-      if (item.IsMap() && p.name.empty() && !item["name"]) error(item, "a pool needs a `name`");
-      const bool has_mx = item.IsMap() && item["mx"];
-      if (item.IsMap() && !has_backends && !has_mx)
-        error(item, "pool `" + p.name + "` has no `backends` (nor `mx:`)");
-      if (has_backends && has_mx)
-        error(item["mx"], "pool `" + p.name +
-                              "`: `mx:` and `backends:` exclude each other (an mx pool's "
-                              "backends come from DNS)");
-      if (port_node && !has_mx)
-        error(*port_node, "pool `" + p.name +
-                              "`: `port:` is the port of backends found by "
-                              "`mx:`; listed backends carry their own");
-      cfg.pools.push_back(std::move(p));
-    }
-  }
-
-  void load_mx(const YAML::Node& x, Pool& p) {
-    auto s = str(x, "mx");
-    if (!s) return;
-    if (*s == "recipient") {
-      p.mx = MxMode::kRecipient;
-      return;
-    }
-    std::string_view d = *s;
-    if (!d.empty() && d.back() == '.') d.remove_suffix(1);  // absolute form
-    if (!smtp::is_valid_domain(d) || d.find('.') == std::string_view::npos || d.front() == '[') {
-      error(x, "mx: `" + *s + "` is not a domain name (or `recipient`)");
-      return;
-    }
-    p.mx = MxMode::kDomain;
-    p.mx_domain = smtp::ascii_lower(d);
-  }
-
-  void load_dns(const YAML::Node& v, Dns& dns) {
-    each_key(v, "dns",
-             {"servers", "timeout", "attempts", "cache_entries", "max_stale", "min_ttl", "max_ttl"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "servers") {
-                 for (auto& [s, node] : strings(x, "dns.servers")) {
-                   // A bare address means port 53.
-                   if (parse_ip(s)) {
-                     dns.servers.push_back(Endpoint{s, 53});
-                   } else if (auto e = parse_endpoint(s); e && parse_ip(e->host)) {
-                     dns.servers.push_back(*e);
-                   } else {
-                     error(node, "dns.servers: `" + s +
-                                     "` is not an IP address (use e.g. 127.0.0.1, "
-                                     "127.0.0.1:5353 or [::1]:53)");
-                   }
-                 }
-               } else if (key == "timeout") {
-                 if (auto d = duration(x, "dns.timeout")) dns.timeout = *d;
-               } else if (key == "attempts") {
-                 if (auto n = integer(x, "dns.attempts", 1, 10)) dns.attempts = int(*n);
-               } else if (key == "cache_entries") {
-                 if (auto n = integer(x, "dns.cache_entries", 16, 10000000))
-                   dns.cache_entries = int(*n);
-               } else if (key == "max_stale") {
-                 if (auto d = duration(x, "dns.max_stale")) dns.max_stale = *d;
-               } else if (key == "min_ttl") {
-                 if (auto d = duration(x, "dns.min_ttl")) dns.min_ttl = *d;
-               } else if (key == "max_ttl") {
-                 if (auto d = duration(x, "dns.max_ttl")) dns.max_ttl = *d;
-               }
-             });
-  }
-
-  void load_backends(const YAML::Node& v, Pool& p) {
-    if (!v.IsSequence()) return error(v, "backends must be a list");
-    if (v.size() == 0) error(v, "pool `" + p.name + "` has an empty backend list");
-    std::set<std::string> seen;
-    for (const auto& item : v) {
-      Backend b;
-      bool has_address = false;
-      each_key(
-          item, "a backend",
-          {"address", "weight", "max_connections", "max_rate", "agent", "tls", "identity"},
-          [&](const std::string& key, const YAML::Node& x) {
-            if (key == "address") {
-              has_address = true;  // a bad value is its own error
-              if (auto e = endpoint(x, "backend address")) {
-                b.address = *e;
-                b.name = x.Scalar();
-                if (!seen.insert(e->str()).second)
-                  error(x, "backend `" + b.name + "` is listed twice in pool `" + p.name + "`");
-              }
-            } else if (key == "weight") {
-              if (auto n = integer(x, "weight", 0, 1000)) b.weight = int(*n);
-            } else if (key == "max_connections") {
-              if (auto n = integer(x, "max_connections", 1, 1000000)) b.max_connections = int(*n);
-            } else if (key == "agent") {
-              bool has_port = false;
-              each_key(x, "agent", {"port", "interval"},
-                       [&](const std::string& k2, const YAML::Node& y) {
-                         if (k2 == "port") {
-                           has_port = true;
-                           if (auto n = integer(y, "agent.port", 1, 65535))
-                             b.agent.port = static_cast<std::uint16_t>(*n);
-                         } else if (auto d = duration(y, "agent.interval")) {
-                           b.agent.interval = *d;
-                         }
-                       });
-              if (x.IsMap() && !has_port) error(x, "agent needs a `port`");
-            } else if (key == "max_rate") {
-              if (auto s = str(x, "max_rate")) {
-                auto r = parse_rate(*s);
-                if (!r || r->per_second <= 0)
-                  error(x, "max_rate: bad rate `" + *s + "` (use e.g. 100/s, 600/m)");
-                else
-                  b.max_rate = *r;
-              }
-            } else if (key == "tls") {
-              load_backend_tls(x, b.tls);
-            } else if (key == "identity") {
-              if (auto s = str(x, "identity")) {
-                static const std::map<std::string, Identity> names = {
-                    {"none", Identity::kNone},
-                    {"xclient", Identity::kXclient},
-                    {"proxy_v1", Identity::kProxyV1},
-                    {"proxy_v2", Identity::kProxyV2}};
-                auto it = names.find(*s);
-                if (it == names.end())
-                  error(x, "identity: `" + *s + "` is not none, xclient, proxy_v1 or proxy_v2");
-                else
-                  b.identity = it->second;
-                if (b.identity == Identity::kProxyV1 || b.identity == Identity::kProxyV2)
-                  proxy_identity_used_ = true;
-              }
-            }
-          });
-      if (item.IsMap() && !has_address) error(item, "a backend needs an `address`");
-      p.backends.push_back(std::move(b));
-    }
-  }
-
-  void load_routes(const YAML::Node& v, Config& cfg,
-                   std::vector<std::pair<std::string, YAML::Mark>>& pools,
-                   std::map<std::string, YAML::Mark>& listener_marks) {
-    (void)listener_marks;
-    if (!v.IsSequence()) return error(v, "routes must be a list");
-    for (const auto& item : v) {
-      Route r;
-      each_key(item, "a route",
-               {"pool", "listener", "recipient_domain", "sender_domain", "client_network"},
-               [&](const std::string& key, const YAML::Node& x) {
-                 if (key == "pool") {
-                   if (auto s = str(x, "route pool")) {
-                     r.pool = *s;
-                     pools.emplace_back(*s, x.Mark());
-                   }
-                 } else if (key == "listener") {
-                   for (auto& [s, node] : strings(x, "route listener")) {
-                     r.listeners.push_back(s);
-                     listener_refs_.emplace_back(s, node.Mark());
-                   }
-                 } else if (key == "recipient_domain") {
-                   r.recipient_domains = domains(x, "recipient_domain");
-                 } else if (key == "sender_domain") {
-                   r.sender_domains = domains(x, "sender_domain");
-                 } else if (key == "client_network") {
-                   r.client_networks = networks(x, "client_network");
-                 }
-               });
-      if (item.IsMap() && !item["pool"]) error(item, "a route needs a `pool`");
-      cfg.routes.push_back(std::move(r));
-    }
-  }
-
-  bool proxy_identity_used() const { return proxy_identity_used_; }
-
-  void check_listener_refs(const Config& cfg) {
-    for (auto& [name, mark] : listener_refs_) {
-      bool found = false;
-      for (const auto& l : cfg.listeners) found = found || l.name == name;
-      if (!found) error(mark, "routes: listener `" + name + "` is not defined");
-    }
-  }
-
-  void load_limits(const YAML::Node& v, Limits& l) {
-    each_key(
-        v, "limits",
-        {"max_message_size", "max_recipients", "bare_line_endings", "max_line_length", "max_errors",
-         "max_connections", "max_connections_per_ip", "ipv6_prefix", "max_connection_rate_per_ip",
-         "max_message_rate_per_ip", "replay_memory", "replay_memory_total"},
-        [&](const std::string& key, const YAML::Node& x) {
-          if (key == "max_message_size") {
-            if (auto s = size(x, "max_message_size")) l.max_message_size = *s;
-          } else if (key == "max_recipients") {
-            if (auto n = integer(x, "max_recipients", 1, 100000)) l.max_recipients = int(*n);
-          } else if (key == "bare_line_endings") {
-            if (auto s = str(x, "bare_line_endings")) {
-              if (*s == "reject")
-                l.bare_line_endings = BareLineEndings::kReject;
-              else if (*s == "normalize")
-                l.bare_line_endings = BareLineEndings::kNormalize;
-              else
-                error(x, "bare_line_endings: `" + *s + "` is not reject or normalize");
-            }
-          } else if (key == "max_line_length") {
-            // RFC 5321 4.5.3.1.6: a server must take 1000-octet lines.
-            constexpr std::uint64_t kRfcTextLine = 1000;
-            if (auto s = str(x, "max_line_length")) {
-              auto n = *s == "none" ? std::optional<std::uint64_t>(0) : parse_size(*s);
-              if (!n)
-                error(x, "max_line_length: bad size `" + *s +
-                             "` (use e.g. 10KB; 0 or none: no limit)");
-              else if (*n != 0 && *n < kRfcTextLine)
-                error(x, "max_line_length: `" + *s +
-                             "` is under the 1000 octets RFC 5321 4.5.3.1.6 allows; 0 or "
-                             "none: no limit");
-              else
-                l.max_line_length = *n;
-            }
-          } else if (key == "max_errors") {
-            if (auto n = integer(x, "max_errors", 1, 10000)) l.max_errors = int(*n);
-          } else if (key == "max_connections") {
-            if (auto n = integer(x, "max_connections", 1, 10000000)) l.max_connections = int(*n);
-          } else if (key == "max_connections_per_ip") {
-            if (auto n = integer(x, "max_connections_per_ip", 1, 10000000))
-              l.max_connections_per_ip = int(*n);
-          } else if (key == "max_connection_rate_per_ip" || key == "max_message_rate_per_ip") {
-            if (auto s = str(x, key)) {
-              auto r = parse_rate(*s);
-              if (!r || r->per_second <= 0)
-                error(x, key + ": bad rate `" + *s + "` (use e.g. 600/m, 10/s)");
-              else if (key == "max_connection_rate_per_ip")
-                l.max_connection_rate_per_ip = *r;
-              else
-                l.max_message_rate_per_ip = *r;
-            }
-          } else if (key == "replay_memory") {
-            if (auto s = size(x, "replay_memory")) l.replay_memory = *s;
-          } else if (key == "replay_memory_total") {
-            if (auto s = size(x, "replay_memory_total")) l.replay_memory_total = *s;
-          } else if (key == "ipv6_prefix") {
-            if (auto n = integer(x, "limits.ipv6_prefix", 1, 128)) l.ipv6_prefix = int(*n);
-          }
-        });
-  }
-
-  void load_timeouts(const YAML::Node& v, Timeouts& t) {
-    const std::map<std::string, Duration*> fields = {{"client_command", &t.client_command},
-                                                     {"client_data", &t.client_data},
-                                                     {"client_data_total", &t.client_data_total},
-                                                     {"client_session", &t.client_session},
-                                                     {"backend_connect", &t.backend_connect},
-                                                     {"backend_reply", &t.backend_reply},
-                                                     {"backend_data_done", &t.backend_data_done},
-                                                     {"transaction", &t.transaction},
-                                                     {"shutdown", &t.shutdown},
-                                                     {"pool_wait", &t.pool_wait},
-                                                     {"tls_handshake", &t.tls_handshake}};
-    std::set<std::string> names;
-    for (auto& [k, _] : fields) names.insert(k);
-    each_key(v, "timeouts", names, [&](const std::string& key, const YAML::Node& x) {
-      if (auto d = duration(x, "timeouts." + key)) {
-        if (d->count() == 0)
-          error(x, "timeouts." + key + " must be more than 0");
-        else
-          *fields.at(key) = *d;
-      }
-    });
-  }
-
-  static bool is_loopback(const std::array<std::uint8_t, 16>& ip) {
-    static const std::array<std::uint8_t, 16> kLoopback6{0, 0, 0, 0, 0, 0, 0, 0,
-                                                         0, 0, 0, 0, 0, 0, 0, 1};
-    static const std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (ip == kLoopback6) return true;
-    return std::equal(std::begin(kMapped), std::end(kMapped), ip.begin()) && ip[12] == 127;
-  }
-
-  void load_admin(const YAML::Node& v, Config& cfg) {
-    Admin a;
-    bool has_listen = false;
-    std::optional<YAML::Node> open_listen;  // admin.listen, when not loopback
-    each_key(v, "admin", {"listen", "token_file"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "listen") {
-                 has_listen = true;
-                 if (auto e = endpoint(x, "admin.listen")) {
-                   auto ip = parse_ip(e->host);
-                   if (!ip)
-                     error(x, "admin.listen: `" + e->host + "` is not an IP address");
-                   else if (!is_loopback(*ip))
-                     open_listen = x;
-                   a.listen = *e;
-                 }
-               } else if (key == "token_file") {
-                 if (auto s = str(x, "admin.token_file")) a.token_file = *s;
-               }
-             });
-    if (v.IsMap() && !has_listen) error(v, "admin needs `listen: host:port`");
-    // SECURITY.md 10: reachable from the network, the API would let anyone
-    // there drain every backend.
-    if (open_listen && a.token_file.empty())
-      error(*open_listen, "admin.listen: `" + a.listen.host +
-                              "` is not a loopback address, so admin.token_file is required "
-                              "(anyone who can reach the API could drain every backend)");
-    cfg.admin = a;
-  }
-
-  void load_connection_pool(const YAML::Node& v, BackendPool& bp) {
-    each_key(v, "connection_pool", {"idle_timeout", "max_age", "max_idle"},
-             [&](const std::string& key, const YAML::Node& x) {
-               if (key == "idle_timeout") {
-                 if (auto d = duration(x, "connection_pool.idle_timeout")) bp.idle_timeout = *d;
-               } else if (key == "max_age") {
-                 if (auto d = duration(x, "connection_pool.max_age")) bp.max_age = *d;
-               } else if (key == "max_idle") {
-                 if (auto n = integer(x, "connection_pool.max_idle", 0, 10000))
-                   bp.max_idle = int(*n);
-               }
-             });
-  }
-
-  std::vector<std::pair<std::string, YAML::Mark>> listener_refs_;
-  bool root_auth_ = false;                         // the top-level `auth` is read
-  std::optional<YAML::Mark> temp_directory_mark_;  // where temp_directory is set, if it is
-  bool proxy_identity_used_ = false;
-
- private:
-  std::string path_;
-  std::vector<ConfigError>& errors_;
-};
+namespace {
 
 std::string system_hostname() {
   char buf[256] = {};
@@ -899,7 +515,7 @@ LoadResult load_config_text(const std::string& text, const std::string& path) {
     result.errors.push_back({path, e.mark.line + 1, e.mark.column + 1, "YAML: " + e.msg});
     return result;
   }
-  Loader loader(path, result.errors);
+  detail::Loader loader(path, result.errors);
   try {
     loader.load(root, *cfg);
     loader.check_listener_refs(*cfg);

@@ -2,7 +2,8 @@
 # Runs every test smtplb has, on a fresh Debian 12 machine or a used one:
 #   1. installs what it needs (scripts/install-deps.sh, apt-get)
 #   2. builds (RelWithDebInfo) and runs the unit tests (GoogleTest, ctest -L unit)
-#   3. runs the integration tests: the real binary in front of real peers
+#   3. runs the integration tests: the real binary in front of real peers,
+#      and a 60-second chaos soak (tests/soak/chaos_soak.py)
 #   4. builds with ASan+UBSan and runs the unit and integration tests again
 #   5. builds the libFuzzer targets with clang and runs each for a while
 #   6. runs the external acceptance suite (../shared/acceptance) if present
@@ -74,6 +75,9 @@ build() {  # dir extra-cmake-args...
 if build build; then
   stage "unit" ctest --test-dir build -L unit --output-on-failure -j 2
   stage "integration" env SMTPLB_BIN="$top/build/smtplb" python3 tests/integration/run.py
+  # The chaos soak's short form (the documented run is 10 minutes).
+  stage "soak (60 s)" python3 tests/soak/chaos_soak.py --duration 60 \
+    --smtplb "$top/build/smtplb" --smtp-load "$top/build/bench/smtp_load"
 else
   stages+=("build: FAILED")
   total_fail=$((total_fail + 1))

@@ -23,11 +23,24 @@ Format format();
 // Printable ASCII kept; controls, quotes, backslash and 8-bit bytes as \xNN.
 std::string escape(std::string_view peer_text);
 
+// Whom a line is about: the session (s=) and, inside a transaction, the
+// transaction (t=).  Set once where they are made, so that every line
+// about them carries both ids, the relay's included.
+struct Scope {
+  std::string session;
+  std::string transaction;  // empty: between transactions
+};
+
 // One structured record: ordered key/value pairs.  Values are escaped
 // when written; numbers are passed as strings with `raw` set.
 class Record {
  public:
   explicit Record(std::string_view event) { add("event", event); }
+  // The event, then s= and (when in a transaction) t=.
+  Record(std::string_view event, const Scope& scope) : Record(event) {
+    add("s", scope.session);
+    if (!scope.transaction.empty()) add("t", scope.transaction);
+  }
   Record& add(std::string_view key, std::string_view value, bool raw = false) {
     fields_.push_back({std::string(key), std::string(value), raw});
     return *this;

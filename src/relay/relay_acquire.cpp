@@ -8,6 +8,7 @@
 #include "log/log.hpp"
 #include "relay/relay_transaction.hpp"
 #include "relay/reply_helpers.hpp"
+#include "relay/transaction.hpp"
 #include "smtp/replies.hpp"
 
 namespace smtplb::relay {
@@ -95,7 +96,7 @@ awaitable<RelayTransaction::Took> RelayTransaction::try_backend(
     co_return Took::kNext;
   }
   if (pending_result) pending_result->reset();
-  first_hand_ = accepted_.empty();
+  first_hand_ = txn_.accepted().empty();
   Started st = co_await start_transaction(*session_, pending, pending_result);
   co_return co_await settle(b, st);
 }
@@ -114,7 +115,10 @@ awaitable<RelayTransaction::Took> RelayTransaction::settle(upstream::BackendRunt
   if (d.verdict == Verdict::kProceed) {
     in_flight_ = balance::InFlight(*b.state);
     if (b.state->record_success())
-      log::Record("backend_up").add("pool", b.state->pool()).add("backend", b.state->name()).emit();
+      log::Record("backend_up", txn_.scope())
+          .add("pool", b.state->pool())
+          .add("backend", b.state->name())
+          .emit();
     clean_ = false;
     co_return Took::kSession;
   }
@@ -232,7 +236,7 @@ void RelayTransaction::log_unusable(const upstream::BackendRuntime& b, upstream:
   else if (f == upstream::Failure::kNoXclient || f == upstream::Failure::kXclientRefused)
     event = "backend_xclient_failed";
   if (!event) return;
-  log::Record(event)
+  log::Record(event, txn_.scope())
       .add("pool", b.state->pool())
       .add("backend", b.state->name())
       .add("reason", to_string(f))
@@ -295,7 +299,7 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_transaction(
   st.reply = m.reply;
   st.decision = judge(Stage::kMail, m);
   if (st.decision.verdict != Verdict::kProceed) co_return st;
-  for (const auto& rcpt : accepted_) {
+  for (const auto& rcpt : txn_.accepted()) {
     auto r = co_await s.command("RCPT TO:<" + rcpt.str() + ">\r\n", d);
     st.reply = r.reply;
     st.decision = judge(Stage::kReplayedRcpt, r);
@@ -313,7 +317,7 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_pipelined(
   // RFC 2920: (RSET,) MAIL and the RCPTs in one write, replies read in order.
   const bool rset = std::exchange(s.rset_pending, false);
   std::string batch = rset ? "RSET\r\n" + mail_line(s.caps()) : mail_line(s.caps());
-  for (const auto& r : accepted_) batch += "RCPT TO:<" + r.str() + ">\r\n";
+  for (const auto& r : txn_.accepted()) batch += "RCPT TO:<" + r.str() + ">\r\n";
   if (pending) batch += "RCPT TO:<" + pending->str() + ">\r\n";
   Failure sent = co_await s.send(batch, d);
   if (rset) {
@@ -336,7 +340,7 @@ awaitable<RelayTransaction::Started> RelayTransaction::start_pipelined(
   if (m.failure != Failure::kNone) co_return st;
   // Every pipelined command gets its reply read, whatever MAIL's was; the
   // first that keeps this backend from the transaction decides.
-  for (std::size_t i = 0; i < accepted_.size(); ++i) {
+  for (std::size_t i = 0; i < txn_.accepted().size(); ++i) {
     auto r = co_await s.read_reply(d);
     const Decision rd = judge(Stage::kReplayedRcpt, r);
     const bool decides = r.failure != Failure::kNone || st.decision.verdict == Verdict::kProceed;

@@ -8,6 +8,7 @@
 
 #include "log/log.hpp"
 #include "relay/reply_helpers.hpp"
+#include "relay/transaction.hpp"
 #include "smtp/replies.hpp"
 
 namespace smtplb::relay {
@@ -23,12 +24,12 @@ std::uint64_t next_transaction_key() {
 }  // namespace
 
 RelayTransaction::RelayTransaction(asio::any_io_executor ex, const config::Config& cfg,
-                                   upstream::PoolRuntime& pool, Envelope env, std::string id)
+                                   upstream::PoolRuntime& pool, Transaction& txn)
     : ex_(std::move(ex)),
       cfg_(cfg),
       pool_(pool),
-      env_(std::move(env)),
-      id_(std::move(id)),
+      txn_(txn),
+      env_(txn.envelope()),
       key_(next_transaction_key()),
       deadline_(Clock::now() + cfg.timeouts.transaction),
       replay_(cfg.limits.replay_memory, cfg.temp_directory, cfg.limits.replay_memory_total) {
@@ -68,8 +69,7 @@ void RelayTransaction::leave(const Decision& d, std::string detail) {
       ejected = st.record_suspect(now, key_, others_usable);
     if (ejected) {
       // Logged once, on the change from usable to down (passive detection).
-      log::Record("backend_down")
-          .add("t", id_)
+      log::Record("backend_down", txn_.scope())
           .add("pool", st.pool())
           .add("backend", st.name())
           .add("reason", to_string(d.why))
@@ -125,6 +125,16 @@ bool RelayTransaction::check_client_gone() {
 }
 
 awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
+  smtp::Reply r = co_await rcpt_reply(rcpt);
+  // RFC 5321 4.3.2: any 2xx accepts (252 too).
+  if (r.positive())
+    txn_.accept(rcpt);
+  else
+    txn_.refuse(rcpt);
+  co_return r;
+}
+
+awaitable<smtp::Reply> RelayTransaction::rcpt_reply(const smtp::Path& rcpt) {
   const std::string line = "RCPT TO:<" + rcpt.str() + ">\r\n";
   deadline_ = Clock::now() + cfg_.timeouts.transaction;
   // Backends that stalled or garbled their reply to this address: after
@@ -151,9 +161,8 @@ awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
     if (!have) r = co_await session_->command(line, bound(cfg_.timeouts.backend_reply));
     const Decision d = judge(Stage::kRcpt, r);
     if (d.verdict == Verdict::kAnswer) {
-      // RFC 5321 4.3.2: any 2xx accepts (252 too); the backend is
-      // authoritative on recipients: its 4xx/5xx is the answer.
-      if (r.reply.positive()) accepted_.push_back(rcpt);
+      // The backend is authoritative on recipients: its 4xx/5xx is the
+      // answer.
       co_return with_enhanced(r.reply, "2.1.5");
     }
     const std::string detail = r.reply.code ? r.reply.summary()
@@ -164,8 +173,7 @@ awaitable<smtp::Reply> RelayTransaction::rcpt(const smtp::Path& rcpt) {
         (++faults >= std::min(kRecipientFaults, pool_.max_tries()) || walk_.exhausted())) {
       // The others of the transaction go on, on a fresh walk.
       restart_walk();
-      log::Record("recipient_deferred")
-          .add("t", id_)
+      log::Record("recipient_deferred", txn_.scope())
           .add("rcpt", rcpt.str())
           .add("reason", to_string(d.why))
           .add("backends", static_cast<long long>(faults))

@@ -55,11 +55,14 @@ struct Envelope {
   upstream::ClientIdentity client;
 };
 
+class Transaction;
+
 class RelayTransaction {
  public:
-  // `id`: the transaction's id, for the log lines the relay writes.
+  // Works on `txn` (its envelope, recipients and log scope), which
+  // outlives it: Transaction::start_relay() makes it.
   RelayTransaction(asio::any_io_executor ex, const config::Config& cfg, upstream::PoolRuntime& pool,
-                   Envelope env, std::string id = {});
+                   Transaction& txn);
   ~RelayTransaction();
 
   // Asked before each replay: has the client gone (EOF or reset on its
@@ -68,7 +71,8 @@ class RelayTransaction {
 
   // The backend's reply to this recipient (or 451 4.4.x when no backend
   // could be had, or when every backend tried stalled or garbled its reply
-  // for this one address).
+  // for this one address), recorded in the transaction's accepted or
+  // refused recipients.
   awaitable<smtp::Reply> rcpt(const smtp::Path& rcpt);
   // 354 when a backend is ready for the data; otherwise the reply to give.
   awaitable<smtp::Reply> data();
@@ -96,6 +100,7 @@ class RelayTransaction {
  private:
   using Duration = std::chrono::milliseconds;
   Duration bound(Duration d) const;
+  awaitable<smtp::Reply> rcpt_reply(const smtp::Path& rcpt);
   bool past_deadline() const { return Clock::now() >= deadline_; }
 
   // What MAIL and the replayed RCPTs on a session came to.
@@ -159,8 +164,8 @@ class RelayTransaction {
   asio::any_io_executor ex_;
   const config::Config& cfg_;
   upstream::PoolRuntime& pool_;
-  Envelope env_;
-  std::string id_;
+  Transaction& txn_;
+  const Envelope& env_;  // txn_'s
   // Told to BackendState::record_suspect: unique per transaction.
   std::uint64_t key_;
   Clock::time_point deadline_;
@@ -180,7 +185,6 @@ class RelayTransaction {
   Clock::time_point unsent_since_{};
   bool streaming_ = false;  // session_ has had DATA 354 and every byte so far (written or unsent_)
   bool clean_ = true;       // session_ can go back to the pool as it is
-  std::vector<smtp::Path> accepted_;
   ReplayBuffer replay_;
   std::vector<Attempt> attempts_;
   std::string delivered_backend_;

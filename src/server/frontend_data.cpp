@@ -12,7 +12,6 @@
 #include "log/log.hpp"
 #include "relay/buffer_cache.hpp"
 #include "server/frontend_session.hpp"
-#include "server/received.hpp"
 #include "smtp/data_decoder.hpp"
 #include "smtp/data_encoder.hpp"
 #include "smtp/replies.hpp"
@@ -22,7 +21,7 @@ namespace smtplb::server {
 namespace replies = smtp::replies;
 
 awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
-  smtp::Reply r = co_await tx_->data();
+  smtp::Reply r = co_await relay().data();
   if (r.code != 354) {
     log_transaction(r, "refused_at_data");
     co_await end_transaction();
@@ -30,11 +29,11 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
   }
   queue(r);
   if (!co_await flush()) {
-    tx_->abort();
+    relay().abort();
     close = true;
     co_return smtp::Reply{};
   }
-  co_await tx_->data_chunk(received_header());
+  co_await relay().data_chunk(received_header());
   smtp::Reply last;
   const DataEnd end = co_await read_message(last);
   if (end == DataEnd::kAborted) {
@@ -45,16 +44,14 @@ awaitable<smtp::Reply> FrontendSession::on_data(bool& close) {
 }
 
 std::string FrontendSession::received_header() const {
-  ReceivedInfo ri;
+  relay::ReceivedInfo ri;
   ri.helo = helo_name_;
   ri.client_ip = client_ip_;
   ri.hostname = cfg_->hostname;
   ri.protocol = protocol_name();
   if (tls_ && !tls_->version.empty()) ri.tls = tls_->version + " with cipher " + tls_->cipher;
-  ri.id = txn_->id;
-  if (txn_->accepted.size() == 1) ri.recipient = txn_->accepted.front();
   ri.when = std::chrono::system_clock::now();
-  return received_field(ri);
+  return txn_->received_field(std::move(ri));
 }
 
 awaitable<FrontendSession::DataEnd> FrontendSession::read_message(smtp::Reply& reply) {
@@ -91,10 +88,10 @@ awaitable<FrontendSession::DataEnd> FrontendSession::read_message(smtp::Reply& r
         else if (decoder.saw_long_line())
           refusal = DataEnd::kLongLine;
         if (refusal != DataEnd::kComplete) {
-          tx_->abort();
+          relay().abort();
         } else {
           if (normalize) encoder.encode(content, wire);
-          co_await tx_->data_chunk(wire);
+          co_await relay().data_chunk(wire);
         }
       }
       content.clear();
@@ -102,7 +99,7 @@ awaitable<FrontendSession::DataEnd> FrontendSession::read_message(smtp::Reply& r
       if (res.done) co_return refusal;
     }
     if (forced_) {
-      tx_->abort();
+      relay().abort();
       log_transaction(smtp::Reply{}, "shutdown");
       reply = replies::shutting_down(cfg_->hostname);
       co_return DataEnd::kAborted;
@@ -120,7 +117,7 @@ awaitable<FrontendSession::DataEnd> FrontendSession::read_message(smtp::Reply& r
 
 smtp::Reply FrontendSession::data_read_failed(error_code ec) {
   // Client gone or too slow in mid-DATA: nothing is delivered.
-  tx_->abort();
+  relay().abort();
   log_transaction(smtp::Reply{}, ec == asio::error::timed_out           ? "client_timeout"
                                  : ec == asio::error::operation_aborted ? "shutdown"
                                                                         : "client_gone");
@@ -150,11 +147,11 @@ awaitable<smtp::Reply> FrontendSession::finish_message(DataEnd end, bool& close)
     case DataEnd::kAborted:
       break;  // cannot happen: on_data() ended the session
     case DataEnd::kComplete: {
-      smtp::Reply backend_reply = co_await tx_->finish();
+      smtp::Reply backend_reply = co_await relay().finish();
       if (backend_reply.positive()) {
-        final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + txn_->id);
+        final_reply = smtp::make_reply(250, "2.0.0", "OK queued as " + txn_->id());
         result = "delivered";
-      } else if (tx_->client_gone()) {
+      } else if (relay().client_gone()) {
         // No replay was made for a client that hung up: nobody hears this.
         final_reply = backend_reply;
         result = "client_gone";
@@ -167,12 +164,11 @@ awaitable<smtp::Reply> FrontendSession::finish_message(DataEnd end, bool& close)
     }
   }
   // Counted whatever the outcome: after a 451 the client sends it again.
-  if (tx_->possible_duplicate())
-    core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
+  const bool counted = relay().possible_duplicate();
+  if (counted) core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
   log_transaction(final_reply, result);
   const bool delivered = std::string_view(result) == "delivered";
-  const std::string id = txn_->id;
-  const bool counted = tx_->possible_duplicate();
+  const log::Scope scope = txn_->scope();
   co_await end_transaction();
   if (!delivered) co_return final_reply;
   // A backend has the message; a client that never gets this 250 will
@@ -180,7 +176,7 @@ awaitable<smtp::Reply> FrontendSession::finish_message(DataEnd end, bool& close)
   queue(final_reply);
   if (!co_await flush()) {
     if (!counted) core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
-    log_reply_lost(id, final_reply);
+    log_reply_lost(scope, final_reply);
     close = true;
   }
   co_return smtp::Reply{};

@@ -37,57 +37,35 @@ void FrontendSession::trace_state(smtp::SessionState before, smtp::Verb verb) co
 std::string FrontendSession::protocol_name() const {
   // RFC 3848 / RFC 6531: S for TLS, A for an authenticated client.
   std::string suffix = std::string(sock_.is_tls() ? "S" : "") + (auth_user_.empty() ? "" : "A");
-  if (txn_ && txn_->envelope.needs_smtputf8) return "UTF8SMTP" + suffix;
+  if (txn_ && txn_->envelope().needs_smtputf8) return "UTF8SMTP" + suffix;
   if (machine_.greeting() == smtp::Greeting::kEhlo) return "ESMTP" + suffix;
   return suffix.empty() ? "SMTP" : "ESMTP" + suffix;
 }
 
 void FrontendSession::log_transaction(const smtp::Reply& final_reply, const char* result) {
-  tx_logged_ = true;
-  auto join = [](const std::vector<std::string>& v) {
-    std::string s;
-    for (const auto& x : v) s += (s.empty() ? "" : ",") + x;
-    return s;
-  };
-  std::string tried;
-  if (tx_) {
-    for (const auto& a : tx_->attempts()) {
-      if (!tried.empty()) tried += ',';
-      tried += a.backend + ":" + upstream::to_string(a.failure);
-    }
-  }
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - txn_->started);
+  txn_->logged = true;
+  const relay::RelayTransaction* relay = txn_->relay();
+  const upstream::PoolRuntime* pool = txn_->pool();
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - txn_->started());
   core_.shared().metrics->count_transaction(
       *view_->gen->metrics, listener_->name,
-      pool_ && pool_->cfg ? std::string_view(pool_->cfg->name) : "",
-      tx_ ? std::string_view(tx_->backend_name()) : "", result,
+      pool && pool->cfg ? std::string_view(pool->cfg->name) : "",
+      relay ? std::string_view(relay->backend_name()) : "", result,
       static_cast<double>(us.count()) / 1e6);
-  log::Record rec("transaction");
-  rec.add("s", id())
-      .add("t", txn_->id)
-      .add("listener", listener_->name)
+  log::Record rec("transaction", txn_->scope());
+  rec.add("listener", listener_->name)
       .add("client", client_ip_)
       .add("helo", helo_name_)
-      .add("user", auth_user_)
-      .add("from", txn_ ? txn_->envelope.sender.str() : "")
-      .add("pool", pool_ && pool_->cfg ? pool_->cfg->name : "")
-      .add("rcpts", join(txn_->accepted))
-      .add("refused", join(txn_->refused))
-      .add("size", static_cast<long long>(tx_ ? tx_->data_size() : 0))
-      .add("tried", tried)
-      .add("backend", tx_ ? tx_->backend_name() : "")
-      .add("queue_id", tx_ ? tx_->queue_id() : "")
-      .add("result", result)
-      .add("reply", final_reply.code ? final_reply.summary() : "");
-  if (tx_ && tx_->possible_duplicate()) rec.add("possible_duplicate", "yes");
+      .add("user", auth_user_);
+  txn_->describe(rec);
+  rec.add("result", result).add("reply", final_reply.code ? final_reply.summary() : "");
+  if (relay && relay->possible_duplicate()) rec.add("possible_duplicate", "yes");
   rec.add("us", static_cast<long long>(us.count()));
   rec.emit();
 }
 
-void FrontendSession::log_reply_lost(std::string_view txn_id, const smtp::Reply& reply) const {
-  log::Record("reply_lost")
-      .add("s", id())
-      .add("t", txn_id)
+void FrontendSession::log_reply_lost(const log::Scope& scope, const smtp::Reply& reply) const {
+  log::Record("reply_lost", scope)
       .add("reply", reply.summary())
       .add("possible_duplicate", "yes")
       .add("detail", "delivered, but the 250 could not be written to the client")

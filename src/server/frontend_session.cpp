@@ -116,7 +116,7 @@ void FrontendSession::force_close() {
   forced_ = true;
   sock_.cancel();
   if (auth_delay_) auth_delay_->cancel();
-  if (tx_) tx_->cancel();
+  if (relaying()) relay().cancel();
 }
 
 FrontendSession::Duration FrontendSession::read_bound(Duration per_read) const {
@@ -210,7 +210,7 @@ void FrontendSession::serve(std::unique_ptr<FrontendSession> s, bool fresh) {
 bool FrontendSession::can_park() const {
   // Under TLS, OpenSSL may hold decrypted bytes the socket does not show;
   // a transaction with a backend keeps its coroutine (rare while idle).
-  return !reader_.has_pending() && !sock_.is_tls() && !tx_ && out_.empty();
+  return !reader_.has_pending() && !sock_.is_tls() && !relaying() && out_.empty();
 }
 
 void FrontendSession::park(std::unique_ptr<FrontendSession> s) {
@@ -318,7 +318,7 @@ awaitable<bool> FrontendSession::run(bool fresh) {
     if (close || machine_.state() == smtp::SessionState::kClosed || reply.code == 421) break;
     if (out_.size() > kMaxQueuedReplies && !co_await flush()) break;
   }
-  if (tx_) tx_->abort();
+  if (relaying()) relay().abort();
   if (txn_) co_await end_transaction();
   machine_.close();
   if (!out_.empty()) {

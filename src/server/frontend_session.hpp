@@ -21,7 +21,7 @@
 
 #include "net/timed_socket.hpp"
 #include "net/tls.hpp"
-#include "relay/relay_transaction.hpp"
+#include "relay/transaction.hpp"
 #include "runtime/core.hpp"
 #include "server/connection_limiter.hpp"
 #include "server/policy.hpp"
@@ -148,9 +148,9 @@ class FrontendSession : public runtime::SessionLink {
   // backend's answer.
   awaitable<smtp::Reply> on_rcpt(const smtp::Command& cmd);
   // Refuses `rcpt` in the open transaction: logged with it.
-  smtp::Reply refuse_rcpt(const smtp::Mailbox& rcpt, smtp::Reply reply);
-  // `mx: recipient`: finds `domain`'s mail hosts into the transaction's
-  // mx_pool, or the reply that refuses the RCPT (550 5.1.2, 556 5.1.10,
+  smtp::Reply refuse_rcpt(const smtp::Path& rcpt, smtp::Reply reply);
+  // `mx: recipient`: finds `domain`'s mail hosts for the transaction, or
+  // the reply that refuses the RCPT (550 5.1.2, 556 5.1.10,
   // 451 4.4.1/4.4.3).
   awaitable<std::optional<smtp::Reply>> recipient_hosts(const config::Pool& p,
                                                         const std::string& domain);
@@ -175,7 +175,11 @@ class FrontendSession : public runtime::SessionLink {
   // Debug: the machine's state before and after one command.
   void trace_state(smtp::SessionState before, smtp::Verb verb) const;
   void log_transaction(const smtp::Reply& final_reply, const char* result);
-  void log_reply_lost(std::string_view txn_id, const smtp::Reply& reply) const;
+  void log_reply_lost(const log::Scope& scope, const smtp::Reply& reply) const;
+  // The open transaction's relay: there from its first routed recipient
+  // (the machine lets DATA through only after one).
+  relay::RelayTransaction& relay() const { return *txn_->relay(); }
+  bool relaying() const { return txn_ && txn_->relay(); }
 
   runtime::Core& core_;
   // The configuration generation of the current transaction (or of the
@@ -227,22 +231,8 @@ class FrontendSession : public runtime::SessionLink {
   std::string auth_user_;              // empty: not authenticated
   // What only an open transaction (MAIL to its end) needs, allocated at
   // MAIL: a session waiting between transactions costs none of it.
-  struct Transaction {
-    relay::Envelope envelope;
-    // `mx: recipient`: the transaction's hosts and their domain.
-    std::shared_ptr<upstream::PoolRuntime> mx_pool;
-    std::string mx_domain;
-    std::vector<std::string> accepted;
-    std::vector<std::string> refused;
-    std::string id;
-    Clock::time_point started;
-  };
-  std::unique_ptr<Transaction> txn_;  // null: no transaction
-  upstream::PoolRuntime* pool_ = nullptr;
-  // Declared after txn_, so destroyed before the pool it may point into.
-  std::unique_ptr<relay::RelayTransaction> tx_;
+  std::unique_ptr<relay::Transaction> txn_;  // null: no transaction
   int tx_count_ = 0;
-  bool tx_logged_ = false;  // this transaction's log line is written
 };
 
 }  // namespace smtplb::server

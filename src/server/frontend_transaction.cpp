@@ -9,7 +9,6 @@
 #include "server/frontend_session.hpp"
 #include "server/peer_ip.hpp"
 #include "server/policy.hpp"
-#include "server/received.hpp"
 #include "smtp/replies.hpp"
 
 namespace smtplb::server {
@@ -19,9 +18,10 @@ namespace replies = smtp::replies;
 void FrontendSession::adopt_current_view() {
   // A new transaction uses the configuration of the moment: a reload after
   // this session began takes effect here.  Nothing of the previous
-  // transaction (tx_, pool_) points into the old view any more.
+  // transaction (txn_: its pool, its relay) points into the old view any
+  // more.
   const auto& current = core_.view();
-  if (current == view_ || tx_) return;
+  if (current == view_ || txn_) return;
   const config::Listener* l = current->cfg().find_listener(listener_->name);
   if (!l) return;  // cannot happen: a reload keeps every listener
   view_ = current;
@@ -38,12 +38,10 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
     machine_.mail_result(false);
     return replies::message_rate_exceeded();
   }
-  txn_ = std::make_unique<Transaction>();
-  txn_->envelope = envelope_for(cmd);
-  tx_logged_ = false;
   ++tx_count_;
-  txn_->id = transaction_id(id(), tx_count_);
-  txn_->started = Clock::now();
+  txn_ = std::make_unique<relay::Transaction>(
+      log::Scope{std::string(id()), relay::transaction_id(id(), tx_count_)}, envelope_for(cmd),
+      Clock::now());
   machine_.mail_result(true);
   return replies::sender_ok();
 }
@@ -82,10 +80,11 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
   if (!lookup) co_return replies::dns_temporary_failure();
   dns::MxTarget t = co_await lookup->mx_target(domain);
   std::optional<smtp::Reply> refusal;
+  std::shared_ptr<upstream::PoolRuntime> hosts;
   switch (t.kind) {
     case dns::MxTarget::Kind::kHosts:
-      txn_->mx_pool = core_.recipient_pool(view_->gen->cfg, p, domain, t);
-      if (!txn_->mx_pool) refusal = replies::no_mail_host();  // only our own listeners
+      hosts = core_.recipient_pool(view_->gen->cfg, p, domain, t);
+      if (!hosts) refusal = replies::no_mail_host();  // only our own listeners
       break;
     case dns::MxTarget::Kind::kNxDomain:
       refusal = replies::domain_not_found();
@@ -102,9 +101,7 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
       break;
   }
   if (refusal) {
-    log::Record("mx_lookup")
-        .add("s", id())
-        .add("t", txn_->id)
+    log::Record("mx_lookup", txn_->scope())
         .add("pool", p.name)
         .add("domain", domain)
         .add("result", dns::to_string(t.kind))
@@ -113,11 +110,9 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
         .emit(spdlog::level::warn);
     co_return refusal;
   }
-  txn_->mx_domain = domain;
+  txn_->set_recipient_hosts(std::move(hosts), domain);
   if (t.stale)
-    log::Record("mx_lookup")
-        .add("s", id())
-        .add("t", txn_->id)
+    log::Record("mx_lookup", txn_->scope())
         .add("pool", p.name)
         .add("domain", domain)
         .add("result", "stale")
@@ -126,57 +121,51 @@ awaitable<std::optional<smtp::Reply>> FrontendSession::recipient_hosts(const con
   co_return std::nullopt;
 }
 
-smtp::Reply FrontendSession::refuse_rcpt(const smtp::Mailbox& rcpt, smtp::Reply reply) {
-  txn_->refused.push_back(rcpt.str());
+smtp::Reply FrontendSession::refuse_rcpt(const smtp::Path& rcpt, smtp::Reply reply) {
+  txn_->refuse(rcpt);
   return reply;
 }
 
 awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   const smtp::Mailbox& rcpt = cmd.path.mailbox;
-  if (!txn_->envelope.needs_smtputf8 && rcpt.has_non_ascii())
-    co_return refuse_rcpt(rcpt, replies::utf8_needs_smtputf8());
+  if (!txn_->envelope().needs_smtputf8 && rcpt.has_non_ascii())
+    co_return refuse_rcpt(cmd.path, replies::utf8_needs_smtputf8());
   // An authenticated client may relay, like a trusted one.
   if (check_recipient(*cfg_, listener_->role, trusted_ || machine_.authenticated(), rcpt) ==
       Verdict::kRelayDenied) {
-    log::Record("relay_denied")
-        .add("s", id())
-        .add("t", txn_->id)
+    log::Record("relay_denied", txn_->scope())
         .add("client", client_ip_)
         .add("rcpt", rcpt.str())
         .emit();
-    co_return refuse_rcpt(rcpt, replies::relay_denied());
+    co_return refuse_rcpt(cmd.path, replies::relay_denied());
   }
   std::string domain = routing_domain(*cfg_, rcpt);
-  std::string sender_domain = smtp::ascii_lower(txn_->envelope.sender.mailbox.domain);
+  std::string sender_domain = smtp::ascii_lower(txn_->envelope().sender.mailbox.domain);
   const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
   upstream::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool)
-    co_return refuse_rcpt(rcpt, smtp::make_reply(550, "5.7.1", "No route for this recipient"));
+    co_return refuse_rcpt(cmd.path, smtp::make_reply(550, "5.7.1", "No route for this recipient"));
+  upstream::PoolRuntime* pinned = txn_->pool();
   if (pool->cfg->mx == config::MxMode::kRecipient) {
-    if (pool_ && pool_->cfg != pool->cfg) co_return refuse_rcpt(rcpt, replies::other_pool());
-    if (pool_) {
+    if (pinned && pinned->cfg != pool->cfg) co_return refuse_rcpt(cmd.path, replies::other_pool());
+    if (pinned) {
       // The transaction's hosts are its first recipient domain's.
-      if (domain != txn_->mx_domain) co_return refuse_rcpt(rcpt, replies::other_domain());
-      pool = pool_;
+      if (domain != txn_->recipient_domain())
+        co_return refuse_rcpt(cmd.path, replies::other_domain());
+      pool = pinned;
     } else {
       auto reply = co_await recipient_hosts(*pool->cfg, domain);
-      if (reply) co_return refuse_rcpt(rcpt, std::move(*reply));
-      pool = txn_->mx_pool.get();
+      if (reply) co_return refuse_rcpt(cmd.path, std::move(*reply));
+      pool = txn_->recipient_hosts();
     }
   }
-  if (pool_ && pool != pool_) co_return refuse_rcpt(rcpt, replies::other_pool());
-  if (!tx_) {
-    pool_ = pool;
-    tx_ = std::make_unique<relay::RelayTransaction>(core_.io().get_executor(), *cfg_, *pool,
-                                                    txn_->envelope, txn_->id);
-    tx_->set_client_gone_check([this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
+  if (pinned && pool != pinned) co_return refuse_rcpt(cmd.path, replies::other_pool());
+  if (!pinned) {
+    relay::RelayTransaction& relay = txn_->start_relay(core_.io().get_executor(), *cfg_, *pool);
+    relay.set_client_gone_check([this] { return sock_.peek() == net::TimedSocket::Peek::kClosed; });
   }
-  smtp::Reply r = co_await tx_->rcpt(cmd.path);
-  if (r.positive())
-    txn_->accepted.push_back(rcpt.str());
-  else
-    txn_->refused.push_back(rcpt.str());
-  co_return r;
+  // The relay records the recipient as accepted or refused.
+  co_return co_await relay().rcpt(cmd.path);
 }
 
 awaitable<void> FrontendSession::end_transaction() {
@@ -184,14 +173,10 @@ awaitable<void> FrontendSession::end_transaction() {
   // QUIT, the client gone) is logged too, once: an operator looking for a
   // message must find what became of it.  Every RCPT tried is in one of
   // the two lists.
-  if (txn_ && !tx_logged_ && (!txn_->accepted.empty() || !txn_->refused.empty()))
+  if (txn_ && !txn_->logged && txn_->tried_recipients())
     log_transaction(smtp::Reply{}, "abandoned");
-  if (tx_) {
-    co_await tx_->release();
-    tx_.reset();
-  }
+  if (relaying()) co_await relay().release();
   txn_.reset();
-  pool_ = nullptr;
   machine_.transaction_ended();
 }
 

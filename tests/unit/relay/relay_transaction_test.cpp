@@ -7,13 +7,13 @@
 // tests/unit/relay/replay_policy_test.cpp; this proves RelayTransaction does
 // what they say, with real sockets and short timeouts (a row takes
 // milliseconds, a stall row one backend_reply).
-#include "relay/relay_transaction.hpp"
-
 #include <gtest/gtest.h>
 
 #include <map>
 #include <string>
 #include <vector>
+
+#include "relay/transaction.hpp"
 
 namespace smtplb::relay {
 namespace {
@@ -116,6 +116,8 @@ awaitable<void> serve(tcp::acceptor& acc, Script& s) {
 struct Outcome {
   std::vector<int> codes;  // the replies the client got, in order
   bool possible_duplicate = false;
+  // The transaction's recipient lists after RCPT: each recipient in one.
+  std::size_t accepted = 0, refused = 0;
 };
 
 Outcome relay(Script& a, Script& b) {
@@ -160,9 +162,12 @@ Outcome relay(Script& a, Script& b) {
   asio::co_spawn(
       io,
       [&]() -> awaitable<void> {
-        RelayTransaction tx(io.get_executor(), cfg, rt, env, "t1");
+        Transaction txn(log::Scope{"s1", "s1-1"}, env, Clock::now());
+        RelayTransaction& tx = txn.start_relay(io.get_executor(), cfg, rt);
         smtp::Reply r = co_await tx.rcpt(rcpt);
         out.codes.push_back(r.code);
+        out.accepted = txn.accepted().size();
+        out.refused = txn.refused().size();
         if (r.positive()) {
           r = co_await tx.data();
           out.codes.push_back(r.code);
@@ -310,6 +315,9 @@ TEST(RelayTransaction, EveryStageEveryAnswer) {
     EXPECT_EQ(a.stored, row.stored_a) << "stored at a";
     EXPECT_EQ(b.stored, row.stored_b) << "stored at b";
     EXPECT_EQ(o.possible_duplicate, row.possible_duplicate);
+    const bool accepted = !o.codes.empty() && o.codes[0] / 100 == 2;
+    EXPECT_EQ(o.accepted, accepted ? 1u : 0u) << "accepted recipients";
+    EXPECT_EQ(o.refused, accepted ? 0u : 1u) << "refused recipients";
   }
 }
 

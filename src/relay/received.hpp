@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-namespace smtplb::server {
+namespace smtplb::relay {
 
 struct ReceivedInfo {
   std::string helo;       // validated HELO/EHLO argument
@@ -38,4 +38,4 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t);
 // log's t= and the client's "250 2.0.0 OK queued as <id>".
 std::string transaction_id(std::string_view session_id, int n);
 
-}  // namespace smtplb::server
+}  // namespace smtplb::relay

@@ -3,13 +3,13 @@
 // Issue 21: an IPv6 client is an IPv6 address literal, the id is an Atom,
 // and the `for` clause names a Mailbox with a domain written without
 // quoting, or is left out: a quoted local part never reaches the field raw.
-#include "server/received.hpp"
+#include "relay/received.hpp"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace smtplb::server {
+namespace smtplb::relay {
 namespace {
 
 ReceivedInfo base() {
@@ -118,4 +118,4 @@ TEST(TransactionId, IsAnAtomNamingSessionAndNumber) {
 }
 
 }  // namespace
-}  // namespace smtplb::server
+}  // namespace smtplb::relay

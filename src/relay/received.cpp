@@ -1,10 +1,10 @@
-#include "server/received.hpp"
+#include "relay/received.hpp"
 
 #include <ctime>
 
 #include "smtp/address.hpp"
 
-namespace smtplb::server {
+namespace smtplb::relay {
 
 namespace {
 
@@ -67,4 +67,4 @@ std::string received_field(const ReceivedInfo& r) {
   return out;
 }
 
-}  // namespace smtplb::server
+}  // namespace smtplb::relay

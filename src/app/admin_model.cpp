@@ -4,7 +4,7 @@
 #include <cstdio>
 
 #include "log/log.hpp"
-#include "relay/replay_buffer.hpp"
+#include "relay/relay_counters.hpp"
 #include "upstream/failure.hpp"
 
 namespace smtplb::app {
@@ -119,7 +119,7 @@ std::string AdminModel::metrics_text() {
   family(out, "smtplb_possible_duplicates_total", "counter",
          "Messages replayed after a backend may already have taken them (no or a broken reply "
          "to the final dot).",
-         {{"", load(shared_.possible_duplicates)}});
+         {{"", load(relay::counters().possible_duplicates)}});
   family(out, "smtplb_client_connections", "gauge", "Client connections open now.",
          {{"", static_cast<std::uint64_t>(shared_.limiter.total())}});
   const auto& gen = *shared_.generation;
@@ -128,36 +128,41 @@ std::string AdminModel::metrics_text() {
          {{"", gen.number}});
   family(out, "smtplb_mx_refresh_failures_total", "counter",
          "Failed DNS refreshes of mx: pools (each run of failures once).",
-         {{"", load(shared_.mx_refresh_failures)}});
+         {{"", load(shared_.counters.mx_refresh_failures)}});
   family(out, "smtplb_spill_failures_total", "counter",
          "Replay buffers that could not spill to temp_directory (the message got 451 4.3.0).",
-         {{"", relay::ReplayBuffer::spill_failures()}});
+         {{"", load(relay::counters().spill_failures)}});
   family(out, "smtplb_tls_handshakes_total", "counter",
          "TLS handshakes with clients (implicit TLS and STARTTLS) by result.",
-         {{"result=\"ok\"", load(shared_.tls_handshakes)},
-          {"result=\"failed\"", load(shared_.tls_handshake_failures)}});
+         {{"result=\"ok\"", load(shared_.sessions.tls_handshakes)},
+          {"result=\"failed\"", load(shared_.sessions.tls_handshake_failures)}});
   family(out, "smtplb_auth_attempts_total", "counter",
          "AUTH attempts by result (locked_out: refused with 421 after too many failures; busy: "
          "the password checker's queue was full, 454).",
-         {{"result=\"accepted\"", load(shared_.auth_accepted)},
-          {"result=\"failed\"", load(shared_.auth_failed)},
-          {"result=\"locked_out\"", load(shared_.auth_locked_out)},
-          {"result=\"busy\"", load(shared_.auth_busy)}});
+         {{"result=\"accepted\"", load(shared_.sessions.auth_accepted)},
+          {"result=\"failed\"", load(shared_.sessions.auth_failed)},
+          {"result=\"locked_out\"", load(shared_.sessions.auth_locked_out)},
+          {"result=\"busy\"", load(shared_.sessions.auth_busy)}});
   {
     std::vector<std::pair<std::string, std::uint64_t>> hits;
-    for (std::size_t i = 0; i < shared_.limit_hits.size(); ++i)
+    using Limit = server::SessionCounters::Limit;
+    const auto& limits = shared_.sessions.limit_hits;
+    for (std::size_t i = 0; i < limits.size(); ++i)
       hits.emplace_back(std::string("limit=\"") +
-                            runtime::Shared::to_string(static_cast<runtime::Shared::Limit>(i)) +
-                            "\"",
-                        load(shared_.limit_hits[i]));
+                            server::SessionCounters::to_string(static_cast<Limit>(i)) + "\"",
+                        load(limits[i]));
     family_of(out, "smtplb_limit_hits_total", "counter",
               "Connections, messages and sessions refused or ended by an abuse limit (limits.*, "
               "timeouts.client_*).",
               hits);
   }
   family(out, "smtplb_reloads_total", "counter", "Configuration reloads by result.",
-         {{"result=\"ok\"", load(shared_.reloads_ok)},
-          {"result=\"refused\"", load(shared_.reloads_refused)}});
+         {{"result=\"ok\"", load(shared_.counters.reloads_ok)},
+          {"result=\"refused\"", load(shared_.counters.reloads_refused)}});
+  family(out, "smtplb_accept_errors_total", "counter",
+         "Client connections accept() failed on (mostly out of descriptors: see the "
+         "accept_error log line).",
+         {{"", load(shared_.counters.accept_errors)}});
 
   std::string up, state, in_flight, weight, checks, left, agent_pct, agent_replies, reply_hist;
   for (const auto& p : gen.cfg->pools) {

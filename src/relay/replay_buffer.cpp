@@ -13,12 +13,17 @@
 
 #include "log/log.hpp"
 #include "relay/buffer_cache.hpp"
+#include "relay/relay_counters.hpp"
 
 namespace smtplb::relay {
 
+RelayCounters& counters() {
+  static RelayCounters c;
+  return c;
+}
+
 namespace {
 
-std::atomic<std::uint64_t> g_spill_failures{0};
 // Bytes all buffers hold in memory (limits.replay_memory_total).
 std::atomic<std::uint64_t> g_in_memory{0};
 
@@ -77,12 +82,9 @@ std::uint64_t ReplayBuffer::memory_in_use() {
   return g_in_memory.load(std::memory_order_relaxed);
 }
 
-std::uint64_t ReplayBuffer::spill_failures() {
-  return g_spill_failures.load(std::memory_order_relaxed);
-}
-
 void ReplayBuffer::spill_failed(const char* what, int err) {
-  g_spill_failures.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t failures =
+      counters().spill_failures.fetch_add(1, std::memory_order_relaxed) + 1;
   // One line a minute at most, process-wide: a full disk fails every
   // large message, and the log must not become the next thing to fill it.
   const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -97,7 +99,7 @@ void ReplayBuffer::spill_failed(const char* what, int err) {
       .add("errno", err)
       .add("reason", std::strerror(err))
       .add("effect", "messages over limits.replay_memory get 452 4.3.1")
-      .add("failures_total", static_cast<long long>(spill_failures()))
+      .add("failures_total", static_cast<long long>(failures))
       .emit(spdlog::level::err);
 }
 

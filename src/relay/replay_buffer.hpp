@@ -13,7 +13,7 @@
 // The spill file is written in pieces of at most kSpillPiece bytes, so one
 // write() stays short on the event loop's thread.  A spill that fails
 // (temp_directory gone or full) makes the message unreplayable and the
-// caller answers 452 4.3.1 (insufficient storage); each failure is counted (spill_failures(),
+// caller answers 452 4.3.1 (insufficient storage); each failure is counted (RelayCounters,
 // smtplb_spill_failures_total) and logged with its errno, at most once a
 // minute for the whole process.  probe_directory() is what `smtplb check`
 // and start-up use to refuse an unusable temp_directory up front.
@@ -55,7 +55,6 @@ class ReplayBuffer {
   // they can, else why not (with the system's reason).
   static std::string probe_directory(const std::string& dir);
   // Spills that failed since start-up, all buffers together.
-  static std::uint64_t spill_failures();
   // Bytes every buffer holds in memory now, together.
   static std::uint64_t memory_in_use();
 

@@ -211,6 +211,7 @@ void Core::accept_failed(tcp::acceptor& acceptor, const std::string& listener,
   // One line a second at most, with how many failed since the last one:
   // a descriptor shortage must not become a log storm.
   ++accept_errors_;
+  shared_.counters.accept_errors.fetch_add(1, std::memory_order_relaxed);
   accepts_shed_ += shed;
   const auto now = Clock::now();
   if (now - accept_error_logged_ < std::chrono::seconds(1)) return;
@@ -304,7 +305,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     const char* refusal = nullptr;
     if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now())) {
       refusal = "connection rate";
-      shared_.count(Shared::Limit::kConnectionRate);
+      shared_.sessions.count(server::SessionCounters::Limit::kConnectionRate);
     } else {
       switch (shared_.limiter.acquire(ip, trusted, cfg.limits.max_connections,
                                       cfg.limits.max_connections_per_ip)) {
@@ -312,11 +313,11 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
           break;
         case server::ConnectionLimiter::Result::kTotalFull:
           refusal = "connection limit";
-          shared_.count(Shared::Limit::kConnections);
+          shared_.sessions.count(server::SessionCounters::Limit::kConnections);
           break;
         case server::ConnectionLimiter::Result::kClientFull:
           refusal = "connection limit per client";
-          shared_.count(Shared::Limit::kConnectionsPerIp);
+          shared_.sessions.count(server::SessionCounters::Limit::kConnectionsPerIp);
           break;
       }
     }
@@ -334,30 +335,6 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
                                                              std::move(sock), ep, std::move(slot));
     server::FrontendSession::start(std::move(session));
   }
-}
-
-const char* Shared::to_string(Limit l) {
-  switch (l) {
-    case Limit::kConnections:
-      return "connections";
-    case Limit::kConnectionsPerIp:
-      return "connections_per_ip";
-    case Limit::kConnectionRate:
-      return "connection_rate_per_ip";
-    case Limit::kMessageRate:
-      return "message_rate_per_ip";
-    case Limit::kErrors:
-      return "errors";
-    case Limit::kCommandTime:
-      return "command_time";
-    case Limit::kDataTime:
-      return "data_time";
-    case Limit::kSessionTime:
-      return "session_time";
-    case Limit::kCount:
-      break;
-  }
-  return "?";
 }
 
 void Core::quit_idle(upstream::BackendRuntime& b, bool all, Clock::time_point now) {

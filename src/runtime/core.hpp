@@ -23,9 +23,11 @@
 #include "net/asio.hpp"
 #include "route/router.hpp"
 #include "runtime/generation.hpp"
+#include "runtime/runtime_counters.hpp"
 #include "server/connection_limiter.hpp"
 #include "server/metrics.hpp"
 #include "server/rate_limiter.hpp"
+#include "server/session_counters.hpp"
 #include "upstream/pool_runtime.hpp"
 
 namespace smtplb::server {
@@ -48,32 +50,10 @@ struct Shared {
   std::shared_ptr<const Generation> generation;
   std::shared_ptr<server::Metrics> metrics = std::make_shared<server::Metrics>();
   server::ConnectionLimiter limiter;
-  std::atomic<std::uint64_t> possible_duplicates{0};
-  std::atomic<std::uint64_t> reloads_ok{0}, reloads_refused{0};
-  // `mx: DOMAIN` refreshes that failed (each run of failures once).
-  std::atomic<std::uint64_t> mx_refresh_failures{0};
-  // Client-side TLS handshakes (implicit and STARTTLS) by outcome.
-  std::atomic<std::uint64_t> tls_handshakes{0}, tls_handshake_failures{0};
-  // AUTH attempts by outcome: accepted, refused password, refused before
-  // checking (locked out client), verifier busy (454).
-  std::atomic<std::uint64_t> auth_accepted{0}, auth_failed{0}, auth_locked_out{0}, auth_busy{0};
-  // Abuse limits, each time one refused or ended something.
-  enum class Limit {
-    kConnections,       // limits.max_connections (421 4.7.0)
-    kConnectionsPerIp,  // limits.max_connections_per_ip (421 4.7.0)
-    kConnectionRate,    // limits.max_connection_rate_per_ip (421 4.7.0)
-    kMessageRate,       // limits.max_message_rate_per_ip (451 4.7.1)
-    kErrors,            // limits.max_errors (421)
-    kCommandTime,       // timeouts.client_command (421 4.4.2)
-    kDataTime,          // timeouts.client_data / client_data_total (421 4.4.2)
-    kSessionTime,       // timeouts.client_session (421 4.4.2)
-    kCount,
-  };
-  static const char* to_string(Limit l);
-  std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(Limit::kCount)> limit_hits{};
-  void count(Limit l) {
-    limit_hits[static_cast<std::size_t>(l)].fetch_add(1, std::memory_order_relaxed);
-  }
+  // The counter lists of the components (the relay's is process-wide:
+  // relay/relay_counters.hpp).
+  server::SessionCounters sessions;
+  RuntimeCounters counters;
   // timeouts.shutdown of the generation in force, for the signal thread.
   std::atomic<std::int64_t> shutdown_ms{0};
   // AUTH: crypt(3) on worker threads, and failures per client address

@@ -24,7 +24,7 @@ Reloader::Reloader(runtime::Shared& shared, std::vector<runtime::Core*> cores)
       cores_(std::move(cores)),
       mx_(
           cores_.front()->io(), [this] { return cores_.front()->lookup(); },
-          [this] { mx_changed(); }, shared.mx_refresh_failures) {}
+          [this] { mx_changed(); }, shared.counters.mx_refresh_failures) {}
 
 Reloader::~Reloader() = default;
 
@@ -95,7 +95,7 @@ void Reloader::stop() {
 
 admin::ActionResult Reloader::reload(std::string_view trigger) {
   auto refuse = [&](const std::vector<std::string>& errors) {
-    shared_.reloads_refused.fetch_add(1, std::memory_order_relaxed);
+    shared_.counters.reloads_refused.fetch_add(1, std::memory_order_relaxed);
     for (const auto& e : errors)
       log::Record("reload_refused")
           .add("trigger", trigger)
@@ -136,7 +136,7 @@ admin::ActionResult Reloader::reload(std::string_view trigger) {
   BackendChanges changes = compare_backends(*running, *next);
   apply(next);
 
-  shared_.reloads_ok.fetch_add(1, std::memory_order_relaxed);
+  shared_.counters.reloads_ok.fetch_add(1, std::memory_order_relaxed);
   auto join = [](const std::vector<std::string>& v) {
     std::string s;
     for (const auto& x : v) s += (s.empty() ? "" : ",") + x;

@@ -16,7 +16,7 @@ namespace replies = smtp::replies;
 awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& close) {
   auto& shared = core_.shared();
   if (!shared.auth_throttle->on_attempt(ip_, Clock::now()).allowed) {
-    shared.auth_locked_out.fetch_add(1, std::memory_order_relaxed);
+    shared.sessions.auth_locked_out.fetch_add(1, std::memory_order_relaxed);
     log::Record("auth_refused")
         .add("s", id())
         .add("client", client_ip_)
@@ -62,12 +62,12 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
   auth::Verdict verdict = co_await shared.verifier->verify(
       cfg_->auth->passwords, credentials.username, std::move(credentials.password));
   if (verdict == auth::Verdict::kBusy) {
-    shared.auth_busy.fetch_add(1, std::memory_order_relaxed);
+    shared.sessions.auth_busy.fetch_add(1, std::memory_order_relaxed);
     co_return replies::auth_temporary_failure();
   }
   if (verdict == auth::Verdict::kRejected)
     co_return co_await auth_failure(credentials.username, replies::auth_failed());
-  shared.auth_accepted.fetch_add(1, std::memory_order_relaxed);
+  shared.sessions.auth_accepted.fetch_add(1, std::memory_order_relaxed);
   shared.auth_throttle->on_success(ip_);
   auth_user_ = credentials.username;
   log::Record("auth")
@@ -81,7 +81,7 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
 
 awaitable<smtp::Reply> FrontendSession::auth_failure(std::string_view user, smtp::Reply reply) {
   auto& shared = core_.shared();
-  shared.auth_failed.fetch_add(1, std::memory_order_relaxed);
+  shared.sessions.auth_failed.fetch_add(1, std::memory_order_relaxed);
   auto delay = shared.auth_throttle->on_failure(ip_, Clock::now());
   log::Record("auth_failed")
       .add("s", id())

@@ -11,6 +11,7 @@
 
 #include "log/log.hpp"
 #include "relay/buffer_cache.hpp"
+#include "relay/relay_counters.hpp"
 #include "server/frontend_session.hpp"
 #include "smtp/data_decoder.hpp"
 #include "smtp/data_encoder.hpp"
@@ -122,9 +123,9 @@ smtp::Reply FrontendSession::data_read_failed(error_code ec) {
                                  : ec == asio::error::operation_aborted ? "shutdown"
                                                                         : "client_gone");
   if (ec == asio::error::timed_out) {
-    core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session
-                             ? runtime::Shared::Limit::kSessionTime
-                             : runtime::Shared::Limit::kDataTime);
+    core_.shared().sessions.count(Clock::now() >= started_ + cfg_->timeouts.client_session
+                                      ? server::SessionCounters::Limit::kSessionTime
+                                      : server::SessionCounters::Limit::kDataTime);
     return replies::timeout();
   }
   if (ec == asio::error::operation_aborted) return replies::shutting_down(cfg_->hostname);
@@ -165,7 +166,7 @@ awaitable<smtp::Reply> FrontendSession::finish_message(DataEnd end, bool& close)
   }
   // Counted whatever the outcome: after a 451 the client sends it again.
   const bool counted = relay().possible_duplicate();
-  if (counted) core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
+  if (counted) relay::counters().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
   log_transaction(final_reply, result);
   const bool delivered = std::string_view(result) == "delivered";
   const log::Scope scope = txn_->scope();
@@ -175,7 +176,7 @@ awaitable<smtp::Reply> FrontendSession::finish_message(DataEnd end, bool& close)
   // send it again: that copy is a possible duplicate, counted as such.
   queue(final_reply);
   if (!co_await flush()) {
-    if (!counted) core_.shared().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
+    if (!counted) relay::counters().possible_duplicates.fetch_add(1, std::memory_order_relaxed);
     log_reply_lost(scope, final_reply);
     close = true;
   }

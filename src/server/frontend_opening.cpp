@@ -88,15 +88,15 @@ bool FrontendSession::admit_proxied_client() {
   slot_.reset();
   bool refused = false;
   if (!trusted_ && !view_->gen->connection_rate->allow(ip_, Clock::now())) {
-    shared.count(runtime::Shared::Limit::kConnectionRate);
+    shared.sessions.count(server::SessionCounters::Limit::kConnectionRate);
     refused = true;
   } else {
     auto r = shared.limiter.acquire(ip_, trusted_, limits.max_connections,
                                     limits.max_connections_per_ip);
     if (r == ConnectionLimiter::Result::kTotalFull)
-      shared.count(runtime::Shared::Limit::kConnections);
+      shared.sessions.count(server::SessionCounters::Limit::kConnections);
     if (r == ConnectionLimiter::Result::kClientFull)
-      shared.count(runtime::Shared::Limit::kConnectionsPerIp);
+      shared.sessions.count(server::SessionCounters::Limit::kConnectionsPerIp);
     refused = r != ConnectionLimiter::Result::kAcquired;
   }
   if (refused) {
@@ -134,7 +134,7 @@ awaitable<bool> FrontendSession::start_tls() {
   error_code ec = co_await sock_.handshake(*listener_->tls.context, asio::ssl::stream_base::server,
                                            cfg_->timeouts.tls_handshake);
   if (ec) {
-    core_.shared().tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
+    core_.shared().sessions.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
     log::Record("tls_failed")
         .add("s", id())
         .add("listener", listener_->name)
@@ -145,7 +145,7 @@ awaitable<bool> FrontendSession::start_tls() {
     co_return false;
   }
   tls_ = std::make_unique<net::TlsInfo>(net::tls_info(sock_.tls_handle()));
-  core_.shared().tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  core_.shared().sessions.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
   log::Record("tls")
       .add("s", id())
       .add("client", client_ip_)

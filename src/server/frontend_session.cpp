@@ -345,15 +345,15 @@ smtp::SessionFacts FrontendSession::facts() const {
 
 smtp::Reply FrontendSession::input_ended(ReadResult rr) {
   if (rr == ReadResult::kShutdown) return replies::shutting_down(cfg_->hostname);
-  core_.shared().count(Clock::now() >= started_ + cfg_->timeouts.client_session
-                           ? runtime::Shared::Limit::kSessionTime
-                           : runtime::Shared::Limit::kCommandTime);
+  core_.shared().sessions.count(Clock::now() >= started_ + cfg_->timeouts.client_session
+                                    ? server::SessionCounters::Limit::kSessionTime
+                                    : server::SessionCounters::Limit::kCommandTime);
   return replies::timeout();
 }
 
 bool FrontendSession::too_many_errors(const smtp::Reply& reply) {
   if (!is_own_error(reply) || ++errors_ < cfg_->limits.max_errors) return false;
-  core_.shared().count(runtime::Shared::Limit::kErrors);
+  core_.shared().sessions.count(server::SessionCounters::Limit::kErrors);
   return true;
 }
 

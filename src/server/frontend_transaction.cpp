@@ -34,7 +34,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   // The message rate is counted here, where its limiter lives, and last:
   // a MAIL the machine refused costs the client no message.
   if (!trusted_ && !view_->gen->message_rate->allow(ip_, Clock::now())) {
-    core_.shared().count(runtime::Shared::Limit::kMessageRate);
+    core_.shared().sessions.count(server::SessionCounters::Limit::kMessageRate);
     machine_.mail_result(false);
     return replies::message_rate_exceeded();
   }

@@ -46,6 +46,8 @@ FAMILIES = {
     "smtplb_backend_weight": "gauge",
     "smtplb_health_checks_total": "counter",
     "smtplb_backend_left_total": "counter",
+    "smtplb_spill_failures_total": "counter",
+    "smtplb_accept_errors_total": "counter",
 }
 
 

@@ -14,8 +14,10 @@ RLIMIT_NOFILE (prlimit), so that it runs out on purpose.
 import os
 import shutil
 import socket
+import re
 import time
 import unittest
+import urllib.request
 
 from harness import HOST, IntegrationCase, Smtplb, base_config, free_port, message, wait_for
 
@@ -41,6 +43,8 @@ class Descriptors(IntegrationCase):
 
     def start_limited(self, backends):
         cfg = base_config(free_port(), [b.address for b in backends])
+        self.admin_port = free_port()
+        cfg["admin"] = {"listen": "%s:%d" % (HOST, self.admin_port)}
         lb = Smtplb(self, cfg)
         lb.wrap = ["prlimit", "--nofile=%d:%d" % (LIMIT, LIMIT)]
         self.lb = lb.start()
@@ -82,10 +86,18 @@ class Descriptors(IntegrationCase):
         self.assertLessEqual(len(self.lb.log_lines("accept_error")), int(took) + 2,
                              "accept_error more than once a second: %r" % lines)
         self.assertIn("count=", lines[0])
-        # Descriptors back: mail flows.
+        # Descriptors back: mail flows, and every failed accept was counted
+        # (the log lines hold at least one each).
         for s in held:
             s.close()
         self.wait_for_room()
+        with urllib.request.urlopen("http://%s:%d/metrics" % (HOST, self.admin_port),
+                                    timeout=5) as r:
+            text = r.read().decode()
+        counted = int(float(re.search(r"^smtplb_accept_errors_total (\S+)$", text, re.M).group(1)))
+        logged = sum(int(re.search(r"\bcount=(\d+)", l).group(1))
+                     for l in self.lb.log_lines("accept_error"))
+        self.assertGreaterEqual(counted, max(1, logged), text)
         c = self.client()
         content = message("after-shortage")
         replies = c.transaction(SENDER, [RCPT], content)

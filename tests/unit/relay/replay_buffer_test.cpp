@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "relay/buffer_cache.hpp"
+#include "relay/relay_counters.hpp"
 
 namespace smtplb::relay {
 namespace {
@@ -53,17 +54,17 @@ TEST(ReplayBuffer, UnwritableDirectoryFailsInsteadOfLosingBytes) {
 // Issue 14: a spill that fails is counted (smtplb_spill_failures_total),
 // once per message, not once per chunk.
 TEST(ReplayBuffer, EachFailedSpillIsCountedOnce) {
-  const std::uint64_t before = ReplayBuffer::spill_failures();
+  const std::uint64_t before = counters().spill_failures.load();
   for (int i = 0; i < 3; ++i) {
     ReplayBuffer b(4, "/nonexistent-dir");
     ASSERT_TRUE(b.append("abcd"));
     ASSERT_FALSE(b.append("efgh"));
     ASSERT_FALSE(b.append("ijkl"));
   }
-  EXPECT_EQ(ReplayBuffer::spill_failures() - before, 3u);
+  EXPECT_EQ(counters().spill_failures.load() - before, 3u);
   ReplayBuffer fits(1024, "/nonexistent-dir");
   EXPECT_TRUE(fits.append("in memory: no spill, no failure"));
-  EXPECT_EQ(ReplayBuffer::spill_failures() - before, 3u);
+  EXPECT_EQ(counters().spill_failures.load() - before, 3u);
 }
 
 TEST(ReplayBuffer, ProbeDirectorySaysWhySpillFilesCannotBeMade) {

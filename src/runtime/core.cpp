@@ -287,7 +287,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     const config::Config& cfg = view->cfg();
     const config::Listener* l = cfg.find_listener(listener);
     if (!l) continue;
-    if (l->proxy_protocol && !server::is_proxy(cfg, ip)) {
+    if (l->proxy_protocol && !server::is_proxy(cfg, net::IpAddress(ip))) {
       // SECURITY.md 5: a PROXY header is believed only from proxy_networks;
       // anyone else on this listener is closed at once, without a 220.
       log::Record("proxy_refused")
@@ -300,7 +300,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // Behind a PROXY header the peer is the upstream balancer: per-client
     // limits wait for the client's address (FrontendSession), only the
     // total counts here.
-    const bool trusted = l->proxy_protocol || server::is_trusted(cfg, ip);
+    const bool trusted = l->proxy_protocol || server::is_trusted(cfg, net::IpAddress(ip));
     const char* refusal = nullptr;
     if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now())) {
       refusal = "connection rate";

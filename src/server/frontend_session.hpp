@@ -103,7 +103,7 @@ class FrontendSession : public runtime::SessionLink {
   // v1 UNKNOWN: the address is the balancer's, not its trust).  Every
   // trust decision (at connect, after the PROXY header, at a reload's new
   // transaction) goes through here.
-  void refresh_trust() { trusted_ = !no_client_ && server::is_trusted(*cfg_, ip_); }
+  void refresh_trust() { trusted_ = !no_client_ && server::is_trusted(*cfg_, net::IpAddress(ip_)); }
   // The per-client limits the accept left to a PROXY listener, now for the
   // announced client; false: refused (counted and logged).
   bool admit_proxied_client();

@@ -148,7 +148,8 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   }
   std::string domain = routing_domain(*cfg_, rcpt);
   std::string sender_domain = smtp::ascii_lower(txn_->envelope.sender.mailbox.domain);
-  const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
+  const config::Route* route =
+      view_->router.match({listener_->name, domain, sender_domain, net::IpAddress(ip_)});
   upstream::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool)
     co_return refuse_rcpt(rcpt, smtp::make_reply(550, "5.7.1", "No route for this recipient"));

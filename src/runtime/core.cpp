@@ -10,6 +10,7 @@
 
 #include "balance/mx_backends.hpp"
 #include "log/log.hpp"
+#include "net/ip_address.hpp"
 #include "server/frontend_session.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
@@ -272,22 +273,14 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // Non-blocking once, for Asio and for the session's own reads alike:
     // otherwise each sets it on first use, one ioctl apiece.
     sock.non_blocking(true, rec);
-    server::ConnectionLimiter::Ip ip{};
-    if (ep.address().is_v4()) {
-      ip[10] = ip[11] = 0xff;
-      auto b = ep.address().to_v4().to_bytes();
-      std::copy(b.begin(), b.end(), ip.begin() + 12);
-    } else {
-      auto b = ep.address().to_v6().to_bytes();
-      std::copy(b.begin(), b.end(), ip.begin());
-    }
+    const net::IpAddress ip(ep);
     // The connection begins with the generation of the moment (a reload
     // never adds, removes or moves a listener, so this one is in it).
     std::shared_ptr<CoreView> view = view_;
     const config::Config& cfg = view->cfg();
     const config::Listener* l = cfg.find_listener(listener);
     if (!l) continue;
-    if (l->proxy_protocol && !server::is_proxy(cfg, net::IpAddress(ip))) {
+    if (l->proxy_protocol && !server::is_proxy(cfg, ip)) {
       // SECURITY.md 5: a PROXY header is believed only from proxy_networks;
       // anyone else on this listener is closed at once, without a 220.
       log::Record("proxy_refused")
@@ -300,7 +293,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // Behind a PROXY header the peer is the upstream balancer: per-client
     // limits wait for the client's address (FrontendSession), only the
     // total counts here.
-    const bool trusted = l->proxy_protocol || server::is_trusted(cfg, net::IpAddress(ip));
+    const bool trusted = l->proxy_protocol || server::is_trusted(cfg, ip);
     const char* refusal = nullptr;
     if (!trusted && !view->gen->connection_rate->allow(ip, Clock::now())) {
       refusal = "connection rate";

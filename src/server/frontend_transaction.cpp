@@ -7,7 +7,6 @@
 // machine through dispatch().
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
-#include "server/peer_ip.hpp"
 #include "server/policy.hpp"
 #include "server/received.hpp"
 #include "smtp/replies.hpp"
@@ -57,18 +56,18 @@ relay::Envelope FrontendSession::envelope_for(const smtp::Command& cmd) {
   env.params.auth_given = false;
   env.needs_smtputf8 = cmd.mail.smtputf8;
   env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
-  env.client.ip = ip_;
+  env.client.ip = ip_.bytes();
   env.client.port = client_port_;
   if (local_port_ == 0 && cfg_->proxy_identity_used) {
     // Only PROXY headers to backends need it: no getsockname otherwise.
     error_code ec;
     auto local = sock_.socket().local_endpoint(ec);
     if (!ec) {
-      local_ip_ = ip_bytes(local);
+      local_ip_ = net::IpAddress(local);
       local_port_ = local.port();
     }
   }
-  env.client.local_ip = local_ip_;
+  env.client.local_ip = local_ip_.bytes();
   env.client.local_port = local_port_;
   env.client.helo = helo_name_;
   env.client.proto = machine_.greeting() == smtp::Greeting::kEhlo ? "ESMTP" : "SMTP";
@@ -148,8 +147,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
   }
   std::string domain = routing_domain(*cfg_, rcpt);
   std::string sender_domain = smtp::ascii_lower(txn_->envelope.sender.mailbox.domain);
-  const config::Route* route =
-      view_->router.match({listener_->name, domain, sender_domain, net::IpAddress(ip_)});
+  const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
   upstream::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool)
     co_return refuse_rcpt(rcpt, smtp::make_reply(550, "5.7.1", "No route for this recipient"));

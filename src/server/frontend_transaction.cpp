@@ -56,7 +56,7 @@ relay::Envelope FrontendSession::envelope_for(const smtp::Command& cmd) {
   env.params.auth_given = false;
   env.needs_smtputf8 = cmd.mail.smtputf8;
   env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
-  env.client.ip = ip_.bytes();
+  env.client.ip = ip_;
   env.client.port = client_port_;
   if (local_port_ == 0 && cfg_->proxy_identity_used) {
     // Only PROXY headers to backends need it: no getsockname otherwise.
@@ -67,7 +67,7 @@ relay::Envelope FrontendSession::envelope_for(const smtp::Command& cmd) {
       local_port_ = local.port();
     }
   }
-  env.client.local_ip = local_ip_.bytes();
+  env.client.local_ip = local_ip_;
   env.client.local_port = local_port_;
   env.client.helo = helo_name_;
   env.client.proto = machine_.greeting() == smtp::Greeting::kEhlo ? "ESMTP" : "SMTP";

@@ -27,6 +27,8 @@ IpAddress::IpAddress(const boost::asio::ip::address& a) {
 }
 
 std::optional<IpAddress> IpAddress::parse(std::string_view s) {
+  // inet_pton reads to the first NUL: "127.0.0.1\0junk" would pass as 127.0.0.1.
+  if (s.find('\0') != std::string_view::npos) return std::nullopt;
   const std::string str(s);  // inet_pton wants it NUL-terminated
   in_addr v4;
   if (inet_pton(AF_INET, str.c_str(), &v4) == 1) {

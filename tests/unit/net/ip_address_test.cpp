@@ -103,19 +103,38 @@ TEST(IpAddress, TextParsesBackToTheSameAddress) {
   }
 }
 
+struct BadCase {
+  const char* why;
+  std::string in;
+};
+
 TEST(IpAddress, ParsesAddressLiteralsOnly) {
-  const std::string bad[] = {
-      "",           "localhost",     "mx.example.com", "1.2.3",
-      "1.2.3.4.5",  "1.2.3.256",
-      "127.1",       // inet_aton's shorthand
-      "0x7f.0.0.1",  // and its hex
-      "01.2.3.4",    // a leading zero reads as octal to some
-      " 1.2.3.4",   "1.2.3.4 ",      "1.2.3.4:25",     "[::1]",
-      "::1%lo",  // a scope id: the type has none
-      "fe80::1%1",  "2001:db8::/32", "2001:db8:::1",   "1:2:3:4:5:6:7:8:9",
-      "gggg::1",
+  using namespace std::string_literals;
+  const BadCase cases[] = {
+      {"empty", ""},
+      {"a host name", "localhost"},
+      {"a domain", "mx.example.com"},
+      {"three parts", "1.2.3"},
+      {"five parts", "1.2.3.4.5"},
+      {"an octet over 255", "1.2.3.256"},
+      {"inet_aton's shorthand", "127.1"},
+      {"inet_aton's hex", "0x7f.0.0.1"},
+      {"a leading zero (octal to some)", "01.2.3.4"},
+      {"a leading space", " 1.2.3.4"},
+      {"a trailing space", "1.2.3.4 "},
+      {"a port", "1.2.3.4:25"},
+      {"brackets", "[::1]"},
+      {"a scope name: the type has none", "::1%lo"},
+      {"a scope number", "fe80::1%1"},
+      {"a prefix", "2001:db8::/32"},
+      {"three colons", "2001:db8:::1"},
+      {"nine fields", "1:2:3:4:5:6:7:8:9"},
+      {"not hex", "gggg::1"},
+      {"a trailing NUL", "1.2.3.4\0"s},
+      {"text after a NUL", "1.2.3.4\0junk"s},
+      {"an IPv6 address and a NUL", "::1\0"s},
   };
-  for (const auto& s : bad) EXPECT_FALSE(IpAddress::parse(s)) << '"' << s << '"';
+  for (const auto& c : cases) EXPECT_FALSE(IpAddress::parse(c.in)) << c.why;
 }
 
 struct ClassCase {

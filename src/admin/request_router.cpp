@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 
+#include "net/ip_address.hpp"
 #include "smtp/ascii.hpp"
 
 namespace smtplb::admin {
@@ -70,12 +71,6 @@ std::optional<Authority> parse_authority(std::string_view a) {
   return au;
 }
 
-bool is_wildcard(const std::array<std::uint8_t, 16>& ip) {
-  static const std::array<std::uint8_t, 16> kAny6{};
-  static const std::array<std::uint8_t, 16> kAny4{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  return ip == kAny6 || ip == kAny4;
-}
-
 // Whether a Host value (or an Origin's authority) names this listener.
 bool authority_is_ours(std::string_view value, const config::Endpoint& listen) {
   auto au = parse_authority(value);
@@ -86,9 +81,10 @@ bool authority_is_ours(std::string_view value, const config::Endpoint& listen) {
   if (!au->bracketed && iequals(au->host, "localhost")) return true;
   // The loader makes admin.listen an IP address; compared as addresses,
   // `[0:0::1]` is `[::1]`.
-  auto listen_ip = config::parse_ip(listen.host);
-  auto ip = config::parse_ip(au->host);
-  return ip && listen_ip && (is_wildcard(*listen_ip) || *ip == *listen_ip);
+  auto listen_ip = net::IpAddress::parse(listen.host);
+  auto ip = net::IpAddress::parse(au->host);
+  // A wildcard listener (0.0.0.0 or ::) answers on any of this host's addresses.
+  return ip && listen_ip && (listen_ip->is_unspecified() || *ip == *listen_ip);
 }
 
 // A browser's Origin is "scheme://authority" with no path (RFC 6454 6.1);

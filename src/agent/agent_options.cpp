@@ -1,6 +1,7 @@
 #include "agent/agent_options.hpp"
 
 #include "config/units.hpp"
+#include "net/ip_address.hpp"
 
 namespace smtplb::agent {
 
@@ -14,7 +15,7 @@ std::optional<Duration> parse_duration(std::string_view s) {
 
 std::optional<ListenAddress> parse_listen(std::string_view s) {
   auto e = config::parse_endpoint(s);
-  if (!e || !config::parse_ip(e->host)) return std::nullopt;  // the agent binds: an IP literal
+  if (!e || !net::IpAddress::parse(e->host)) return std::nullopt;  // the agent binds: an IP literal
   return ListenAddress{e->host, e->port};
 }
 

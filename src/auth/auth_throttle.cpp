@@ -4,23 +4,6 @@
 #include <iterator>
 
 namespace smtplb::auth {
-namespace {
-
-bool is_v4_mapped(const AuthThrottle::Ip& ip) {
-  for (int i = 0; i < 10; ++i) {
-    if (ip[i] != 0) return false;
-  }
-  return ip[10] == 0xff && ip[11] == 0xff;
-}
-
-}  // namespace
-
-std::size_t AuthThrottle::IpHash::operator()(const Ip& ip) const {
-  // FNV-1a over the 16 bytes.
-  std::size_t h = 1469598103934665603ull;
-  for (auto b : ip) h = (h ^ b) * 1099511628211ull;
-  return h;
-}
 
 AuthThrottle::AuthThrottle(ThrottlePolicy policy) : policy_(policy) {
   // SECURITY.md §6: never refuse before the third failure.
@@ -30,15 +13,8 @@ AuthThrottle::AuthThrottle(ThrottlePolicy policy) : policy_(policy) {
   policy_.ipv6_prefix_bits = std::clamp(policy_.ipv6_prefix_bits, 0, 128);
 }
 
-AuthThrottle::Ip AuthThrottle::key_of(const Ip& ip) const {
-  if (is_v4_mapped(ip)) return ip;
-  Ip key = ip;
-  int bits = policy_.ipv6_prefix_bits;
-  for (int i = 0; i < 16; ++i, bits -= 8) {
-    if (bits >= 8) continue;
-    key[i] &= bits <= 0 ? 0 : static_cast<std::uint8_t>(0xff << (8 - bits));
-  }
-  return key;
+net::IpAddress AuthThrottle::key_of(const net::IpAddress& ip) const {
+  return net::client_key(ip, policy_.ipv6_prefix_bits);
 }
 
 AuthThrottle::Duration AuthThrottle::delay_for(int failures) const {
@@ -51,14 +27,14 @@ AuthThrottle::Duration AuthThrottle::delay_for(int failures) const {
   return std::min(d, max);
 }
 
-int AuthThrottle::failures_at(const Ip& key, Clock::time_point now) const {
+int AuthThrottle::failures_at(const net::IpAddress& key, Clock::time_point now) const {
   auto it = index_.find(key);
   if (it == index_.end()) return 0;
   const Entry& e = *it->second;
   return now - e.last_failure >= policy_.window ? 0 : e.failures;
 }
 
-void AuthThrottle::settle(const Ip& key) {
+void AuthThrottle::settle(const net::IpAddress& key) {
   auto it = open_.find(key);
   if (it == open_.end()) return;  // timed out already: nothing to settle
   it->second.pop_front();
@@ -73,9 +49,9 @@ void AuthThrottle::prune_open(Clock::time_point now) {
   }
 }
 
-AuthThrottle::Decision AuthThrottle::on_attempt(const Ip& ip, Clock::time_point now) {
+AuthThrottle::Decision AuthThrottle::on_attempt(const net::IpAddress& ip, Clock::time_point now) {
   std::lock_guard lock(mu_);
-  const Ip key = key_of(ip);
+  const net::IpAddress key = key_of(ip);
   auto it = index_.find(key);
   if (it != index_.end() && it->second->refused_until > now) {
     ++counters_.refusals_total;
@@ -98,7 +74,7 @@ AuthThrottle::Decision AuthThrottle::on_attempt(const Ip& ip, Clock::time_point 
   return {};
 }
 
-AuthThrottle::Duration AuthThrottle::on_failure(const Ip& ip, Clock::time_point now) {
+AuthThrottle::Duration AuthThrottle::on_failure(const net::IpAddress& ip, Clock::time_point now) {
   std::lock_guard lock(mu_);
   ++counters_.failures_total;
   settle(key_of(ip));
@@ -109,7 +85,7 @@ AuthThrottle::Duration AuthThrottle::on_failure(const Ip& ip, Clock::time_point 
     index_.erase(lru_.back().key);
     lru_.pop_back();
   }
-  Ip key = key_of(ip);
+  const net::IpAddress key = key_of(ip);
   auto it = index_.find(key);
   if (it == index_.end()) {
     if (index_.size() >= policy_.max_tracked) {
@@ -130,9 +106,9 @@ AuthThrottle::Duration AuthThrottle::on_failure(const Ip& ip, Clock::time_point 
   return delay_for(e.failures);
 }
 
-void AuthThrottle::on_success(const Ip& ip) {
+void AuthThrottle::on_success(const net::IpAddress& ip) {
   std::lock_guard lock(mu_);
-  const Ip key = key_of(ip);
+  const net::IpAddress key = key_of(ip);
   settle(key);
   auto it = index_.find(key);
   if (it == index_.end()) return;

@@ -38,7 +38,6 @@
 // whichever core its connections land on.
 #pragma once
 
-#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -46,6 +45,8 @@
 #include <list>
 #include <mutex>
 #include <unordered_map>
+
+#include "net/ip_address.hpp"
 
 namespace smtplb::auth {
 
@@ -67,7 +68,6 @@ struct ThrottlePolicy {
 
 class AuthThrottle {
  public:
-  using Ip = std::array<std::uint8_t, 16>;  // IPv4 as IPv4-mapped IPv6
   using Clock = std::chrono::steady_clock;
   using Duration = Clock::duration;
 
@@ -80,12 +80,12 @@ class AuthThrottle {
 
   // Before an AUTH command: may it go on?  Opens an attempt when it may,
   // counts a refusal when not.
-  Decision on_attempt(const Ip& ip, Clock::time_point now);
+  Decision on_attempt(const net::IpAddress& ip, Clock::time_point now);
   // After a failed AUTH: settles an attempt, and says how long to wait
   // before replying 535 5.7.8.
-  Duration on_failure(const Ip& ip, Clock::time_point now);
+  Duration on_failure(const net::IpAddress& ip, Clock::time_point now);
   // After a successful AUTH: settles an attempt, forgets the failures.
-  void on_success(const Ip& ip);
+  void on_success(const net::IpAddress& ip);
 
   struct Counters {
     std::uint64_t failures_total = 0;
@@ -100,32 +100,29 @@ class AuthThrottle {
 
  private:
   struct Entry {
-    Ip key;
+    net::IpAddress key;
     int failures = 0;
     Clock::time_point last_failure;
     Clock::time_point refused_until;  // in the past: not refused
   };
   using List = std::list<Entry>;  // most recent failure first
-  struct IpHash {
-    std::size_t operator()(const Ip& ip) const;
-  };
 
   using Opened = std::deque<Clock::time_point>;  // open attempts, oldest first
 
-  Ip key_of(const Ip& ip) const;
+  net::IpAddress key_of(const net::IpAddress& ip) const;
   Duration delay_for(int failures) const;
-  int failures_at(const Ip& key, Clock::time_point now) const;  // within `window`
-  void settle(const Ip& key);                                   // the oldest open attempt
+  int failures_at(const net::IpAddress& key, Clock::time_point now) const;  // within `window`
+  void settle(const net::IpAddress& key);  // the oldest open attempt
   void prune_open(Clock::time_point now);
 
   ThrottlePolicy policy_;
   mutable std::mutex mu_;
-  List lru_;                                              // guarded by mu_
-  std::unordered_map<Ip, List::iterator, IpHash> index_;  // guarded by mu_
+  List lru_;                                                  // guarded by mu_
+  std::unordered_map<net::IpAddress, List::iterator> index_;  // guarded by mu_
   // Addresses with attempts open; apart from lru_ so that an attempt that
   // never fails leaves no failure entry behind.
-  std::unordered_map<Ip, Opened, IpHash> open_;  // guarded by mu_
-  Counters counters_;                            // guarded by mu_; tracked unused
+  std::unordered_map<net::IpAddress, Opened> open_;  // guarded by mu_
+  Counters counters_;                                // guarded by mu_; tracked unused
 };
 
 }  // namespace smtplb::auth

@@ -410,7 +410,7 @@ void Loader::load_listeners(const YAML::Node& v, Config& cfg,
                } else if (key == "listen") {
                  has_listen = true;  // a bad value is its own error
                  if (auto e = endpoint(x, "listen")) {
-                   if (!parse_ip(e->host))
+                   if (!net::IpAddress::parse(e->host))
                      error(x, "listen: `" + e->host +
                                   "` is not an IP address (use e.g. 0.0.0.0:25 or [::]:25)");
                    l.listen = *e;
@@ -455,14 +455,6 @@ void Loader::load_listeners(const YAML::Node& v, Config& cfg,
   }
 }
 
-bool Loader::is_loopback(const std::array<std::uint8_t, 16>& ip) {
-  static const std::array<std::uint8_t, 16> kLoopback6{0, 0, 0, 0, 0, 0, 0, 0,
-                                                       0, 0, 0, 0, 0, 0, 0, 1};
-  static const std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (ip == kLoopback6) return true;
-  return std::equal(std::begin(kMapped), std::end(kMapped), ip.begin()) && ip[12] == 127;
-}
-
 void Loader::load_admin(const YAML::Node& v, Config& cfg) {
   Admin a;
   bool has_listen = false;
@@ -471,10 +463,10 @@ void Loader::load_admin(const YAML::Node& v, Config& cfg) {
     if (key == "listen") {
       has_listen = true;
       if (auto e = endpoint(x, "admin.listen")) {
-        auto ip = parse_ip(e->host);
+        auto ip = net::IpAddress::parse(e->host);
         if (!ip)
           error(x, "admin.listen: `" + e->host + "` is not an IP address");
-        else if (!is_loopback(*ip))
+        else if (!ip->is_loopback())
           open_listen = x;
         a.listen = *e;
       }

@@ -90,8 +90,6 @@ class Loader {
 
   void load_timeouts(const YAML::Node& v, Timeouts& t);
 
-  static bool is_loopback(const std::array<std::uint8_t, 16>& ip);
-
   void load_admin(const YAML::Node& v, Config& cfg);
 
   void load_connection_pool(const YAML::Node& v, BackendPool& bp);

@@ -30,7 +30,7 @@ void Loader::load_backend_tls(const YAML::Node& v, BackendTls& t) {
                ca_node.reset(x);
              } else if (key == "sni") {
                if (auto s = str(x, "tls.sni")) {
-                 if (!parse_ip(*s) && !smtp::is_valid_domain(*s))
+                 if (!net::IpAddress::parse(*s) && !smtp::is_valid_domain(*s))
                    error(x, "tls.sni: `" + *s + "` is not a host name or IP address");
                  t.sni = *s;
                }
@@ -150,9 +150,9 @@ void Loader::load_dns(const YAML::Node& v, Dns& dns) {
              if (key == "servers") {
                for (auto& [s, node] : strings(x, "dns.servers")) {
                  // A bare address means port 53.
-                 if (parse_ip(s)) {
+                 if (net::IpAddress::parse(s)) {
                    dns.servers.push_back(Endpoint{s, 53});
-                 } else if (auto e = parse_endpoint(s); e && parse_ip(e->host)) {
+                 } else if (auto e = parse_endpoint(s); e && net::IpAddress::parse(e->host)) {
                    dns.servers.push_back(*e);
                  } else {
                    error(node, "dns.servers: `" + s +

@@ -1,10 +1,7 @@
 #include "config/units.hpp"
 
-#include <arpa/inet.h>
-
 #include <charconv>
 #include <cmath>
-#include <cstring>
 
 namespace smtplb::config {
 
@@ -98,7 +95,7 @@ std::optional<Endpoint> parse_endpoint(std::string_view s) {
     if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
       return std::nullopt;
     e.host = std::string(s.substr(1, close - 1));
-    if (!parse_ip(e.host)) return std::nullopt;
+    if (!net::IpAddress::parse(e.host)) return std::nullopt;
     port = s.substr(close + 2);
   } else {
     std::size_t colon = s.rfind(':');
@@ -118,33 +115,14 @@ std::optional<Endpoint> parse_endpoint(std::string_view s) {
   return e;
 }
 
-std::optional<std::array<std::uint8_t, 16>> parse_ip(std::string_view s) {
-  std::string str(s);
-  std::array<std::uint8_t, 16> a{};
-  in_addr v4;
-  if (inet_pton(AF_INET, str.c_str(), &v4) == 1) {
-    a[10] = 0xff;
-    a[11] = 0xff;
-    std::memcpy(a.data() + 12, &v4, 4);
-    return a;
-  }
-  if (inet_pton(AF_INET6, str.c_str(), a.data()) == 1) return a;
-  return std::nullopt;
-}
-
-bool Network::contains(const std::array<std::uint8_t, 16>& a) const {
-  int bits = prefix;
-  for (int i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
-    std::uint8_t mask = bits >= 8 ? 0xff : static_cast<std::uint8_t>(0xff << (8 - bits));
-    if ((a[i] & mask) != (addr[i] & mask)) return false;
-  }
-  return true;
+bool Network::contains(const net::IpAddress& a) const {
+  return a.masked(prefix) == addr.masked(prefix);
 }
 
 std::optional<Network> parse_network(std::string_view s) {
   std::size_t slash = s.find('/');
   std::string_view ip = s.substr(0, slash);
-  auto a = parse_ip(ip);
+  auto a = net::IpAddress::parse(ip);
   if (!a) return std::nullopt;
   bool v4 = ip.find(':') == std::string_view::npos;
   int max = v4 ? 32 : 128;

@@ -4,14 +4,13 @@
 // Pure; each returns nullopt and says nothing, the loader words the error.
 #pragma once
 
-#include <netinet/in.h>
-
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "net/ip_address.hpp"
 
 namespace smtplb::config {
 
@@ -35,15 +34,13 @@ struct Endpoint {
 };
 std::optional<Endpoint> parse_endpoint(std::string_view s);
 
-// An IPv4 or IPv6 network; IPv4 is kept as IPv4-mapped IPv6 so that one
-// compare serves both families.
+// An IPv4 or IPv6 network; IPv4 is kept as IPv4-mapped IPv6 (as
+// net::IpAddress keeps it) so that one compare serves both families.
 struct Network {
-  std::array<std::uint8_t, 16> addr{};
+  net::IpAddress addr;
   int prefix = 0;  // in the 128-bit space
-  bool contains(const std::array<std::uint8_t, 16>& a) const;
+  bool contains(const net::IpAddress& a) const;
 };
 std::optional<Network> parse_network(std::string_view s);
-// "1.2.3.4" or "::1" to the 128-bit form; nullopt if not an address literal.
-std::optional<std::array<std::uint8_t, 16>> parse_ip(std::string_view s);
 
 }  // namespace smtplb::config

@@ -7,11 +7,10 @@
 // nor "evilexample.com".
 #pragma once
 
-#include <array>
-#include <cstdint>
 #include <string_view>
 
 #include "config/config.hpp"
+#include "net/ip_address.hpp"
 
 namespace smtplb::route {
 
@@ -19,7 +18,7 @@ struct RouteQuery {
   std::string_view listener;
   std::string_view recipient_domain;  // lowercased
   std::string_view sender_domain;     // lowercased, empty for <>
-  std::array<std::uint8_t, 16> client_ip{};
+  net::IpAddress client_ip;
 };
 
 // `domain` lowercased; `entry` as stored by the config loader (lowercased).

@@ -10,6 +10,7 @@
 
 #include "balance/mx_backends.hpp"
 #include "log/log.hpp"
+#include "net/ip_address.hpp"
 #include "server/frontend_session.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
@@ -273,15 +274,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     // Non-blocking once, for Asio and for the session's own reads alike:
     // otherwise each sets it on first use, one ioctl apiece.
     sock.non_blocking(true, rec);
-    server::ConnectionLimiter::Ip ip{};
-    if (ep.address().is_v4()) {
-      ip[10] = ip[11] = 0xff;
-      auto b = ep.address().to_v4().to_bytes();
-      std::copy(b.begin(), b.end(), ip.begin() + 12);
-    } else {
-      auto b = ep.address().to_v6().to_bytes();
-      std::copy(b.begin(), b.end(), ip.begin());
-    }
+    const net::IpAddress ip(ep);
     // The connection begins with the generation of the moment (a reload
     // never adds, removes or moves a listener, so this one is in it).
     std::shared_ptr<CoreView> view = view_;

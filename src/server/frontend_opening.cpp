@@ -7,7 +7,6 @@
 // the stream is.
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
-#include "server/peer_ip.hpp"
 #include "server/policy.hpp"
 #include "smtp/proxy_header.hpp"
 #include "smtp/replies.hpp"
@@ -45,11 +44,11 @@ awaitable<bool> FrontendSession::read_proxy_header() {
         // gets its 220 and its QUIT.
         no_client_ = true;
       } else {
-        ip_ = p.header.source.ip;
+        ip_ = net::IpAddress(p.header.source.ip);
         client_port_ = p.header.source.port;
-        local_ip_ = p.header.destination.ip;
+        local_ip_ = net::IpAddress(p.header.destination.ip);
         local_port_ = p.header.destination.port;
-        client_ip_ = ip_text(ip_);
+        client_ip_ = ip_.text();
       }
       // Bytes after the header are the client's (a client that talks
       // before the banner is the protocol layer's business).

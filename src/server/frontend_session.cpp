@@ -8,7 +8,6 @@
 #include <algorithm>
 
 #include "log/log.hpp"
-#include "server/peer_ip.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
 
@@ -84,9 +83,9 @@ FrontendSession::FrontendSession(runtime::Core& core, std::shared_ptr<runtime::C
       id_{} {
   const std::string id = core.next_session_id();
   id.copy(id_.data(), id_.size() - 1);
-  client_ip_ = ip_string(peer);
+  ip_ = net::IpAddress(peer);
+  client_ip_ = ip_.text();
   client_port_ = peer.port();
-  ip_ = ip_bytes(peer);
 
   refresh_trust();
   core_.add(this);

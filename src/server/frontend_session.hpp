@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "net/ip_address.hpp"
 #include "net/timed_socket.hpp"
 #include "net/tls.hpp"
 #include "relay/transaction.hpp"
@@ -93,7 +94,6 @@ class FrontendSession : public runtime::SessionLink {
   //   frontend_transaction.cpp  MAIL and RCPT: envelope, policy, routing, relay
   //   frontend_data.cpp         DATA: the message, through the final reply
   //   frontend_log.cpp          the transaction's log line and counters, the state trace
-  //   peer_ip.cpp               the client's address as text and as 16 bytes
 
   // `proxy_protocol` listeners: the PROXY header, then the client's address
   // and the per-client limits; false: close (logged).
@@ -195,8 +195,8 @@ class FrontendSession : public runtime::SessionLink {
   std::array<char, 17> id_;
   std::string_view id() const { return id_.data(); }
   std::uint16_t client_port_ = 0;
-  ConnectionLimiter::Ip ip_{};
-  ConnectionLimiter::Ip local_ip_{};  // where the client connected (PROXY: as announced)
+  net::IpAddress ip_;
+  net::IpAddress local_ip_;  // where the client connected (PROXY: as announced)
   std::uint16_t local_port_ = 0;
   bool trusted_ = false;
   // The PROXY header named no client (v2 LOCAL, v1 UNKNOWN): ip_ stays the

@@ -7,7 +7,6 @@
 // machine through dispatch().
 #include "log/log.hpp"
 #include "server/frontend_session.hpp"
-#include "server/peer_ip.hpp"
 #include "server/policy.hpp"
 #include "smtp/replies.hpp"
 
@@ -62,7 +61,7 @@ relay::Envelope FrontendSession::envelope_for(const smtp::Command& cmd) {
     error_code ec;
     auto local = sock_.socket().local_endpoint(ec);
     if (!ec) {
-      local_ip_ = ip_bytes(local);
+      local_ip_ = net::IpAddress(local);
       local_port_ = local.port();
     }
   }

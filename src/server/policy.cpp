@@ -6,12 +6,12 @@
 
 namespace smtplb::server {
 
-bool is_trusted(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip) {
+bool is_trusted(const config::Config& cfg, const net::IpAddress& ip) {
   return std::any_of(cfg.trusted_networks.begin(), cfg.trusted_networks.end(),
                      [&](const config::Network& n) { return n.contains(ip); });
 }
 
-bool is_proxy(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip) {
+bool is_proxy(const config::Config& cfg, const net::IpAddress& ip) {
   return std::any_of(cfg.proxy_networks.begin(), cfg.proxy_networks.end(),
                      [&](const config::Network& n) { return n.contains(ip); });
 }

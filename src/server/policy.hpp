@@ -6,17 +6,15 @@
 // Address literals are never local: "u@[192.0.2.1]" is relaying.
 #pragma once
 
-#include <array>
-#include <cstdint>
-
 #include "config/config.hpp"
+#include "net/ip_address.hpp"
 #include "smtp/address.hpp"
 
 namespace smtplb::server {
 
-bool is_trusted(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip);
+bool is_trusted(const config::Config& cfg, const net::IpAddress& ip);
 // May send a PROXY header (proxy_networks; empty trusts nobody).
-bool is_proxy(const config::Config& cfg, const std::array<std::uint8_t, 16>& ip);
+bool is_proxy(const config::Config& cfg, const net::IpAddress& ip);
 bool is_local_domain(const config::Config& cfg, std::string_view domain_lower);
 
 // The domain used for routing and policy: lowercased; <postmaster> is

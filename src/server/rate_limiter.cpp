@@ -2,20 +2,12 @@
 
 #include <algorithm>
 
-#include "server/connection_limiter.hpp"
-
 namespace smtplb::server {
 
-std::size_t RateLimiter::IpHash::operator()(const Ip& ip) const {
-  // FNV-1a over the 16 bytes.
-  std::size_t h = 1469598103934665603ull;
-  for (auto b : ip) h = (h ^ b) * 1099511628211ull;
-  return h;
-}
-
-bool RateLimiter::allow(const Ip& ip, Clock::time_point now) {
+bool RateLimiter::allow(const net::IpAddress& ip, Clock::time_point now) {
   if (rate_ <= 0) return true;
-  const Ip key = ConnectionLimiter::client_key(ip, ipv6_prefix_);
+  // As ConnectionLimiter::set_ipv6_prefix: never /0.
+  const net::IpAddress key = net::client_key(ip, std::clamp(ipv6_prefix_, 1, 128));
   std::lock_guard lock(mu_);
   auto [it, inserted] = buckets_.try_emplace(key, Bucket{burst_, now});
   Bucket& b = it->second;

@@ -8,24 +8,22 @@
 // connection and per MAIL.  The table is bounded: past kMaxEntries, buckets
 // that have refilled completely (idle clients) are dropped first.
 //
-// A client is keyed as ConnectionLimiter::client_key keys it: IPv4 by
-// address, IPv6 by its first limits.ipv6_prefix bits.
+// A client is keyed as the ConnectionLimiter keys it (net::client_key):
+// IPv4 by address, IPv6 by its first limits.ipv6_prefix bits.
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <chrono>
-#include <cstdint>
 #include <mutex>
 #include <unordered_map>
 
 #include "config/units.hpp"
+#include "net/ip_address.hpp"
 
 namespace smtplb::server {
 
 class RateLimiter {
  public:
-  using Ip = std::array<std::uint8_t, 16>;
   using Clock = std::chrono::steady_clock;
   static constexpr std::size_t kMaxEntries = 100000;
 
@@ -36,15 +34,12 @@ class RateLimiter {
   int ipv6_prefix() const { return ipv6_prefix_; }
 
   // Takes one token for `ip`; false when its bucket is empty.
-  bool allow(const Ip& ip, Clock::time_point now);
+  bool allow(const net::IpAddress& ip, Clock::time_point now);
 
  private:
   struct Bucket {
     double tokens;
     Clock::time_point last;
-  };
-  struct IpHash {
-    std::size_t operator()(const Ip& ip) const;
   };
   void prune(Clock::time_point now);
 
@@ -52,7 +47,7 @@ class RateLimiter {
   double burst_;
   int ipv6_prefix_;
   std::mutex mu_;
-  std::unordered_map<Ip, Bucket, IpHash> buckets_;
+  std::unordered_map<net::IpAddress, Bucket> buckets_;  // by client key
 };
 
 }  // namespace smtplb::server

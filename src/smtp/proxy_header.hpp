@@ -23,7 +23,7 @@
 namespace smtplb::smtp {
 
 struct ProxyAddress {
-  // IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), like config::parse_ip, so
+  // IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d), like net::IpAddress, so
   // one compare against a config::Network serves both families.
   std::array<std::uint8_t, 16> ip{};
   bool v4 = true;  // the announced family: v1 TCP4, v2 0x11

@@ -10,53 +10,40 @@
 // 2.2 LOCAL).  Header-only and pure: unit-tested without sockets.
 #pragma once
 
-#include <array>
 #include <cstdint>
 #include <string>
 
 #include "config/config.hpp"
 #include "net/asio.hpp"
+#include "net/ip_address.hpp"
 #include "smtp/proxy_header.hpp"
 #include "smtp/xclient.hpp"
 
 namespace smtplb::upstream {
 
 // Who the client is, for backends with `identity:` (XCLIENT, PROXY).
+// An address left at its default (::) is not known (is_known).
 struct ClientIdentity {
-  std::array<std::uint8_t, 16> ip{};  // IPv4 mapped, as the policy sees it (after PROXY)
+  net::IpAddress ip;  // as the policy sees it (after PROXY)
   std::uint16_t port = 0;
-  std::array<std::uint8_t, 16> local_ip{};  // the address the client connected to
+  net::IpAddress local_ip;  // the address the client connected to
   std::uint16_t local_port = 0;
   std::string helo;   // validated HELO/EHLO name
   std::string proto;  // SMTP or ESMTP (XCLIENT knows only these)
   std::string login;  // the AUTH user; empty: not authenticated
 };
 
-inline bool is_v4_mapped(const std::array<std::uint8_t, 16>& ip) {
-  for (int i = 0; i < 10; ++i)
-    if (ip[i] != 0) return false;
-  return ip[10] == 0xff && ip[11] == 0xff;
-}
-
-inline bool is_unspecified(const std::array<std::uint8_t, 16>& ip) {
-  for (auto b : ip)
-    if (b != 0) return false;
-  return true;
-}
-
-// "192.0.2.1" for a mapped IPv4 address, "2001:db8::1" otherwise; empty
-// for the unspecified address (unknown).
-inline std::string ip_text(const std::array<std::uint8_t, 16>& ip) {
-  if (is_unspecified(ip)) return {};
-  if (is_v4_mapped(ip)) return asio::ip::address_v4({ip[12], ip[13], ip[14], ip[15]}).to_string();
-  return asio::ip::address_v6(ip).to_string();
+// Only the all-zero default means "not known": an address a PROXY header
+// announced goes on as announced, 0.0.0.0 included.
+inline bool is_known(const net::IpAddress& ip) {
+  return ip != net::IpAddress{};
 }
 
 // NAME is always [UNAVAILABLE]: smtplb does no reverse DNS lookups, and a
 // name the backend then looks up itself would be the backend's guess.
 inline smtp::XclientAttributes xclient_attributes(const ClientIdentity& c) {
   smtp::XclientAttributes a;
-  a.addr = ip_text(c.ip);
+  a.addr = is_known(c.ip) ? c.ip.text() : "";  // empty: [UNAVAILABLE]
   if (c.port != 0) a.port = c.port;
   a.helo = c.helo;
   a.proto = c.proto;
@@ -64,18 +51,18 @@ inline smtp::XclientAttributes xclient_attributes(const ClientIdentity& c) {
   return a;
 }
 
-inline smtp::ProxyAddress proxy_address(const std::array<std::uint8_t, 16>& ip,
-                                        std::uint16_t port) {
+// The header's family follows the address: an IPv4 client on a
+// dual-stack socket goes out as TCP4 (v2: 0x11).
+inline smtp::ProxyAddress proxy_address(const net::IpAddress& ip, std::uint16_t port) {
   smtp::ProxyAddress a;
-  a.ip = ip;
-  a.v4 = is_v4_mapped(ip);
+  a.ip = ip.bytes();
+  a.v4 = ip.is_v4();
   a.port = port;
   return a;
 }
 
-inline std::array<std::uint8_t, 16> ip_bytes(const asio::ip::address& a) {
-  if (a.is_v4()) return asio::ip::make_address_v6(asio::ip::v4_mapped, a.to_v4()).to_bytes();
-  return a.to_v6().to_bytes();
+inline smtp::ProxyAddress proxy_address(const tcp::endpoint& ep) {
+  return proxy_address(net::IpAddress(ep), ep.port());
 }
 
 // proxy-protocol.txt 2.2: LOCAL, "the connection was established on
@@ -100,16 +87,14 @@ inline std::string proxy_preamble(config::Identity mode, const ClientIdentity* c
                                   const tcp::endpoint& local, const tcp::endpoint& remote) {
   if (mode != config::Identity::kProxyV1 && mode != config::Identity::kProxyV2) return {};
   const bool v1 = mode == config::Identity::kProxyV1;
-  if (client && !is_unspecified(client->ip)) {
+  if (client && is_known(client->ip)) {
     auto src = proxy_address(client->ip, client->port);
-    auto dst = is_unspecified(client->local_ip)
-                   ? proxy_address(ip_bytes(local.address()), local.port())
-                   : proxy_address(client->local_ip, client->local_port);
+    auto dst = is_known(client->local_ip) ? proxy_address(client->local_ip, client->local_port)
+                                          : proxy_address(local);
     return v1 ? smtp::encode_proxy_v1(src, dst) : smtp::encode_proxy_v2(src, dst);
   }
   if (!v1) return proxy_local_v2();
-  return smtp::encode_proxy_v1(proxy_address(ip_bytes(local.address()), local.port()),
-                               proxy_address(ip_bytes(remote.address()), remote.port()));
+  return smtp::encode_proxy_v1(proxy_address(local), proxy_address(remote));
 }
 
 // A connection that carries one client's PROXY header must never serve

@@ -11,17 +11,17 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::minutes;
 using std::chrono::seconds;
-using Ip = AuthThrottle::Ip;
+using Ip = net::IpAddress;
 using Time = AuthThrottle::Clock::time_point;
 
 const Time t0 = Time{} + std::chrono::hours(1000);  // the fake clock's "now" at start
 
 Ip v4(std::uint8_t a, std::uint8_t b, std::uint8_t c, std::uint8_t d) {
-  return {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d};
+  return Ip(Ip::Bytes{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d});
 }
 // 2001:db8:0:<net>::<host>
 Ip v6(std::uint8_t net, std::uint8_t host) {
-  return {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, net, 0, 0, 0, 0, 0, 0, 0, host};
+  return Ip(Ip::Bytes{0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, net, 0, 0, 0, 0, 0, 0, 0, host});
 }
 
 std::int64_t ms(AuthThrottle::Duration d) {

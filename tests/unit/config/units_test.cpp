@@ -60,20 +60,20 @@ TEST(Units, Endpoints) {
 TEST(Units, NetworksMatchWholePrefixes) {
   auto n = parse_network("10.0.0.0/8");
   ASSERT_TRUE(n);
-  EXPECT_TRUE(n->contains(*parse_ip("10.200.3.4")));
-  EXPECT_FALSE(n->contains(*parse_ip("11.0.0.1")));
-  EXPECT_FALSE(n->contains(*parse_ip("::1")));
+  EXPECT_TRUE(n->contains(*net::IpAddress::parse("10.200.3.4")));
+  EXPECT_FALSE(n->contains(*net::IpAddress::parse("11.0.0.1")));
+  EXPECT_FALSE(n->contains(*net::IpAddress::parse("::1")));
   auto host = parse_network("127.0.0.1");
   ASSERT_TRUE(host);
-  EXPECT_TRUE(host->contains(*parse_ip("127.0.0.1")));
-  EXPECT_FALSE(host->contains(*parse_ip("127.0.0.2")));
+  EXPECT_TRUE(host->contains(*net::IpAddress::parse("127.0.0.1")));
+  EXPECT_FALSE(host->contains(*net::IpAddress::parse("127.0.0.2")));
   auto v6 = parse_network("2001:db8::/32");
   ASSERT_TRUE(v6);
-  EXPECT_TRUE(v6->contains(*parse_ip("2001:db8:1::5")));
-  EXPECT_FALSE(v6->contains(*parse_ip("2001:db9::5")));
+  EXPECT_TRUE(v6->contains(*net::IpAddress::parse("2001:db8:1::5")));
+  EXPECT_FALSE(v6->contains(*net::IpAddress::parse("2001:db9::5")));
   auto all = parse_network("0.0.0.0/0");
   ASSERT_TRUE(all);
-  EXPECT_TRUE(all->contains(*parse_ip("192.0.2.1")));
+  EXPECT_TRUE(all->contains(*net::IpAddress::parse("192.0.2.1")));
   for (const char* bad : {"10.0.0.0/33", "10.0.0/8", "10.0.0.0/", "x/8", "::/129"})
     EXPECT_FALSE(parse_network(bad)) << bad;
 }

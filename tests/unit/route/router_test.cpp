@@ -47,12 +47,12 @@ config::Config two_pools() {
 TEST(Router, FirstMatchWins) {
   auto cfg = two_pools();
   Router r(cfg);
-  auto ip = *config::parse_ip("192.0.2.1");
+  auto ip = *net::IpAddress::parse("192.0.2.1");
   EXPECT_EQ(r.match({"sub", "example.com", "", ip})->pool, "outbound");
   EXPECT_EQ(r.match({"mx", "example.com", "", ip})->pool, "inbound");
   EXPECT_EQ(r.match({"mx", "a.example.com", "", ip})->pool, "inbound");
   EXPECT_EQ(r.match({"mx", "other.test", "", ip})->pool, "fallback");
-  EXPECT_EQ(r.match({"mx", "other.test", "", *config::parse_ip("10.1.2.3")})->pool, "trusted");
+  EXPECT_EQ(r.match({"mx", "other.test", "", *net::IpAddress::parse("10.1.2.3")})->pool, "trusted");
 }
 
 TEST(Router, NoRouteWhenNothingMatches) {

@@ -50,8 +50,8 @@ TEST(Policy, InboundAcceptsLocalFromAnyoneAndRelaysOnlyForTrusted) {
 
 TEST(Policy, TrustedNetworksUseTheClientAddress) {
   auto c = cfg();
-  EXPECT_TRUE(is_trusted(c, *config::parse_ip("10.9.8.7")));
-  EXPECT_FALSE(is_trusted(c, *config::parse_ip("127.0.0.1")));
+  EXPECT_TRUE(is_trusted(c, *net::IpAddress::parse("10.9.8.7")));
+  EXPECT_FALSE(is_trusted(c, *net::IpAddress::parse("127.0.0.1")));
 }
 
 TEST(Policy, PostmasterRoutesAsTheFirstLocalDomain) {

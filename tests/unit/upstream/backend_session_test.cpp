@@ -150,7 +150,7 @@ TEST(BackendSession, XclientWithoutAddrIsNotEnough) {
 
 ClientIdentity a_client(const char* proto) {
   ClientIdentity c;
-  c.ip = ip_bytes(asio::ip::make_address("192.0.2.7"));
+  c.ip = net::IpAddress(asio::ip::make_address("192.0.2.7"));
   c.port = 4000;
   c.helo = "client.example";
   c.proto = proto;
@@ -228,7 +228,7 @@ TEST(BackendSession, ProxyHeaderComesBeforeTheBanner) {
   h.server.preamble = 28;  // v2, TCP over IPv4
   BackendSession s(h.io.get_executor(), *h.state, h.cfg);
   ClientIdentity c = a_client("ESMTP");
-  c.local_ip = ip_bytes(asio::ip::make_address("198.51.100.25"));
+  c.local_ip = net::IpAddress(asio::ip::make_address("198.51.100.25"));
   c.local_port = 25;
   EXPECT_EQ(h.open(&c, s), Failure::kNone);
   EXPECT_EQ(h.server.got_preamble, "\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c"s +

@@ -14,8 +14,8 @@ namespace {
 
 using namespace std::string_literals;
 
-std::array<std::uint8_t, 16> ip(const char* text) {
-  return ip_bytes(asio::ip::make_address(text));
+net::IpAddress ip(const char* text) {
+  return net::IpAddress(asio::ip::make_address(text));
 }
 
 ClientIdentity client_192() {
@@ -33,12 +33,24 @@ const tcp::endpoint kLocal(asio::ip::make_address("127.0.0.1"), 51000);
 const tcp::endpoint kRemote(asio::ip::make_address("127.0.0.9"), 2525);
 const std::string kSig = "\r\n\r\n\0\r\nQUIT\n"s;
 
-TEST(Identity, IpTextIsDottedForIpv4AndEmptyWhenUnknown) {
-  EXPECT_EQ(ip_text(ip("192.0.2.7")), "192.0.2.7");
-  EXPECT_EQ(ip_text(ip("2001:db8::1")), "2001:db8::1");
-  EXPECT_EQ(ip_text({}), "");
-  EXPECT_TRUE(is_v4_mapped(ip("192.0.2.7")));
-  EXPECT_FALSE(is_v4_mapped(ip("2001:db8::1")));
+TEST(Identity, XclientAddrIsDottedForIpv4AndEmptyOnlyWhenUnknown) {
+  struct Case {
+    const char* label;
+    net::IpAddress ip;
+    const char* addr;
+  };
+  const Case cases[] = {
+      {"IPv4", ip("192.0.2.7"), "192.0.2.7"},
+      {"IPv4 from a dual-stack socket", ip("::ffff:192.0.2.7"), "192.0.2.7"},
+      {"IPv6", ip("2001:db8::1"), "2001:db8::1"},
+      {"0.0.0.0 as a PROXY header announced it", ip("0.0.0.0"), "0.0.0.0"},
+      {"unknown", net::IpAddress{}, ""},
+  };
+  for (const auto& c : cases) {
+    ClientIdentity id;
+    id.ip = c.ip;
+    EXPECT_EQ(xclient_attributes(id).addr, c.addr) << c.label;
+  }
 }
 
 TEST(Identity, XclientAttributesCarryWhatIsKnownAndNoName) {
@@ -114,6 +126,13 @@ TEST(Identity, HealthCheckV2SaysLocal) {
 TEST(Identity, HealthCheckV1NamesTheConnectionsOwnAddresses) {
   // Postfix 3.7 refuses "PROXY UNKNOWN"; our own addresses mean the same.
   EXPECT_EQ(proxy_preamble(config::Identity::kProxyV1, nullptr, kLocal, kRemote),
+            "PROXY TCP4 127.0.0.1 127.0.0.9 51000 2525\r\n");
+}
+
+TEST(Identity, MappedEndpointsOfADualStackSocketGoOutAsTcp4) {
+  const tcp::endpoint local(asio::ip::make_address("::ffff:127.0.0.1"), 51000);
+  const tcp::endpoint remote(asio::ip::make_address("::ffff:127.0.0.9"), 2525);
+  EXPECT_EQ(proxy_preamble(config::Identity::kProxyV1, nullptr, local, remote),
             "PROXY TCP4 127.0.0.1 127.0.0.9 51000 2525\r\n");
 }
 

@@ -17,8 +17,7 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
   auto& shared = core_.shared();
   if (!shared.auth_throttle->on_attempt(ip_, Clock::now()).allowed) {
     shared.sessions.auth_locked_out.fetch_add(1, std::memory_order_relaxed);
-    log::Record("auth_refused")
-        .add("s", id())
+    log::Record("auth_refused", scope())
         .add("client", client_ip_)
         .add("reason", "too many failed attempts from this address")
         .emit(spdlog::level::warn);
@@ -70,8 +69,7 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
   shared.sessions.auth_accepted.fetch_add(1, std::memory_order_relaxed);
   shared.auth_throttle->on_success(ip_);
   auth_user_ = credentials.username;
-  log::Record("auth")
-      .add("s", id())
+  log::Record("auth", scope())
       .add("client", client_ip_)
       .add("user", auth_user_)
       .add("mechanism", smtp::sasl::to_string(credentials.mechanism))
@@ -83,8 +81,7 @@ awaitable<smtp::Reply> FrontendSession::auth_failure(std::string_view user, smtp
   auto& shared = core_.shared();
   shared.sessions.auth_failed.fetch_add(1, std::memory_order_relaxed);
   auto delay = shared.auth_throttle->on_failure(ip_, Clock::now());
-  log::Record("auth_failed")
-      .add("s", id())
+  log::Record("auth_failed", scope())
       .add("client", client_ip_)
       .add("user", user)
       .add("delay_ms", static_cast<long long>(

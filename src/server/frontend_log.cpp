@@ -12,8 +12,7 @@
 namespace smtplb::server {
 
 void FrontendSession::log_connect() const {
-  log::Record("connect")
-      .add("s", id())
+  log::Record("connect", scope())
       .add("listener", listener_->name)
       .add("client", client_ip_)
       .add("port", client_port_)
@@ -26,8 +25,7 @@ void FrontendSession::trace_state(smtp::SessionState before, smtp::Verb verb) co
   // changed the state (its outcome included); free unless debugging.
   const smtp::SessionState after = machine_.state();
   if (after == before || !spdlog::should_log(spdlog::level::debug)) return;
-  log::Record("state")
-      .add("s", id())
+  log::Record("state", scope())
       .add("verb", smtp::to_string(verb))
       .add("from", smtp::to_string(before))
       .add("to", smtp::to_string(after))

@@ -21,8 +21,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
   std::string in;
   const auto deadline = Clock::now() + kProxyHeaderTimeout;
   auto refuse = [&](std::string_view why) {
-    log::Record("proxy_refused")
-        .add("s", id())
+    log::Record("proxy_refused", scope())
         .add("listener", listener_->name)
         .add("peer", client_ip_)
         .add("reason", why)
@@ -54,8 +53,7 @@ awaitable<bool> FrontendSession::read_proxy_header() {
       // before the banner is the protocol layer's business).
       reader_.append(std::string_view(in).substr(p.consumed));
       refresh_trust();
-      log::Record("proxy")
-          .add("s", id())
+      log::Record("proxy", scope())
           .add("peer", peer)
           .add("client", client_ip_)
           .add("port", client_port_)
@@ -134,8 +132,7 @@ awaitable<bool> FrontendSession::start_tls() {
                                            cfg_->timeouts.tls_handshake);
   if (ec) {
     core_.shared().sessions.tls_handshake_failures.fetch_add(1, std::memory_order_relaxed);
-    log::Record("tls_failed")
-        .add("s", id())
+    log::Record("tls_failed", scope())
         .add("listener", listener_->name)
         .add("client", client_ip_)
         .add("reason",
@@ -145,8 +142,7 @@ awaitable<bool> FrontendSession::start_tls() {
   }
   tls_ = std::make_unique<net::TlsInfo>(net::tls_info(sock_.tls_handle()));
   core_.shared().sessions.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
-  log::Record("tls")
-      .add("s", id())
+  log::Record("tls", scope())
       .add("client", client_ip_)
       .add("version", tls_->version)
       .add("cipher", tls_->cipher)
@@ -157,8 +153,7 @@ awaitable<bool> FrontendSession::start_tls() {
 
 void FrontendSession::discard_pipelined_before_tls() {
   if (!reader_.has_pending()) return;
-  log::Record("starttls_pipelined")
-      .add("s", id())
+  log::Record("starttls_pipelined", scope())
       .add("client", client_ip_)
       .add("discarded", static_cast<long long>(reader_.pending().size()))
       .emit(spdlog::level::warn);

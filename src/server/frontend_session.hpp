@@ -194,6 +194,8 @@ class FrontendSession : public runtime::SessionLink {
   // allocation per connection.  Next to the small members: no padding.
   std::array<char, 17> id_;
   std::string_view id() const { return id_.data(); }
+  // Whom a log line is about: this session, and its open transaction.
+  log::Scope scope() const { return txn_ ? txn_->scope() : log::Scope{std::string(id()), {}}; }
   std::uint16_t client_port_ = 0;
   net::IpAddress ip_;
   net::IpAddress local_ip_;  // where the client connected (PROXY: as announced)

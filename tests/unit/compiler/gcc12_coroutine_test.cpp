@@ -7,6 +7,8 @@
 //    variables (GCC PR 106188): the comments on FrontendSession::run()
 //    (server/frontend_session.cpp), one coroutine for the opening and
 //    STARTTLS inline.
+// 3. A conditional operator inside the argument list of a co_awaited
+//    coroutine call: the comment in balance/health_checker_test.cpp.
 //
 // g++ 12.2 (Debian 12) builds each of them wrongly and the process dies
 // ("free(): invalid size", a segfault, a trap on a corrupt resume index, or
@@ -115,6 +117,49 @@ TEST(Gcc12Coroutines, CoAwaitInAnIfConditionWithoutLocalsBreaksTheFrame) {
 #else
 TEST(Gcc12Coroutines, CoAwaitInAnIfConditionWithoutLocalsWorksOnThisCompiler) {
   EXPECT_EQ(run_if_condition_pattern(), 0);
+}
+#endif
+
+// 3. A conditional operator in the argument of a co_awaited call.  g++ 12
+// evaluates both arms and destroys the std::string temporaries more often
+// than it constructs them: a double free, or a free of a pointer malloc never
+// returned.
+awaitable<std::size_t> send_line(std::string line) {
+  line += "\r\n";
+  co_return line.size();
+}
+
+awaitable<std::size_t> answer(bool ehlo, const std::string& capabilities) {
+  const std::size_t n = co_await send_line(ehlo ? capabilities : "250 ok");
+  co_return n;
+}
+
+int run_conditional_argument_pattern() {
+  asio::io_context io;
+  int wrong = 0;
+  asio::co_spawn(
+      io,
+      [&]() -> awaitable<void> {
+        const std::string capabilities = "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME";
+        for (int i = 0; i < 100; ++i) {
+          const bool ehlo = i % 2 == 0;
+          const std::size_t n = co_await answer(ehlo, capabilities);
+          if (n != (ehlo ? capabilities.size() : 6) + 2) ++wrong;
+        }
+      },
+      asio::detached);
+  io.run();
+  return wrong;
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+TEST(Gcc12Coroutines, ConditionalInACoAwaitedCallsArgumentBreaksItsTemporaries) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(run_conditional_argument_pattern(), "");
+}
+#else
+TEST(Gcc12Coroutines, ConditionalInACoAwaitedCallsArgumentWorksOnThisCompiler) {
+  EXPECT_EQ(run_conditional_argument_pattern(), 0);
 }
 #endif
 

@@ -255,7 +255,10 @@ void FrontendSession::shrink_buffers() {
 
 awaitable<bool> FrontendSession::run(bool fresh) {
   // One coroutine: GCC 12 built a separate one for the opening below with
-  // a corrupt frame (`this` read from the wrong offset).
+  // a corrupt frame (`this` read from the wrong offset): a co_await in an
+  // `if` condition of a coroutine with no local variable (GCC PR 106188);
+  // run() has locals.  Reproducer: Gcc12Coroutines.CoAwaitInAnIfCondition*
+  // in tests/unit/compiler/gcc12_coroutine_test.cpp.
   if (fresh) {
     if (listener_->proxy_protocol && !co_await read_proxy_header()) {
       sock_.close();
@@ -295,7 +298,9 @@ awaitable<bool> FrontendSession::run(bool fresh) {
       smtp::Step step = machine_.step(*parsed.command, facts());
       if (step.action == smtp::Action::kStartTls) {
         // Inline rather than a coroutine of its own: GCC 12 built one with a
-        // corrupt frame (its resume index read from the wrong offset).
+        // corrupt frame (its resume index read from the wrong offset), the
+        // bug of Gcc12Coroutines.CoAwaitInAnIfCondition* in
+        // tests/unit/compiler/gcc12_coroutine_test.cpp.
         queue(step.reply);
         bool ok = co_await flush();
         discard_pipelined_before_tls();

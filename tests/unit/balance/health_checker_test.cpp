@@ -75,7 +75,9 @@ awaitable<void> serve_one(tcp::socket sock, Script& s) {
       co_return;
     }
     // Not a conditional inside the co_await: g++ 12 destroys the
-    // temporary std::string of such an expression twice.
+    // temporary std::string of such an expression twice.  Reproducer:
+    // Gcc12Coroutines.ConditionalInACoAwaitedCallsArgument* in
+    // tests/unit/compiler/gcc12_coroutine_test.cpp.
     std::string answer = verb == "EHLO" ? s.ehlo : "250 ok";
     if (!co_await reply(std::move(answer))) co_return;
   }

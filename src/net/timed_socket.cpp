@@ -47,8 +47,10 @@ awaitable<error_code> TimedSocket::connect(const tcp::endpoint& ep, Duration d) 
 }
 
 // Plain functions choosing the stream; the coroutines below await what they
-// return, so each coroutine has exactly one suspension point per operation
-// (GCC 12 mishandles coroutines with co_await in several branches).
+// return: one suspension point per operation.  (Not a g++ 12 workaround:
+// co_await in several branches works with g++ 12.2.  What breaks is a
+// co_await in an `if` condition of a coroutine with no local variables,
+// Gcc12Coroutines.CoAwaitInAnIfCondition* in tests/unit/compiler/.)
 awaitable<std::tuple<error_code, std::size_t>> TimedSocket::start_read(asio::mutable_buffer buf) {
   if (tls_) return tls_->async_read_some(buf, use_nothrow);
   return sock_.async_read_some(buf, use_nothrow);

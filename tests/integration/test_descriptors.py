@@ -19,7 +19,8 @@ import time
 import unittest
 import urllib.request
 
-from harness import HOST, IntegrationCase, Smtplb, base_config, free_port, message, wait_for
+from harness import (HOST, SANITIZED, IntegrationCase, Smtplb, base_config, free_port, message,
+                     wait_for)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.com"
@@ -39,6 +40,11 @@ def first_reply(sock, timeout=5):
 
 
 @unittest.skipUnless(shutil.which("prlimit"), "needs prlimit (util-linux)")
+# UBSan's vptr check tests whether memory is readable through a pipe(2);
+# with every descriptor taken it cannot, and it reports a valid object as
+# one with an invalid vptr (seen at random, on Boost's error categories).
+# Out-of-descriptor behaviour is tested on the normal build.
+@unittest.skipIf(SANITIZED, "the sanitizer runtime needs descriptors of its own")
 class Descriptors(IntegrationCase):
 
     def start_limited(self, backends):

@@ -11,6 +11,7 @@
 
 #include "admin/request_router.hpp"
 #include "log/log.hpp"
+#include "net/clock.hpp"
 
 namespace smtplb::admin {
 
@@ -166,7 +167,7 @@ awaitable<void> AdminServer::State::accept_loop(std::shared_ptr<State> self) {
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       log::Record("admin_accept_error").add("error", ec.message()).emit(spdlog::level::warn);
-      asio::steady_timer t(strand, kAcceptBackoff);
+      Timer t(strand, kAcceptBackoff);
       co_await t.async_wait(use_nothrow);
       if (stopped) co_return;
       continue;

@@ -79,7 +79,9 @@ std::string describe(error_code ec) {
   return ec.message();
 }
 
-awaitable<void> fetch(Target t, std::string token, Clock::time_point deadline, Fetched& out) {
+// Beast's tcp_stream keeps steady_clock deadlines: a CLI, never warped.
+awaitable<void> fetch(Target t, std::string token, std::chrono::steady_clock::time_point deadline,
+                      Fetched& out) {
   beast::tcp_stream stream(co_await asio::this_coro::executor);
   stream.expires_at(deadline);
   auto [cec] = co_await stream.async_connect(t.endpoint, use_nothrow);
@@ -211,14 +213,15 @@ int status(const config::Config& cfg, std::ostream& out, std::ostream& err) {
 
   asio::io_context io;
   Fetched f;
-  asio::co_spawn(io, fetch(t, token, Clock::now() + kStatusTimeout, f), [&](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      f.error = x.what();
-    }
-  });
+  asio::co_spawn(io, fetch(t, token, std::chrono::steady_clock::now() + kStatusTimeout, f),
+                 [&](std::exception_ptr e) {
+                   if (!e) return;
+                   try {
+                     std::rethrow_exception(e);
+                   } catch (const std::exception& x) {
+                     f.error = x.what();
+                   }
+                 });
   io.run();
 
   if (!f.error.empty()) {

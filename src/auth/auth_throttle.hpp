@@ -46,6 +46,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "net/clock.hpp"
 #include "net/ip_address.hpp"
 
 namespace smtplb::auth {
@@ -68,7 +69,7 @@ struct ThrottlePolicy {
 
 class AuthThrottle {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = smtplb::Clock;
   using Duration = Clock::duration;
 
   struct Decision {

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "config/config.hpp"
+#include "net/clock.hpp"
 
 namespace smtplb::balance {
 
@@ -33,7 +34,7 @@ enum class AdminState { kReady = 0, kDrain = 1, kMaint = 2 };
 
 class BackendState {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = smtplb::Clock;
   static constexpr std::chrono::milliseconds kFirstBackoff{1000};
   static constexpr std::chrono::milliseconds kMaxBackoff{60000};
 

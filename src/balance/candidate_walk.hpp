@@ -20,11 +20,13 @@
 #include <cstddef>
 #include <vector>
 
+#include "net/clock.hpp"
+
 namespace smtplb::balance {
 
 class CandidateWalk {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = smtplb::Clock;
 
   struct Step {
     enum Kind {

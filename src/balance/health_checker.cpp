@@ -4,6 +4,7 @@
 
 #include "balance/agent_protocol.hpp"
 #include "log/log.hpp"
+#include "net/clock.hpp"
 #include "net/timed_socket.hpp"
 #include "upstream/backend_session.hpp"
 
@@ -13,8 +14,8 @@ HealthChecker::HealthChecker(asio::io_context& io, const config::Config& cfg,
                              std::vector<Target> targets)
     : io_(io), cfg_(cfg) {
   for (auto& t : targets)
-    entries_.push_back(std::make_unique<Entry>(Entry{t, std::make_unique<asio::steady_timer>(io_),
-                                                     std::make_unique<asio::steady_timer>(io_)}));
+    entries_.push_back(std::make_unique<Entry>(
+        Entry{t, std::make_unique<Timer>(io_), std::make_unique<Timer>(io_)}));
 }
 
 HealthChecker::~HealthChecker() {
@@ -79,8 +80,8 @@ awaitable<std::pair<bool, std::string>> HealthChecker::check_once(Target t) {
   co_return std::pair{true, std::string()};
 }
 
-awaitable<void> HealthChecker::every(asio::steady_timer& timer, config::Duration interval,
-                                     double first_lo, double first_hi, std::uint64_t seed,
+awaitable<void> HealthChecker::every(Timer& timer, config::Duration interval, double first_lo,
+                                     double first_hi, std::uint64_t seed,
                                      std::function<awaitable<void>()> step) {
   auto stopped = stopped_;
   Running running(running_);

@@ -51,8 +51,8 @@ class HealthChecker {
  private:
   struct Entry {
     Target target;
-    std::unique_ptr<asio::steady_timer> timer;
-    std::unique_ptr<asio::steady_timer> agent_timer;
+    std::unique_ptr<Timer> timer;
+    std::unique_ptr<Timer> agent_timer;
   };
   // Counts a loop as running for its lifetime (one thread: no atomics).
   // Shared, because a loop's frame may be destroyed after the checker (at
@@ -66,8 +66,8 @@ class HealthChecker {
   };
   // Runs `step` every `interval` (the first time after first_lo..first_hi
   // of it, then up to 10% sooner than the interval) until stop().
-  awaitable<void> every(asio::steady_timer& timer, config::Duration interval, double first_lo,
-                        double first_hi, std::uint64_t seed, std::function<awaitable<void>()> step);
+  awaitable<void> every(Timer& timer, config::Duration interval, double first_lo, double first_hi,
+                        std::uint64_t seed, std::function<awaitable<void>()> step);
   awaitable<void> check_and_record(Entry& e);
   awaitable<void> agent_once(Target t);
   awaitable<std::pair<bool, std::string>> check_once(Target t);  // by value: outlives stop()

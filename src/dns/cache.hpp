@@ -39,6 +39,7 @@
 #include <variant>
 
 #include "dns/result.hpp"
+#include "net/clock.hpp"
 
 namespace smtplb::dns {
 
@@ -65,7 +66,7 @@ struct Cached {
 
 class Cache {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = smtplb::Clock;
 
   explicit Cache(CachePolicy policy = {}) : policy_(policy) {}
 

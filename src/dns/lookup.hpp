@@ -21,6 +21,7 @@
 #include "dns/cache.hpp"
 #include "dns/mx_order.hpp"
 #include "dns/resolver.hpp"
+#include "net/clock.hpp"
 
 namespace smtplb::dns {
 
@@ -69,9 +70,9 @@ class Lookup {
   template <class T>
   struct InFlight {
     explicit InFlight(asio::any_io_executor ex) : done(std::move(ex)) {
-      done.expires_at(asio::steady_timer::time_point::max());
+      done.expires_at(Timer::time_point::max());
     }
-    asio::steady_timer done;  // cancelled when the answer is in
+    Timer done;  // cancelled when the answer is in
     std::optional<Cached<T>> answer;
   };
   template <class T, class Ask, class Put>

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "dns/answer_parser.hpp"
+#include "net/clock.hpp"
 
 namespace smtplb::dns {
 namespace {
@@ -188,7 +189,7 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   void rearm_timer();
 
   asio::any_io_executor ex_;
-  asio::steady_timer timer_;
+  Timer timer_;
   bool timer_armed_ = false;
   Clock::time_point timer_at_;
   Clock::duration bound_;  // timeout x attempts, the most any lookup waits

@@ -4,6 +4,8 @@
 #include <boost/asio.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 
+#include "net/clock.hpp"
+
 namespace smtplb {
 namespace asio = boost::asio;
 using asio::awaitable;
@@ -11,5 +13,4 @@ using asio::ip::tcp;
 using error_code = boost::system::error_code;
 // Errors are values on the data path: every operation yields (ec, ...).
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
-using Clock = std::chrono::steady_clock;
 }  // namespace smtplb

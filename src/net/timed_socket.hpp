@@ -96,7 +96,7 @@ class TimedSocket {
  private:
   struct Deadline {
     explicit Deadline(const asio::any_io_executor& ex) : timer(ex) {}
-    asio::steady_timer timer;
+    Timer timer;
     std::uint64_t generation = 0;
     bool fired = false;
     bool alive = true;  // false once the TimedSocket is gone or let it go

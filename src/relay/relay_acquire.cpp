@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "log/log.hpp"
+#include "net/clock.hpp"
 #include "relay/relay_transaction.hpp"
 #include "relay/reply_helpers.hpp"
 #include "relay/transaction.hpp"
@@ -36,7 +37,7 @@ awaitable<std::optional<smtp::Reply>> RelayTransaction::acquire(
     if (step.kind == balance::CandidateWalk::Step::kPoolFull) co_return smtp::replies::pool_full();
     if (step.kind == balance::CandidateWalk::Step::kWait) {
       if (past_deadline()) co_return smtp::replies::pool_full();
-      asio::steady_timer t(ex_, kLimitPoll);
+      Timer t(ex_, kLimitPoll);
       co_await t.async_wait(use_nothrow);
       if (cancelled_) co_return smtp::replies::shutting_down(cfg_.hostname);
       walk_.again();

@@ -10,6 +10,7 @@
 
 #include "balance/mx_backends.hpp"
 #include "log/log.hpp"
+#include "net/clock.hpp"
 #include "net/ip_address.hpp"
 #include "server/frontend_session.hpp"
 #include "server/policy.hpp"
@@ -262,7 +263,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
       accept_failed(acceptor, listener, ec);
-      asio::steady_timer t(io_, kAcceptBackoff);
+      Timer t(io_, kAcceptBackoff);
       co_await t.async_wait(use_nothrow);
       continue;
     }

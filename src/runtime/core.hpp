@@ -187,8 +187,8 @@ class Core {
   Clock::time_point accept_error_logged_{};
   bool shutting_down_ = false;
   std::uint64_t session_counter_ = 0;
-  asio::steady_timer sweep_timer_{io_};
-  asio::steady_timer park_timer_{io_};
+  Timer sweep_timer_{io_};
+  Timer park_timer_{io_};
   Clock::time_point park_timer_at_ = Clock::time_point::max();  // max: not armed
 };
 

@@ -2,6 +2,7 @@
 
 #include "balance/mx_backends.hpp"
 #include "log/log.hpp"
+#include "net/clock.hpp"
 
 namespace smtplb::runtime {
 
@@ -49,7 +50,7 @@ void MxWatcher::watch(std::shared_ptr<const config::Config> cfg) {
       continue;
     }
     auto w = std::shared_ptr<Watch>(
-        new Watch{p.name, p.mx_domain, p.port, cfg, asio::steady_timer(io_), false, {}, {}});
+        new Watch{p.name, p.mx_domain, p.port, cfg, Timer(io_), false, {}, {}});
     next.emplace(p.name, w);
     asio::co_spawn(io_, loop(w), asio::detached);
   }

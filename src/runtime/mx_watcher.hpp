@@ -47,7 +47,7 @@ class MxWatcher {
     std::string pool, domain;
     std::uint16_t port = 25;
     std::shared_ptr<const config::Config> cfg;
-    asio::steady_timer timer;
+    Timer timer;
     bool stopped = false;
     std::string last_problem;       // logged once per run of the same problem
     std::set<std::string> refused;  // own-listener addresses, logged once each

@@ -10,6 +10,7 @@
 #include "admin/admin_server.hpp"
 #include "app/admin_model.hpp"
 #include "log/log.hpp"
+#include "net/clock.hpp"
 #include "runtime/core.hpp"
 #include "runtime/generation_builder.hpp"
 #include "runtime/reloader.hpp"
@@ -130,7 +131,7 @@ int run(std::shared_ptr<const config::Config> cfg) {
 
   asio::io_context signals_io;
   asio::signal_set signals(signals_io, SIGTERM, SIGINT, SIGHUP);
-  asio::steady_timer force_timer(signals_io), stop_timer(signals_io);
+  Timer force_timer(signals_io), stop_timer(signals_io);
   bool stopping = false;
   std::function<void(error_code, int)> on_signal = [&](error_code ec, int sig) {
     if (ec) return;

@@ -5,6 +5,7 @@
 // a longer line limit) and waits on the password check and the failure
 // throttle; the machine is told the outcome by dispatch().
 #include "log/log.hpp"
+#include "net/clock.hpp"
 #include "server/frontend_session.hpp"
 #include "smtp/replies.hpp"
 #include "smtp/sasl.hpp"
@@ -91,7 +92,7 @@ awaitable<smtp::Reply> FrontendSession::auth_failure(std::string_view user, smtp
     // Bounded by the throttle's max_delay (30 s), and cut short by a
     // shutdown (on_shutdown), so that the 421 comes before the process
     // stops.
-    asio::steady_timer timer(core_.io().get_executor(), delay);
+    Timer timer(core_.io().get_executor(), delay);
     auth_delay_ = &timer;
     co_await timer.async_wait(use_nothrow);
     auth_delay_ = nullptr;

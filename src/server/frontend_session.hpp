@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 
+#include "net/clock.hpp"
 #include "net/ip_address.hpp"
 #include "net/timed_socket.hpp"
 #include "net/tls.hpp"
@@ -214,7 +215,7 @@ class FrontendSession : public runtime::SessionLink {
   std::string out_;
   bool idle_wait_ = false;  // blocked on a command read with no transaction open
   // A failed AUTH's delay, while it runs: shutdown ends it early.
-  asio::steady_timer* auth_delay_ = nullptr;
+  Timer* auth_delay_ = nullptr;
   bool forced_ = false;
   int errors_ = 0;
   // Parked: how the wait ended (kLine: readable), the line's deadline.

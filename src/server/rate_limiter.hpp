@@ -18,13 +18,14 @@
 #include <unordered_map>
 
 #include "config/units.hpp"
+#include "net/clock.hpp"
 #include "net/ip_address.hpp"
 
 namespace smtplb::server {
 
 class RateLimiter {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = smtplb::Clock;
   static constexpr std::size_t kMaxEntries = 100000;
 
   // "600/m": refills at 10 a second and allows 600 at once.

@@ -5,11 +5,14 @@
 // a drop, a stall), with what the client is told and which backend ends up
 // holding the message.  The replay policy's own rows are in
 // tests/unit/relay/replay_policy_test.cpp; this proves RelayTransaction does
-// what they say, with real sockets and short timeouts (a row takes
-// milliseconds, a stall row one backend_reply).
+// what they say, with real sockets, in simulated time: a backend that
+// stalls moves the clock (Clock::warp) while it says nothing, so smtplb's
+// timeout fires after a few milliseconds, not after backend_reply, and a
+// busy machine cannot turn a slow answer into a stall.
 #include <gtest/gtest.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +55,22 @@ std::string normal_reply(const std::string& step) {
   return "250 ok";
 }
 
+// Simulated time: while `*running`, the clock jumps kTick every
+// millisecond of real time.  Each jump is followed by a timer that has
+// already expired, which makes the io_context look at its timers again
+// (smtplb's among them).  A stall of backend_reply (250 ms) so takes about
+// 25 ms; a backend that answers does so within a tick, long before any
+// timeout of 25 ticks could fire.
+constexpr auto kTick = 10ms;
+awaitable<void> run_time_on(std::shared_ptr<bool> running) {
+  Timer t(co_await asio::this_coro::executor);
+  while (*running) {
+    Clock::warp(kTick);
+    t.expires_after(1ms);
+    co_await t.async_wait(use_nothrow);
+  }
+}
+
 // Does `step`; false when the connection is to end (dropped, stalled).
 awaitable<bool> act(tcp::socket& sock, Script& s, const std::string& step) {
   auto it = s.faults.find(step);
@@ -62,12 +81,16 @@ awaitable<bool> act(tcp::socket& sock, Script& s, const std::string& step) {
     co_return false;
   }
   if (st.kind == Step::kStall) {
-    // Read and ignore until the peer gives up.
+    // Read and ignore until the peer gives up, moving time on meanwhile.
+    auto stalled = std::make_shared<bool>(true);
+    asio::co_spawn(sock.get_executor(), run_time_on(stalled), asio::detached);
     std::array<char, 4096> buf;
     for (;;) {
       auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), use_nothrow);
-      if (ec) co_return false;
+      if (ec) break;
     }
+    *stalled = false;
+    co_return false;
   }
   if (step == "EOD" && st.reply.rfind("250", 0) == 0) ++s.stored;
   std::string out = st.reply + "\r\n";
@@ -108,6 +131,10 @@ awaitable<void> serve(tcp::acceptor& acc, Script& s) {
   for (;;) {
     auto [ec, sock] = co_await acc.async_accept(use_nothrow);
     if (ec) co_return;
+    // As MTAs do: otherwise Nagle holds the second of two pipelined
+    // replies for smtplb's delayed ACK, 40 ms a round.
+    error_code ignored;
+    sock.set_option(tcp::no_delay(true), ignored);
     asio::co_spawn(acc.get_executor(), serve_one(std::move(sock), s), asio::detached);
   }
 }

@@ -320,7 +320,7 @@ struct Stats {
   // With --ids-out: each accepted message's id and its latency (connect ->
   // 250 for a connection's first message, MAIL -> 250 for the others).
   std::vector<std::pair<std::uint64_t, std::uint32_t>> ok_ids;
-  std::string tls;                     // the first handshake's version, cipher, group
+  std::string tls;  // the first handshake's version, cipher, group
   std::map<std::string, std::uint64_t> errors;
   std::vector<std::string> first_errors;
   std::uint64_t exceptions = 0;
@@ -911,8 +911,8 @@ awaitable<void> run_connection(Worker& w, const Target& target) {
     }
     ++w.stats.ok;
     if (!o.ids_out.empty())
-      w.stats.ok_ids.emplace_back(*id, s->messages == 0 ? w.stats.conn_us.back()
-                                                        : w.stats.txn_us.back());
+      w.stats.ok_ids.emplace_back(
+          *id, s->messages == 0 ? w.stats.conn_us.back() : w.stats.txn_us.back());
     ++s->messages;
     if (o.per_connection > 0 && s->messages >= o.per_connection) {
       co_await quit(*s, w.stats);
@@ -1139,8 +1139,7 @@ int main(int argc, char** argv) {
   if (!opt.ids_out.empty()) {
     std::sort(all.ok_ids.begin(), all.ok_ids.end());
     std::ofstream f(opt.ids_out, std::ios::trunc);
-    for (auto [id, us] : all.ok_ids)
-      f << opt.id_prefix << '.' << id << ' ' << us / 1000.0 << '\n';
+    for (auto [id, us] : all.ok_ids) f << opt.id_prefix << '.' << id << ' ' << us / 1000.0 << '\n';
     f.close();
     ids_written = static_cast<bool>(f);
     if (!ids_written) std::cerr << "smtp_load: cannot write " << opt.ids_out << "\n";

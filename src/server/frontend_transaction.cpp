@@ -54,8 +54,14 @@ relay::Envelope FrontendSession::envelope_for(const smtp::Command& cmd) {
   env.params.auth_given = false;
   env.needs_smtputf8 = cmd.mail.smtputf8;
   env.needs_8bitmime = cmd.mail.body == smtp::Body::k8BitMime;
-  env.client.ip = ip_;
-  env.client.port = client_port_;
+  // A PROXY header that named no client (v2 LOCAL, v1 UNKNOWN) leaves ip_
+  // at the balancer's address; the backend is told the client is unknown
+  // (XCLIENT [UNAVAILABLE], PROXY LOCAL), never that address, which it may
+  // trust.
+  if (!no_client_) {
+    env.client.ip = ip_;
+    env.client.port = client_port_;
+  }
   if (local_port_ == 0 && cfg_->proxy_identity_used) {
     // Only PROXY headers to backends need it: no getsockname otherwise.
     error_code ec;

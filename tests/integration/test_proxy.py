@@ -45,9 +45,11 @@ def v2_header(command=1, family=0x11, src="192.0.2.7", dst="192.0.2.1", sport=40
 class ProxyCase(IntegrationCase):
 
     def start(self, proxy_networks=("127.0.0.0/8",), proxy=True, trusted=("10.255.255.0/24",),
-              role="inbound", **over):
-        self.backend = self.fault_backend("a")
+              role="inbound", xclient_backend=False, **over):
+        self.backend = self.fault_backend("a", xclient=xclient_backend)
         cfg = base_config(free_port(), [self.backend.address], **over)
+        if xclient_backend:
+            cfg["pools"][0]["backends"][0]["identity"] = "xclient"
         cfg["listeners"][0]["proxy_protocol"] = proxy
         cfg["listeners"][0]["role"] = role
         # The test client is not trusted: the announced client's address
@@ -158,6 +160,20 @@ class NoClient(ProxyCase):
                                  "%s: relaying" % tid)
                 self.assertReply(c.cmd("RCPT TO:<%s>" % RCPT), 250, what="%s: local" % tid)
                 self.assertReply(c.cmd("QUIT"), 221, what=tid)
+
+    def test_an_xclient_backend_is_not_told_the_balancers_address(self):
+        # With no client named, XCLIENT must not name the balancer either: a
+        # backend that trusts the balancer's address (mynetworks) would let
+        # such a session relay.  ADDR and PORT are [UNAVAILABLE].
+        self.start(trusted=("127.0.0.0/8",), xclient_backend=True)
+        for tid, header in self.HEADERS:
+            with self.subTest(header=tid):
+                c = self.connect(header)
+                content = self.transaction(c, "no-client-" + tid)
+                _, m = self.assertDeliveredOnce("no-client-" + tid, content, at=self.backend)
+                self.assertEqual(m["xclient"].get("ADDR"), "[UNAVAILABLE]", m["xclient"])
+                self.assertEqual(m["xclient"].get("PORT", "[UNAVAILABLE]"), "[UNAVAILABLE]",
+                                 m["xclient"])
 
     def test_a_reload_does_not_lend_the_trust_either(self):
         # A reload's configuration is taken at the next transaction's MAIL,

@@ -25,9 +25,11 @@ std::string escape(std::string_view peer_text);
 
 // Whom a line is about: the session (s=) and, inside a transaction, the
 // transaction (t=).  Set once where they are made, so that every line
-// about them carries both ids, the relay's included.
+// about them carries both ids, the relay's included.  `session` views the
+// session's own id, which outlives everything of the session that logs:
+// a new transaction costs no copy of it.
 struct Scope {
-  std::string session;
+  std::string_view session;
   std::string transaction;  // empty: between transactions
 };
 

@@ -196,7 +196,7 @@ class FrontendSession : public runtime::SessionLink {
   std::array<char, 17> id_;
   std::string_view id() const { return id_.data(); }
   // Whom a log line is about: this session, and its open transaction.
-  log::Scope scope() const { return txn_ ? txn_->scope() : log::Scope{std::string(id()), {}}; }
+  log::Scope scope() const { return txn_ ? txn_->scope() : log::Scope{id(), {}}; }
   std::uint16_t client_port_ = 0;
   net::IpAddress ip_;
   net::IpAddress local_ip_;  // where the client connected (PROXY: as announced)

@@ -39,8 +39,7 @@ smtp::Reply FrontendSession::on_mail(const smtp::Command& cmd) {
   }
   ++tx_count_;
   txn_ = std::make_unique<relay::Transaction>(
-      log::Scope{std::string(id()), relay::transaction_id(id(), tx_count_)}, envelope_for(cmd),
-      Clock::now());
+      log::Scope{id(), relay::transaction_id(id(), tx_count_)}, envelope_for(cmd), Clock::now());
   machine_.mail_result(true);
   return replies::sender_ok();
 }

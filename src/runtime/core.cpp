@@ -287,7 +287,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
       // anyone else on this listener is closed at once, without a 220.
       log::Record("proxy_refused")
           .add("listener", l->name)
-          .add("peer", ep.address().to_string())
+          .add("peer", ip.text())
           .add("reason", "not in proxy_networks")
           .emit(spdlog::level::warn);
       continue;
@@ -318,7 +318,7 @@ awaitable<void> Core::accept_loop(tcp::acceptor& acceptor, std::string listener)
     if (refusal) {
       log::Record("connection_refused")
           .add("listener", l->name)
-          .add("client", ep.address().to_string())
+          .add("client", ip.text())
           .add("reason", refusal)
           .emit(spdlog::level::warn);
       asio::co_spawn(io_, refuse(std::move(sock)), asio::detached);

@@ -146,6 +146,11 @@ class ConnectionLimitsTest(LimitsCase):
         self.connect("127.0.0.2").banner()  # IPv4 is counted apart, by address
         self.connect("127.0.0.2").banner()
         self.assertRefusedAtBanner(self.connect("127.0.0.2"))
+        # The refusal names the client as the logs name it everywhere else,
+        # not in the dual-stack socket's ::ffff: form.
+        self.lb.wait_log(r"event=connection_refused .*client=127\.0\.0\.2 ")
+        self.lb.wait_log(r"event=connection_refused .*client=::1 ")
+        self.assertNotIn("::ffff:", self.lb.log_text())
         self.connect("127.0.0.3").banner()
         other = _global_v6()
         if other:

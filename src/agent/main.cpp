@@ -22,6 +22,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio.hpp>
 #include <iostream>
+#include <optional>
 
 #include "agent/agent_options.hpp"
 #include "agent/agent_server.hpp"
@@ -54,13 +55,13 @@ void init_logging(const std::string& level) {
   spdlog::set_default_logger(logger);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  AgentOptions opts;
+// Fills `opts` and `log_level` from the command line.  Returns the exit
+// status when the agent should not run: 0 after --help or --version, 2 for
+// a bad flag (the systemd unit does not restart on 2:
+// RestartPreventExitStatus=2).
+std::optional<int> parse_command_line(int argc, char** argv, AgentOptions& opts,
+                                      std::string& log_level) {
   std::string sample_interval = "1s", queue_interval = "10s", queue_timeout = "5s";
-  std::string log_level = "info";
-
   CLI::App app{
       "smtplb-agent: reports this MTA host's load to smtplb (HAProxy agent-check protocol)"};
   app.set_version_flag("--version", std::string("smtplb-agent ") + SMTPLB_VERSION);
@@ -100,14 +101,31 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    // --help and --version exit 0; a bad flag exits 2, which the systemd
-    // unit does not restart on (RestartPreventExitStatus=2).
     return app.exit(e) == 0 ? 0 : 2;
   }
-
   opts.sample_interval = *parse_duration(sample_interval);
   opts.queue_interval = *parse_duration(queue_interval);
   opts.queue_timeout = *parse_duration(queue_timeout);
+  return std::nullopt;
+}
+
+void log_start(const AgentOptions& opts, const tcp::endpoint& ep) {
+  spdlog::info(
+      "event=start version={} listen={}:{} proc_root=\"{}\" sample_interval={}ms "
+      "queue_command=\"{}\" queue_interval={}ms queue_timeout={}ms queue_max={} drain_cpu={} "
+      "drain_memory={} drain_queue={}",
+      SMTPLB_VERSION, ep.address().to_string(), ep.port(), opts.proc_root,
+      opts.sample_interval.count(), opts.queue_command, opts.queue_interval.count(),
+      opts.queue_timeout.count(), opts.thresholds.queue_max, opts.thresholds.drain_cpu,
+      opts.thresholds.drain_memory, opts.thresholds.drain_queue);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  AgentOptions opts;
+  std::string log_level = "info";
+  if (auto exit_status = parse_command_line(argc, argv, opts, log_level)) return *exit_status;
   init_logging(log_level);
 
   auto listen = parse_listen(opts.listen);
@@ -152,15 +170,7 @@ int main(int argc, char** argv) {
       io.stop();
       return;
     }
-    auto ep = server->local_endpoint();
-    spdlog::info(
-        "event=start version={} listen={}:{} proc_root=\"{}\" sample_interval={}ms "
-        "queue_command=\"{}\" queue_interval={}ms queue_timeout={}ms queue_max={} drain_cpu={} "
-        "drain_memory={} drain_queue={}",
-        SMTPLB_VERSION, ep.address().to_string(), ep.port(), opts.proc_root,
-        opts.sample_interval.count(), opts.queue_command, opts.queue_interval.count(),
-        opts.queue_timeout.count(), opts.thresholds.queue_max, opts.thresholds.drain_cpu,
-        opts.thresholds.drain_memory, opts.thresholds.drain_queue);
+    log_start(opts, server->local_endpoint());
   };
   // The sampler's thread hands each line to the event loop's thread.
   Sampler sampler(opts, [&io, &on_line](std::string line) {

@@ -56,6 +56,10 @@ smtp::Reply too_long_for(smtp::Verb verb) {
 // `too_long` (over what the reader takes), its head.
 smtp::ParseResult parse_line(bool too_long, std::string_view line) {
   smtp::ParseResult p;
+  // An HTTP request line is a cross-protocol attack whatever its length
+  // (SECURITY.md 2): answered as a mere over-long line, an SSRF URL would
+  // keep the session open for the SMTP commands in the request's body.
+  if (smtp::verb_of(line) == smtp::Verb::kHttp) return smtp::parse_command(line);
   if (too_long) {
     p.error = too_long_for(smtp::verb_of(line));
     return p;

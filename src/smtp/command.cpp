@@ -228,6 +228,12 @@ ParseResult parse_command(std::string_view line) {
   std::size_t sp = line.find(' ');
   std::string_view arg = sp == std::string_view::npos ? std::string_view() : line.substr(sp + 1);
   const Verb verb = verb_of(line);
+  // Whatever else the line holds, an HTTP verb closes the session.
+  if (verb == Verb::kHttp) {
+    ParseResult http;
+    http.command.emplace().verb = verb;
+    return http;
+  }
   if (line.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
     // A HELO/EHLO name carrying a line break is a header injection attempt
     // ("EHLO a.example\nX-Injected: 1"): SECURITY.md 2 answers it as a bad

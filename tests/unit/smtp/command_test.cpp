@@ -54,6 +54,11 @@ const VerbCase kVerbCases[] = {
     {"OPTIONS", "OPTIONS * HTTP/1.1", Verb::kHttp},
     {"lower-case get", "get /", Verb::kHttp},
     {"bare GET", "GET", Verb::kHttp},
+    // Whatever follows the verb: the session closes before anything else
+    // could answer it as a bad line and keep it open.
+    {"GET with a bare LF", "GET /\nHost: x", Verb::kHttp},
+    {"POST with a NUL", std::string("POST /a\0b HTTP/1.1", 19), Verb::kHttp},
+    {"GET far over 512 octets", "GET /" + std::string(600, 'a') + " HTTP/1.1", Verb::kHttp},
 };
 
 TEST(Command, RecognisesVerbs) {

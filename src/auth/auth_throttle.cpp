@@ -116,6 +116,11 @@ void AuthThrottle::on_success(const net::IpAddress& ip) {
   index_.erase(it);
 }
 
+void AuthThrottle::on_abandoned(const net::IpAddress& ip) {
+  std::lock_guard lock(mu_);
+  settle(key_of(ip));
+}
+
 AuthThrottle::Counters AuthThrottle::counters() const {
   std::lock_guard lock(mu_);
   Counters c = counters_;

@@ -24,10 +24,12 @@
 // connections from one address cannot all be checked before the first
 // failure is counted.  An address may have at most `refuse_after` minus
 // its failures so far (at least one) attempts open at once; one more gets
-// 421 4.7.0 like a refusal, though it starts none.  Attempts that end with
-// neither verdict (bad base64, 454, the client gone) are not told about:
-// they close by themselves after `attempt_timeout`, and until then hold
-// their place in that budget.
+// 421 4.7.0 like a refusal, though it starts none.  An attempt that ends
+// having checked no password (bad base64, a cancel, 454, the client gone
+// before its credentials) is closed by on_abandoned(), so that it frees its
+// place at once and never counts as a failure.  One whose verdict never
+// comes (the session torn down while its password was being hashed)
+// closes by itself after `attempt_timeout`.
 //
 // Bounded: at most max_tracked addresses; the one that failed least
 // recently is forgotten first (so a flood of failures from more addresses
@@ -62,8 +64,8 @@ struct ThrottlePolicy {
   std::chrono::seconds window{std::chrono::minutes(15)};  // quiet time that forgets failures
   std::size_t max_tracked = 10000;                        // addresses remembered
   int ipv6_prefix_bits = 64;                              // 128: each IPv6 address apart
-  // How long an attempt with no verdict (see above) stays open.  An AUTH
-  // exchange that takes longer is then counted only when it fails.
+  // How long an attempt whose verdict never came (see above) stays open.
+  // An AUTH exchange that takes longer is then counted only when it fails.
   std::chrono::seconds attempt_timeout{std::chrono::minutes(1)};
 };
 
@@ -87,6 +89,9 @@ class AuthThrottle {
   Duration on_failure(const net::IpAddress& ip, Clock::time_point now);
   // After a successful AUTH: settles an attempt, forgets the failures.
   void on_success(const net::IpAddress& ip);
+  // After an AUTH that checked no password: settles an attempt, nothing
+  // else.
+  void on_abandoned(const net::IpAddress& ip);
 
   struct Counters {
     std::uint64_t failures_total = 0;

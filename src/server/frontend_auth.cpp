@@ -56,6 +56,10 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
     // Malformed exchanges (bad base64, cancelled) are the client's errors;
     // a 535 from a malformed PLAIN counts as a failed password.
     if (reply->code == 535) co_return co_await auth_failure("", *reply);
+    // No password was checked: the attempt frees its place in the
+    // throttle's budget, or ten cancelled exchanges would lock the
+    // address out like ten wrong passwords.
+    shared.auth_throttle->on_abandoned(ip_);
     co_return *reply;
   }
   auto credentials = std::get<smtp::sasl::Credentials>(std::move(step));
@@ -63,6 +67,7 @@ awaitable<smtp::Reply> FrontendSession::on_auth(const smtp::Command& cmd, bool& 
       cfg_->auth->passwords, credentials.username, std::move(credentials.password));
   if (verdict == auth::Verdict::kBusy) {
     shared.sessions.auth_busy.fetch_add(1, std::memory_order_relaxed);
+    shared.auth_throttle->on_abandoned(ip_);
     co_return replies::auth_temporary_failure();
   }
   if (verdict == auth::Verdict::kRejected)

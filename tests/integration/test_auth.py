@@ -223,6 +223,27 @@ class AuthTest(AuthCase):
 
 class ThrottleTest(AuthCase):
 
+    def test_exchanges_that_check_no_password_do_not_lock_anyone_out(self):
+        # Bad base64, a cancel, an unknown mechanism, an over-long response,
+        # a client gone in mid-exchange: none of them checked a password, so
+        # none may hold a place in max_failures' budget once it has ended.
+        self.start(auth_over={"max_failures": 3})
+        c = self.tls_session()
+        c.ehlo()
+        for i in range(3):  # 7 client errors in all, under max_errors
+            self.assertReply(c.cmd("AUTH PLAIN =AAA"), 501, "5.5.2", "bad base64 %d" % i)
+            self.assertReply(c.cmd("AUTH CRAM-MD5"), 504, "5.5.4")
+            self.assertReply(c.cmd("AUTH LOGIN"), 334)
+            self.assertReply(c.cmd("*"), 501, "5.7.0", "cancelled")
+            gone = self.tls_session()
+            gone.ehlo()
+            self.assertReply(gone.cmd("AUTH LOGIN"), 334)
+            gone.close()
+        self.assertReply(c.cmd("AUTH PLAIN"), 334)
+        self.assertReply(c.cmd("A" * 12292), 500, "5.5.6", "a response over 12288 octets")
+        self.assertReply(c.cmd("AUTH PLAIN " + b64("\0alice\0correct horse")), 235, "2.7.0",
+                         "the right password after exchanges that checked none")
+
     def test_failures_slow_down_then_lock_out_that_address_only(self):
         self.start(auth_over={"max_failures": 4}, admin=True)
         c = self.tls_session()

@@ -221,13 +221,32 @@ TEST(AuthThrottle, AnAttemptWithoutAVerdictClosesAfterTheTimeout) {
   const Ip ip = v4(192, 0, 2, 1);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(t.on_attempt(ip, t0 + seconds(i)).allowed);
   auto d = t.on_attempt(ip, t0 + seconds(30));
-  EXPECT_FALSE(d.allowed) << "ten open (501s, 454s, clients gone)";
+  EXPECT_FALSE(d.allowed) << "ten open (sessions torn down while hashing)";
   EXPECT_EQ(d.refused_until, t0 + seconds(60));
   EXPECT_TRUE(t.on_attempt(ip, t0 + seconds(60)).allowed) << "the oldest has closed";
   EXPECT_FALSE(t.on_attempt(ip, t0 + seconds(60)).allowed);
   // A failure after its attempt closed is counted all the same.
   t.on_failure(ip, t0 + seconds(200));
   EXPECT_EQ(t.counters().failures_total, 1u);
+}
+
+TEST(AuthThrottle, AnAttemptThatCheckedNoPasswordFreesItsPlaceAtOnce) {
+  AuthThrottle t(ThrottlePolicy{.refuse_after = 3});
+  const Ip ip = v4(192, 0, 2, 1);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(t.on_attempt(ip, t0).allowed) << "abandoned " << i;
+    t.on_abandoned(ip);  // bad base64, a cancel, 454, the client gone
+  }
+  EXPECT_EQ(t.counters().failures_total, 0u);
+  EXPECT_EQ(t.counters().in_progress, 0u);
+  // Still three at once at most: an attempt open is not yet abandoned.
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(t.on_attempt(ip, t0).allowed);
+  EXPECT_FALSE(t.on_attempt(ip, t0).allowed);
+  t.on_abandoned(ip);
+  EXPECT_TRUE(t.on_attempt(ip, t0).allowed);
+  // Failures still count: two plus one open fill the budget of three.
+  for (int i = 0; i < 4; ++i) t.on_failure(ip, t0);
+  EXPECT_FALSE(t.on_attempt(ip, t0).allowed) << "refused after the failures";
 }
 
 TEST(AuthThrottle, AfterARefusalOneAttemptAtATime) {

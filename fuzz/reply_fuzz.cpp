@@ -6,12 +6,14 @@
 // short and free of control bytes, an enhanced code of the reply's class;
 // and its wire form must parse back to the same reply when its lines stay
 // within the limit.  Errors must be sticky until take().
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "fuzz_check.hpp"
+#include "smtp/address.hpp"
 #include "smtp/reply.hpp"
 
 namespace {
@@ -31,6 +33,9 @@ void check_reply(const Reply& r) {
     CHECK(l.size() + 6 <= ReplyParser::kMaxReplyLine);  // "NNN-" + text + CRLF
     for (unsigned char c : l) CHECK(c >= 0x20 || c == '\t');
     CHECK(l.find('\x7f') == std::string::npos);
+    // 8-bit text only as well-formed, printable UTF-8.
+    CHECK(std::all_of(l.begin(), l.end(), [](unsigned char c) { return c < 0x80; }) ||
+          smtplb::smtp::is_printable_utf8(l));
   }
 
   // The rebuilt wire form parses back to the same reply, unless repeating

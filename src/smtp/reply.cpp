@@ -3,9 +3,23 @@
 #include <algorithm>
 #include <cctype>
 
+#include "smtp/address.hpp"
+
 namespace smtplb::smtp {
 
 namespace {
+
+// A backend's reply text may reach the client (SECURITY.md 8: never raw
+// backend bytes).  Well-formed, printable UTF-8 is kept (a backend quoting
+// an SMTPUTF8 address back); in any other line every 8-bit byte becomes
+// '?', so no ill-formed sequence, C1 control or U+2028 gets through.
+void make_text_printable(std::string& text) {
+  const bool eight_bit =
+      std::any_of(text.begin(), text.end(), [](unsigned char c) { return c >= 0x80; });
+  if (!eight_bit || is_printable_utf8(text)) return;
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) >= 0x80) c = '?';
+}
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
@@ -132,7 +146,9 @@ ReplyParser::Status ReplyParser::feed_line(std::string_view line) {
     rest = text;
   }
   if (current_.lines.empty()) current_.enhanced = enh;
-  current_.lines.emplace_back(current_.enhanced.empty() || enh.empty() ? text : rest);
+  std::string& stored =
+      current_.lines.emplace_back(current_.enhanced.empty() || enh.empty() ? text : rest);
+  make_text_printable(stored);
   return last ? Status::kDone : Status::kNeedMore;
 }
 

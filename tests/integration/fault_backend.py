@@ -808,7 +808,8 @@ class Session:
             line = self.pending_extra + "\n" + line
             self.pending_extra = None
         line = line.replace("\r\n", "\n").replace("\n", "\r\n")
-        self.writer.write(line.encode("utf-8") + b"\r\n")
+        # surrogateescape: a test writes a raw byte (0xff) as "\udcff".
+        self.writer.write(line.encode("utf-8", "surrogateescape") + b"\r\n")
         await self.writer.drain()
 
     def drop(self, why):

@@ -174,6 +174,30 @@ class ReplySequence(IntegrationCase):
         self.assertEqual(tx.get("rcpts"), RCPT, tx)
         self.assertEqual(tx.get("refused", ""), "", tx)
 
+    def test_a_refusals_text_reaches_the_client_printable(self):
+        # SECURITY.md 8: never raw backend bytes.  Ill-formed 8-bit text
+        # (here Latin-1 and two stray bytes, sent as they are) becomes '?';
+        # well-formed UTF-8 (a backend quoting an address back) is kept.
+        a = self.fault_backend("a", rcpt_replies={
+            "latin@example.com": "550 5.1.1 caf\udce9 \udcff\udcfe unknown",
+            "utf@example.com": "550 5.1.1 caf\u00e9 unknown"})
+        self.smtplb_for([a])
+        c = self.client()
+        self.assertReply(c.cmd("MAIL FROM:<%s>" % SENDER), 250)
+        r = c.cmd("RCPT TO:<latin@example.com>")
+        self.assertReply(r, 550, "5.1.1")
+        self.assertEqual(r.lines, ["550 5.1.1 caf? ?? unknown"])
+        r = c.cmd("RCPT TO:<utf@example.com>")
+        self.assertReply(r, 550, "5.1.1")
+        self.assertEqual(r.lines, ["550 5.1.1 caf\u00e9 unknown"])
+        content = message("printable-refusal")
+        self.assertReply(c.cmd("RCPT TO:<%s>" % RCPT), 250)
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(content + b".\r\n")
+        self.assertReply(c.reply(), 250)
+        self.assertDeliveredOnce("printable-refusal", content, rcpts=[RCPT])
+        self.assertNoBackendDown()
+
     # ---- issue 21, items 1-3: a replay backend's refusal is never final ----
 
     def test_replay_backends_5xx_to_data_is_not_final(self):

@@ -52,7 +52,22 @@ const ParseCase kParseCases[] = {
     {"four-digit detail is not a code", {"451 4.1.1234 x"}, 451, "", {"4.1.1234 x"}},
     {"enhanced code glued to text is not one", {"250 2.0.0OK"}, 250, "", {"2.0.0OK"}},
     {"tab allowed", {"250 a\tb"}, 250, "", {"a\tb"}},
-    {"8-bit text allowed", {"250 caf\xc3\xa9"}, 250, "", {"caf\xc3\xa9"}},
+    {"well-formed UTF-8 text kept", {"250 caf\xc3\xa9"}, 250, "", {"caf\xc3\xa9"}},
+    // Any other 8-bit byte is '?' before it can reach a client.
+    {"ill-formed UTF-8 becomes ?", {"550 5.1.1 caf\xe9 \xff\xfe"}, 550, "5.1.1", {"caf? ??"}},
+    {"a C1 control becomes ?",
+     {"250 a\xc2\x85"
+      "b"},
+     250,
+     "",
+     {"a??b"}},
+    {"U+2028 becomes ?",
+     {"250 a\xe2\x80\xa8"
+      "b"},
+     250,
+     "",
+     {"a???b"}},
+    {"a line at a time", {"250-ok \xc3\xa9", "250 bad \xc3"}, 250, "", {"ok \xc3\xa9", "bad ?"}},
     {"354 has no enhanced code",
      {"354 End data with <CR><LF>.<CR><LF>"},
      354,

@@ -26,6 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (i) CHECK(plan.groups[i - 1].preference < plan.groups[i].preference);
     for (const auto& h : plan.groups[i].hosts) CHECK(hosts.insert(h).second);
   }
+  CHECK(hosts.size() <= smtplb::dns::kMaxMxHosts);
   if (plan.verdict != smtplb::dns::MxVerdict::kHosts) CHECK(plan.groups.empty());
   return 0;
 }

@@ -76,6 +76,7 @@ MxPlan plan_mx(std::string_view domain, const std::vector<MxRecord>& records) {
   std::stable_sort(hosts.begin(), hosts.end(), [](const MxRecord& a, const MxRecord& b) {
     return a.preference < b.preference;
   });
+  if (hosts.size() > kMaxMxHosts) hosts.resize(kMaxMxHosts);
   plan.verdict = MxVerdict::kHosts;
   for (MxRecord& h : hosts) {
     if (plan.groups.empty() || plan.groups.back().preference != h.preference)

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -49,6 +50,13 @@ struct MxPlan {
   bool implicit = false;        // no MX records: the domain itself (RFC 5321 §5.1)
   std::vector<MxGroup> groups;  // ascending preference; empty unless kHosts
 };
+
+// The most hosts a plan holds, most preferred first (answer order within a
+// preference): each is an address lookup before a transaction can start,
+// and a domain publishing hundreds of MX records must not make one RCPT
+// wait for all of them (SECURITY.md 7; Postfix stops at 5 addresses,
+// smtp_mx_address_limit).
+inline constexpr std::size_t kMaxMxHosts = 10;
 
 // `domain` is the name the MX records were asked for (used for the implicit
 // MX).  Names are compared without case and without a trailing dot; a host

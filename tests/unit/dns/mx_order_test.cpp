@@ -93,6 +93,24 @@ TEST(MxOrder, PlansFollowRfc5321AndRfc7505) {
   }
 }
 
+TEST(MxOrder, PlansAtMostTheMostPreferredTenHosts) {
+  // SECURITY.md 7, bounded DNS: every planned host is an address lookup
+  // before the transaction can start, so a domain publishing hundreds of
+  // MX records (that time out) must not make one RCPT wait for them all.
+  std::vector<MxRecord> records;
+  for (int i = 0; i < 5; ++i) records.push_back({20, "b" + std::to_string(i) + ".example.net"});
+  for (int i = 0; i < 8; ++i) records.push_back({10, "a" + std::to_string(i) + ".example.net"});
+  for (int i = 0; i < 200; ++i) records.push_back({30, "c" + std::to_string(i) + ".example.net"});
+  MxPlan plan = plan_mx("example.net", records);
+  ASSERT_EQ(plan.verdict, MxVerdict::kHosts);
+  ASSERT_EQ(plan.groups.size(), 2u);
+  EXPECT_EQ(plan.groups[0].preference, 10);
+  EXPECT_EQ(plan.groups[0].hosts.size(), 8u);
+  EXPECT_EQ(plan.groups[1].preference, 20);
+  EXPECT_EQ(plan.groups[1].hosts, (std::vector<std::string>{"b0.example.net", "b1.example.net"}));
+  EXPECT_EQ(kMaxMxHosts, 10u);
+}
+
 TEST(MxOrder, TryOrderKeepsGroupsInPreferenceOrderAndOffersEveryHostOnce) {
   MxPlan plan = plan_mx("example.net", {{20, "c"}, {10, "a"}, {10, "b"}, {30, "e"}, {20, "d"}});
   std::mt19937_64 rng(7);

@@ -251,6 +251,24 @@ class Bytes(IntegrationCase):
                          [250, 250, 354, 250])
         self.assertDeliveredOnce("small-after", small)
 
+    def test_a_message_of_exactly_max_message_size_passes_one_octet_more_does_not(self):
+        # The size is the message as the client meant it: dot-unstuffed,
+        # its last CR LF included, smtplb's Received: field not.
+        self.start(max_message_size="2KB")
+        c = self.client()
+        self.begin_data(c)
+        over = message("size-over", b"")
+        over += b"y" * (2049 - len(over) - 2) + b"\r\n"
+        self.assertEqual(len(over), 2049)
+        c.send(dot_stuff(over) + b".\r\n")
+        self.assertRefusedNothingDelivered(c, 552, "5.3.4")
+        head = message("size-exact", b"")
+        body = b".dotted line, stuffed on the wire\r\n"
+        body += b"x" * (2048 - len(head) - len(body) - 2) + b"\r\n"
+        exact = head + body
+        self.assertEqual(len(exact), 2048)
+        self.relay_exact("size-exact", exact)
+
     # ---- bare CR, bare LF ---------------------------------------------------
 
     def _bare(self, test_id, body):

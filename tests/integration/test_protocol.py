@@ -88,6 +88,18 @@ class Protocol(IntegrationCase):
 
     # ---- command lines (SECURITY.md 2, 7) -------------------------------------
 
+    def test_a_command_line_of_512_octets_passes_513_do_not(self):
+        # RFC 5321 4.5.3.1.4: 512 octets with the CR LF (SECURITY.md 2).
+        self.start()
+        c = self.client()
+        exact = b"NOOP " + b"x" * 505 + CRLF
+        self.assertEqual(len(exact), 512)
+        c.send(exact)
+        self.assertReply(c.reply(), 250, what="a 512-octet NOOP")
+        c.send(b"NOOP " + b"x" * 506 + CRLF)
+        self.assertReply(c.reply(), 500, "5.5.2", "a 513-octet NOOP")
+        self.assertReply(c.cmd("NOOP"), 250, what="the session after it")
+
     def test_1007_octet_command_gets_one_500_then_resyncs(self):
         self.start()
         c = self.client()

@@ -25,7 +25,7 @@ usage() {
   exit 2
 }
 
-all=(command address reply data_decoder line_reader proxy_header sasl xtext session_machine agent_reply
+all=(command address reply data_decoder line_reader proxy_header sasl xtext idna session_machine agent_reply
   mx_answer)
 secs=15
 runs=""

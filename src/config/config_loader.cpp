@@ -26,6 +26,7 @@
 #include "net/tls.hpp"
 #include "relay/replay_buffer.hpp"
 #include "smtp/address.hpp"
+#include "smtp/idna.hpp"
 
 namespace smtplb::config {
 
@@ -301,10 +302,14 @@ std::vector<std::string> Loader::domains(const YAML::Node& n, const std::string&
   for (auto& [s, node] : strings(n, what)) {
     std::string_view d = s;
     if (!d.empty() && d.front() == '.') d.remove_prefix(1);
-    if (!smtp::is_valid_domain(d))
+    // Kept as A-labels (SECURITY.md 4): the recipient's domain is compared
+    // in the same form, whichever form either was written in.
+    std::optional<std::string> a_labels;
+    if (smtp::is_valid_domain(d)) a_labels = smtp::to_a_labels(s);
+    if (!a_labels)
       error(node, what + ": bad domain `" + s + "`");
     else
-      out.push_back(smtp::ascii_lower(s));
+      out.push_back(std::move(*a_labels));
   }
   return out;
 }

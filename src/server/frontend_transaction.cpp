@@ -144,7 +144,7 @@ awaitable<smtp::Reply> FrontendSession::on_rcpt(const smtp::Command& cmd) {
     co_return refuse_rcpt(cmd.path, replies::relay_denied());
   }
   std::string domain = routing_domain(*cfg_, rcpt);
-  std::string sender_domain = smtp::ascii_lower(txn_->envelope().sender.mailbox.domain);
+  std::string sender_domain = domain_key(txn_->envelope().sender.mailbox.domain);
   const config::Route* route = view_->router.match({listener_->name, domain, sender_domain, ip_});
   upstream::PoolRuntime* pool = route ? view_->pool(route->pool) : nullptr;
   if (!pool)

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "route/router.hpp"
+#include "smtp/idna.hpp"
 
 namespace smtplb::server {
 
@@ -16,8 +17,16 @@ bool is_proxy(const config::Config& cfg, const net::IpAddress& ip) {
                      [&](const config::Network& n) { return n.contains(ip); });
 }
 
-bool is_local_domain(const config::Config& cfg, std::string_view domain_lower) {
-  return route::domain_in(domain_lower, cfg.local_domains);
+bool is_local_domain(const config::Config& cfg, std::string_view domain) {
+  return route::domain_in(domain, cfg.local_domains);
+}
+
+std::string domain_key(std::string_view domain) {
+  // The address parser let only well-formed names through, so the A-label
+  // form exists but for a U-label whose A-label is over 63 octets: that one
+  // keeps its own form and matches no configured domain.
+  if (auto a_labels = smtp::to_a_labels(domain)) return std::move(*a_labels);
+  return smtp::ascii_lower(domain);
 }
 
 std::string routing_domain(const config::Config& cfg, const smtp::Mailbox& m) {
@@ -26,7 +35,7 @@ std::string routing_domain(const config::Config& cfg, const smtp::Mailbox& m) {
       if (!d.empty() && d.front() != '.') return d;
     return {};
   }
-  return smtp::ascii_lower(m.domain);
+  return domain_key(m.domain);
 }
 
 Verdict check_recipient(const config::Config& cfg, config::Role role, bool trusted,
@@ -36,8 +45,7 @@ Verdict check_recipient(const config::Config& cfg, config::Role role, bool trust
   if (role == config::Role::kSubmission) return Verdict::kAllowed;
   if (rcpt.domain.empty()) return Verdict::kAllowed;  // <postmaster>
   if (rcpt.is_address_literal()) return Verdict::kRelayDenied;
-  return is_local_domain(cfg, smtp::ascii_lower(rcpt.domain)) ? Verdict::kAllowed
-                                                              : Verdict::kRelayDenied;
+  return is_local_domain(cfg, domain_key(rcpt.domain)) ? Verdict::kAllowed : Verdict::kRelayDenied;
 }
 
 }  // namespace smtplb::server

@@ -15,9 +15,15 @@ namespace smtplb::server {
 bool is_trusted(const config::Config& cfg, const net::IpAddress& ip);
 // May send a PROXY header (proxy_networks; empty trusts nobody).
 bool is_proxy(const config::Config& cfg, const net::IpAddress& ip);
-bool is_local_domain(const config::Config& cfg, std::string_view domain_lower);
+// `domain` as domain_key() gives it.
+bool is_local_domain(const config::Config& cfg, std::string_view domain);
 
-// The domain used for routing and policy: lowercased; <postmaster> is
+// A domain as routes, local_domains and MX lookups compare it: its
+// A-labels, ASCII lowered (SECURITY.md 4; the configuration's domains are
+// kept in the same form).
+std::string domain_key(std::string_view domain);
+
+// The domain used for routing and policy: domain_key(); <postmaster> is
 // postmaster of the first local domain (RFC 5321 4.5.1).
 std::string routing_domain(const config::Config& cfg, const smtp::Mailbox& m);
 

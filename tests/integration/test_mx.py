@@ -577,6 +577,25 @@ class MxRecipient(MxCase):
         content = self.send("ok", rcpt="user@ok.test")
         self.assertDeliveredOnce("ok", content, at=a, rcpts=["user@ok.test"])
 
+    def test_an_idn_domain_is_looked_up_by_its_a_label(self):
+        # RFC 5890: the DNS holds the A-label; a U-label recipient (SMTPUTF8)
+        # is looked up as xn--..., and passed on as the client wrote it.
+        port = free_port_on("127.0.0.2")
+        a = self.host_backend("a", "127.0.0.2", port)
+        dns = self.dnsmasq(["--mx-host=xn--bcher-kva.test,mx.xn--bcher-kva.test,10",
+                            "--host-record=mx.xn--bcher-kva.test,127.0.0.2"])
+        self.start_recipient(["127.0.0.1:%d" % dns.port], port)
+        rcpt = "user@b\u00fccher.test"
+        c = self.client()
+        self.assertReply(c.cmd("MAIL FROM:<%s> SMTPUTF8" % SENDER), 250)
+        self.assertReply(c.cmd(("RCPT TO:<%s>" % rcpt).encode("utf-8")), 250, what=rcpt)
+        content = message("idn-mx", rcpt="user@xn--bcher-kva.test")
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(dot_stuff(content) + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0", "end of data")
+        # The DNS holds only the A-label's records: delivered, it was asked.
+        self.assertDeliveredOnce("idn-mx", content, at=a, rcpts=[rcpt])
+
     def test_nxdomain_and_no_mx_no_address_are_550_5_1_2(self):
         port = free_port_on("127.0.0.2")
         a = self.host_backend("a", "127.0.0.2", port)

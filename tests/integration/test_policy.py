@@ -80,6 +80,28 @@ class Policy(IntegrationCase):
 
     # ---- local domains ----------------------------------------------------------
 
+    def test_a_domain_matches_on_its_a_label_whichever_form_either_side_is_in(self):
+        # SECURITY.md 4: local_domains and routes name one domain as an
+        # A-label, the other as a U-label; the client writes each the other
+        # way (SMTPUTF8).  All four are local, the address passed on exactly
+        # as written; an upper-case U-label is another name (no mapping).
+        self.start(local_domains=("xn--bcher-kva.example", "m\u00fcnchen.example"))
+        c = self.client()
+        self.assertReply(c.cmd("MAIL FROM:<%s> SMTPUTF8" % SENDER), 250)
+        rcpts = ["u@b\u00fccher.example", "v@XN--BCHER-KVA.example", "w@xn--mnchen-3ya.example",
+                 "x@M\u00fcnchen.EXAMPLE"]
+        for r in rcpts:
+            self.assertReply(c.cmd(("RCPT TO:<%s>" % r).encode("utf-8")), 250, what=r)
+        self.assertReply(c.cmd("RCPT TO:<y@B\u00dcCHER.example>".encode("utf-8")), 554, "5.7.1",
+                         "an upper-case U-label")
+        content = message("a-label", rcpt="u@xn--bcher-kva.example")
+        self.assertReply(c.cmd("DATA"), 354)
+        c.send(dot_stuff(content) + b".\r\n")
+        self.assertReply(c.reply(), 250, "2.0.0", "end of data")
+        _, env = self.assertDeliveredOnce("a-label", content, at=self.local)
+        self.assertEqual(env["rcpts"], rcpts, "an address not passed on as the client wrote it")
+        self.assertEqual(self.outbound.events("connect"), [], "the outbound pool was used")
+
     def test_local_domains_accepted_for_untrusted_client(self):
         self.start()
         c = self.client()

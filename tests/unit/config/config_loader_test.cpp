@@ -13,7 +13,7 @@ listeners:
   - name: sub
     listen: "[::1]:2587"
     role: submission
-local_domains: [Example.COM, .example.org]
+local_domains: [Example.COM, .example.org, "b\u00fccher.example"]
 trusted_networks: [127.0.0.0/8, "::1"]
 pools:
   - name: main
@@ -59,7 +59,9 @@ TEST(ConfigLoader, ValidConfigLoadsEveryKey) {
   ASSERT_EQ(c.listeners.size(), 2u);
   EXPECT_EQ(c.listeners[1].role, Role::kSubmission);
   EXPECT_EQ(c.listeners[1].listen.host, "::1");
-  EXPECT_EQ(c.local_domains, (std::vector<std::string>{"example.com", ".example.org"}));
+  // Kept as A-labels, as recipients' domains are compared (SECURITY.md 4).
+  EXPECT_EQ(c.local_domains,
+            (std::vector<std::string>{"example.com", ".example.org", "xn--bcher-kva.example"}));
   ASSERT_EQ(c.pools.size(), 1u);
   EXPECT_EQ(c.pools[0].algorithm, Algorithm::kWeightedRoundRobin);
   EXPECT_EQ(c.pools[0].retries, 3);

@@ -9,6 +9,7 @@
 #include "config/config_loader_impl.hpp"
 #include "net/tls.hpp"
 #include "smtp/address.hpp"
+#include "smtp/idna.hpp"
 
 namespace smtplb::config::detail {
 
@@ -135,12 +136,16 @@ void Loader::load_mx(const YAML::Node& x, Pool& p) {
   }
   std::string_view d = *s;
   if (!d.empty() && d.back() == '.') d.remove_suffix(1);  // absolute form
-  if (!smtp::is_valid_domain(d) || d.find('.') == std::string_view::npos || d.front() == '[') {
+  // The DNS holds A-labels: an IDN is looked up as one.
+  std::optional<std::string> a_labels;
+  if (smtp::is_valid_domain(d) && d.find('.') != std::string_view::npos && d.front() != '[')
+    a_labels = smtp::to_a_labels(d);
+  if (!a_labels) {
     error(x, "mx: `" + *s + "` is not a domain name (or `recipient`)");
     return;
   }
   p.mx = MxMode::kDomain;
-  p.mx_domain = smtp::ascii_lower(d);
+  p.mx_domain = std::move(*a_labels);
 }
 
 void Loader::load_dns(const YAML::Node& v, Dns& dns) {

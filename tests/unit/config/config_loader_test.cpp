@@ -292,15 +292,18 @@ TEST(ConfigLoaderMx, MxPoolsAndDnsLoad) {
     port: 2525
   - name: out
     mx: recipient
+  - name: idn
+    mx: "m\u00fcnchen.example"
 dns: {servers: [127.0.0.1, "127.0.0.1:5353", "[::1]:53"], timeout: 500ms, attempts: 3,
       cache_entries: 100, max_stale: 10m}
 )",
                             "t.yaml");
   ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
   const Config& c = *r.config;
-  ASSERT_EQ(c.pools.size(), 2u);
+  ASSERT_EQ(c.pools.size(), 3u);
   EXPECT_EQ(c.pools[0].mx, MxMode::kDomain);
   EXPECT_EQ(c.pools[0].mx_domain, "example.net");
+  EXPECT_EQ(c.pools[2].mx_domain, "xn--mnchen-3ya.example") << "the DNS holds A-labels";
   EXPECT_EQ(c.pools[0].port, 2525);
   EXPECT_TRUE(c.pools[0].backends.empty());
   EXPECT_EQ(c.pools[1].mx, MxMode::kRecipient);

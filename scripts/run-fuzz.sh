@@ -5,7 +5,7 @@
 # each one (or the TARGETs named, e.g. `reply data_decoder`) for SECONDS
 # (default 15).  CI runs the short form; the deep run is
 #
-#   scripts/run-fuzz.sh 3600 --runs 10000000 --corpus build-fuzz/deep-corpus
+#   scripts/run-fuzz.sh 5400 --runs 10000000 --corpus build-fuzz/deep-corpus
 #
 # --runs N    stop a target after N executions (SECONDS still caps it); the
 #             target fails if it ran fewer, so a deep run that was cut short

@@ -5,6 +5,7 @@
 #include <array>
 
 #include "smtp/ascii.hpp"
+#include "smtp/utf8.hpp"
 
 namespace smtplb::smtp {
 
@@ -55,39 +56,6 @@ bool is_atext(unsigned char c) {
 }
 
 // Well-formed UTF-8 (RFC 3629), so that "non-ASCII" never means "any byte".
-bool valid_utf8(std::string_view s) {
-  std::size_t i = 0;
-  while (i < s.size()) {
-    unsigned char c = s[i];
-    std::size_t n;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    if (c >= 0xc2 && c <= 0xdf)
-      n = 1;
-    else if (c >= 0xe0 && c <= 0xef)
-      n = 2;
-    else if (c >= 0xf0 && c <= 0xf4)
-      n = 3;
-    else
-      return false;
-    for (std::size_t k = 1; k <= n; ++k) {
-      if (i + k >= s.size()) return false;
-      unsigned char cc = s[i + k];
-      if ((cc & 0xc0) != 0x80) return false;
-    }
-    // Overlong and surrogate forms.
-    unsigned char c1 = s[i + 1];
-    if (c == 0xe0 && c1 < 0xa0) return false;
-    if (c == 0xed && c1 > 0x9f) return false;
-    if (c == 0xf0 && c1 < 0x90) return false;
-    if (c == 0xf4 && c1 > 0x8f) return false;
-    i += n + 1;
-  }
-  return true;
-}
-
 bool valid_dot_string(std::string_view s) {
   if (s.empty() || s.front() == '.' || s.back() == '.') return false;
   char prev = 0;

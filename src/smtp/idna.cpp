@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "smtp/ascii.hpp"
+#include "smtp/utf8.hpp"
 
 namespace smtplb::smtp {
 
@@ -57,34 +58,13 @@ std::uint32_t threshold(std::uint32_t k, std::uint32_t bias) {
   return k - bias;
 }
 
-// The code points of well-formed UTF-8 (no overlong form, no surrogate).
+// The code points of well-formed UTF-8.
 std::optional<std::u32string> decode_utf8(std::string_view s) {
   std::u32string out;
   for (std::size_t i = 0; i < s.size();) {
-    const unsigned char c = s[i];
-    std::size_t n = 0;
-    char32_t cp = 0;
-    if (c < 0x80) {
-      n = 0, cp = c;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      n = 1, cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      n = 2, cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      n = 3, cp = c & 0x07;
-    } else {
-      return std::nullopt;
-    }
-    if (i + n >= s.size() && n > 0) return std::nullopt;
-    for (std::size_t k = 1; k <= n; ++k) {
-      const unsigned char cc = s[i + k];
-      if ((cc & 0xc0) != 0x80) return std::nullopt;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    const char32_t min = n == 1 ? 0x80 : n == 2 ? 0x800 : n == 3 ? 0x10000 : 0;
-    if (cp < min || !is_scalar_value(cp)) return std::nullopt;
-    out.push_back(cp);
-    i += n + 1;
+    auto cp = next_code_point(s, i);
+    if (!cp) return std::nullopt;
+    out.push_back(*cp);
   }
   return out;
 }

@@ -55,22 +55,18 @@ smtp::Reply too_long_for(smtp::Verb verb) {
 // machine sees it (too long, unparsable).  `line`: the line, or when
 // `too_long` (over what the reader takes), its head.
 smtp::ParseResult parse_line(bool too_long, std::string_view line) {
-  smtp::ParseResult p;
+  // The verb is read once (parse_command names the same one).
+  const smtp::Verb verb = smtp::verb_of(line);
   // An HTTP request line is a cross-protocol attack whatever its length
   // (SECURITY.md 2): answered as a mere over-long line, an SSRF URL would
   // keep the session open for the SMTP commands in the request's body.
-  if (smtp::verb_of(line) == smtp::Verb::kHttp) return smtp::parse_command(line);
-  if (too_long) {
-    p.error = too_long_for(smtp::verb_of(line));
+  if (verb == smtp::Verb::kHttp) return smtp::parse_command(line);
+  smtp::ParseResult p;
+  if (too_long || line.size() + 2 > smtp::max_line_for(verb)) {
+    p.error = too_long_for(verb);
     return p;
   }
-  p = smtp::parse_command(line);
-  const smtp::Verb verb = p.command ? p.command->verb : smtp::verb_of(line);
-  if (line.size() + 2 > smtp::max_line_for(verb)) {
-    p.command.reset();
-    p.error = too_long_for(verb);
-  }
-  return p;
+  return smtp::parse_command(line);
 }
 
 }  // namespace

@@ -165,6 +165,18 @@ class Dnsmasq:
         return self.start(records)
 
 
+def question_name(packet):
+    """The QNAME of a DNS query, dotted and lower case ("" when malformed)."""
+    labels, i = [], 12
+    while i < len(packet) and packet[i] != 0:
+        n = packet[i]
+        if n > 63:
+            return ""
+        labels.append(packet[i + 1:i + 1 + n].decode("ascii", "replace").lower())
+        i += 1 + n
+    return ".".join(labels)
+
+
 class UdpResponder:
     """A UDP socket on 127.0.0.1 that counts the questions it gets and
     answers each with `rcode` (None: never answers)."""
@@ -172,6 +184,7 @@ class UdpResponder:
     def __init__(self, case, rcode=None):
         self.rcode = rcode
         self.queries = 0
+        self.names = set()  # the question names seen, lower case
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind((HOST, 0))
         self.sock.settimeout(0.1)
@@ -192,6 +205,7 @@ class UdpResponder:
             if len(data) < 12:
                 continue
             self.queries += 1
+            self.names.add(question_name(data))
             if self.rcode is None:
                 continue
             flags = struct.unpack("!H", data[2:4])[0]
@@ -664,6 +678,33 @@ class MxRecipient(MxCase):
                          r".*result=temporary_failure .*detail=\"?MX timeout")
         self.assertNothingStored()
         self.assertEqual(a.events("connect"), [])
+
+    def test_exchanges_whose_address_lookups_time_out_cost_one_timeout_not_one_each(self):
+        # Nine exchanges of preference 10 in a zone whose server never
+        # answers, and one of preference 20 that works.  Their address
+        # lookups run side by side: the RCPT waits out one DNS timeout
+        # (timeout x attempts), not nine in a row (9 s here).
+        port = free_port_on("127.0.0.2")
+        a = self.host_backend("a", "127.0.0.2", port)
+        silent = UdpResponder(self, rcode=None)
+        slow = ["m%d.slow.invalid" % i for i in range(9)]
+        dns = self.dnsmasq(["--server=/slow.invalid/127.0.0.1#%d" % silent.port]
+                           + ["--mx-host=many.test,%s,10" % h for h in slow]
+                           + ["--mx-host=many.test,mx.many.test,20",
+                              "--host-record=mx.many.test,127.0.0.2"],
+                           auth_interface=False)
+        self.start_recipient(["127.0.0.1:%d" % dns.port], port)
+        r, took = self.rcpt_reply("user@many.test")
+        self.assertReply(r, 250, what="RCPT for a domain with one reachable exchange of ten")
+        bound = DNS_TIMEOUT_S * DNS_ATTEMPTS
+        self.assertLessEqual(took, bound + 1.0,
+                             "RCPT took %.2fs, want one timeout x attempts (%.1fs) + 1s"
+                             % (took, bound))
+        asked = set()
+        wait_for(lambda: asked.update(silent.names) or asked >= set(slow), 5,
+                 "every slow exchange asked for upstream")
+        content = self.send("many", rcpt="user@many.test")
+        self.assertDeliveredOnce("many", content, at=a, rcpts=["user@many.test"])
 
     def test_all_hosts_unreachable_is_451_4_4_1_after_trying_each(self):
         # mx1 (preference 10) has nothing listening; mx2 (20) accepts the

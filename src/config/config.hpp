@@ -159,6 +159,9 @@ struct Dns {
   Duration max_ttl = 1h;
   // A refresh that fails keeps the last good answer this long past its TTL.
   Duration max_stale = 1h;
+  // Queries out at once, per worker; as many more queue (dns::ResolverOptions).
+  int max_in_flight = 1000;
+  bool operator==(const Dns&) const = default;
 };
 
 struct Route {

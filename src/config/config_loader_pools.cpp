@@ -150,7 +150,8 @@ void Loader::load_mx(const YAML::Node& x, Pool& p) {
 
 void Loader::load_dns(const YAML::Node& v, Dns& dns) {
   each_key(v, "dns",
-           {"servers", "timeout", "attempts", "cache_entries", "max_stale", "min_ttl", "max_ttl"},
+           {"servers", "timeout", "attempts", "cache_entries", "max_stale", "min_ttl", "max_ttl",
+            "max_in_flight"},
            [&](const std::string& key, const YAML::Node& x) {
              if (key == "servers") {
                for (auto& [s, node] : strings(x, "dns.servers")) {
@@ -178,6 +179,8 @@ void Loader::load_dns(const YAML::Node& v, Dns& dns) {
                if (auto d = duration(x, "dns.min_ttl")) dns.min_ttl = *d;
              } else if (key == "max_ttl") {
                if (auto d = duration(x, "dns.max_ttl")) dns.max_ttl = *d;
+             } else if (key == "max_in_flight") {
+               if (auto n = integer(x, "dns.max_in_flight", 1, 100000)) dns.max_in_flight = int(*n);
              }
            });
 }

@@ -122,16 +122,24 @@ std::optional<Cached<AddrResult>> Cache::find_addresses(std::string_view host,
   return found<AddrResult>(v, f);
 }
 
-// A cancelled lookup learnt nothing: handed back, never stored.
+// A cancelled lookup, or one the resolver was too busy to send, learnt
+// nothing: handed back, never stored (a busy moment must not refuse a
+// domain for failure_ttl).
+namespace {
+bool learnt_nothing(Status s) {
+  return s == Status::kCancelled || s == Status::kBusy;
+}
+}  // namespace
+
 Cached<MxResult> Cache::put_mx(std::string_view domain, MxResult answer, Clock::time_point now) {
-  if (answer.status == Status::kCancelled) return {std::move(answer), Freshness::kFresh};
+  if (learnt_nothing(answer.status)) return {std::move(answer), Freshness::kFresh};
   auto [v, f] = put(key_of("mx:", domain), std::move(answer), now);
   return Cached<MxResult>{std::get<MxResult>(*v), f};
 }
 
 Cached<AddrResult> Cache::put_addresses(std::string_view host, AddrResult answer,
                                         Clock::time_point now) {
-  if (answer.status == Status::kCancelled) return {std::move(answer), Freshness::kFresh};
+  if (learnt_nothing(answer.status)) return {std::move(answer), Freshness::kFresh};
   auto [v, f] = put(key_of("addr:", host), std::move(answer), now);
   return Cached<AddrResult>{std::get<AddrResult>(*v), f};
 }

@@ -25,6 +25,9 @@ constexpr int kTypeAaaa = 28;
 // misconfiguration, and more candidates would not help a transaction.
 constexpr int kMaxAddresses = 32;
 
+// Not a c-ares status: the lookup was never sent (max_in_flight).
+constexpr int kNotSentBusy = -1000;
+
 // What c-ares handed to the callback: its status and a copy of the answer
 // (the buffer is c-ares's and is freed when the callback returns).
 struct RawReply {
@@ -55,6 +58,8 @@ Status status_of(int ares_status) {
     case ARES_ECANCELLED:
     case ARES_EDESTRUCTION:
       return Status::kCancelled;
+    case kNotSentBusy:
+      return Status::kBusy;
     default:
       return Status::kOther;
   }
@@ -117,13 +122,17 @@ AddrResult addr_result(const RawReply& r, int type) {
 
 class Resolver::Core : public std::enable_shared_from_this<Core> {
  public:
-  Core(asio::any_io_executor ex, Clock::duration bound) : ex_(ex), timer_(ex), bound_(bound) {}
+  Core(asio::any_io_executor ex, Clock::duration bound, std::size_t max_in_flight)
+      : ex_(ex), timer_(ex), bound_(bound), max_in_flight_(max_in_flight) {}
 
   // c-ares ends every query here (ARES_EDESTRUCTION, so each waiting
   // coroutine gets kCancelled, posted) and announces the closing of each
   // socket (so every watch is released) while the members are still alive.
+  // Queued lookups, never sent, end the same way.
   ~Core() {
+    destroying_ = true;
     if (channel_) ares_destroy(channel_);
+    while (!queued_.empty()) complete(*queued_.front(), RawReply{ARES_EDESTRUCTION, {}});
   }
 
   std::string init(const ResolverOptions& o);
@@ -165,17 +174,26 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   // answer, failure or ares_destroy) and by `waiting_` while the handler
   // waits; the cancellation slot holds only a weak_ptr.
   struct Query {
-    Core* core = nullptr;  // used only while `handler` is set: the Core is alive
+    // c-ares calls back only from inside a live Core (ares_process_fd,
+    // ares_query, ares_destroy); elsewhere used only while `handler` is set.
+    Core* core = nullptr;
     asio::any_completion_handler<void(RawReply)> handler;  // empty once completed
     // The handler's executor, where the completion is posted; tracked, so
     // its io_context keeps running while the query is out.
     asio::any_io_executor work;
     Clock::time_point deadline;
     std::list<std::shared_ptr<Query>>::iterator pos;  // in waiting_ while handler is set
+    // Until sent (max_in_flight): what to ask, and the place in queued_.
+    std::string name;
+    int type = 0;
+    std::optional<std::list<std::shared_ptr<Query>>::iterator> queued_pos;
   };
 
   template <class Handler>
   void start(Handler handler, const std::string& name, int type);
+  void send(const std::shared_ptr<Query>& q, const std::string& name, int type);
+  // Sends queued lookups while there is room under max_in_flight.
+  void send_queued();
   void complete(Query& q, RawReply reply);
 
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
@@ -198,6 +216,13 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   // Every lookup has the same bound, so the order of starting is the order
   // of deadlines: the front is always the next to expire.
   std::list<std::shared_ptr<Query>> waiting_;
+  // Queries c-ares holds (from ares_query until its callback, which may
+  // come after the lookup ended), their bound, and the lookups waiting for
+  // one to end, oldest first; at most max_in_flight_ of them too.
+  std::size_t in_flight_ = 0;
+  std::size_t max_in_flight_;
+  std::list<std::shared_ptr<Query>> queued_;
+  bool destroying_ = false;  // no query is sent from ares_destroy's callbacks
 };
 
 std::string Resolver::Core::init(const ResolverOptions& o) {
@@ -256,20 +281,53 @@ void Resolver::Core::start(Handler handler, const std::string& name, int type) {
       q->core->complete(*q, RawReply{ARES_ECANCELLED, {}});
     });
   }
+  if (in_flight_ < max_in_flight_) {
+    send(q, name, type);
+  } else if (queued_.size() < max_in_flight_) {
+    ++counters.queued;
+    q->name = name;
+    q->type = type;
+    q->queued_pos = queued_.insert(queued_.end(), q);
+  } else {
+    ++counters.busy;
+    complete(*q, RawReply{kNotSentBusy, {}});
+  }
+  rearm_timer();
+}
+
+void Resolver::Core::send(const std::shared_ptr<Query>& q, const std::string& name, int type) {
   ++counters.queries;
+  ++in_flight_;
   // May call on_answer before returning (a name c-ares cannot encode):
   // complete() posts, so nothing resumes in here.
   ares_query(channel_, name.c_str(), kClassIn, type, &Core::on_answer,
              new std::shared_ptr<Query>(q));
-  rearm_timer();
+}
+
+void Resolver::Core::send_queued() {
+  const Clock::time_point now = Clock::now();
+  while (!destroying_ && in_flight_ < max_in_flight_ && !queued_.empty()) {
+    std::shared_ptr<Query> q = queued_.front();
+    if (q->deadline <= now) {  // its bound is up: sending it would only take a place
+      ++counters.timeouts;
+      complete(*q, RawReply{ARES_ETIMEOUT, {}});
+      continue;
+    }
+    queued_.pop_front();
+    q->queued_pos.reset();
+    send(q, std::exchange(q->name, {}), q->type);
+  }
 }
 
 void Resolver::Core::complete(Query& q, RawReply reply) {
-  waiting_.erase(q.pos);
   asio::any_completion_handler<void(RawReply)> handler(std::move(q.handler));  // leaves it empty
   // Onto the handler's own executor (kept, as outstanding work, since the
   // query started): the coroutine resumes there, in its own turn.
   asio::any_io_executor ex = std::move(q.work);
+  // Out of the lists last: they may hold the only references to `q`.
+  auto queued = std::exchange(q.queued_pos, std::nullopt);  // not sent yet
+  waiting_.erase(q.pos);
+  if (queued) queued_.erase(*queued);
   asio::post(
       ex, [h = std::move(handler), r = std::move(reply)]() mutable { std::move(h)(std::move(r)); });
 }
@@ -278,10 +336,14 @@ void Resolver::Core::on_answer(void* arg, int status, int /*timeouts*/, unsigned
                                int alen) {
   std::unique_ptr<std::shared_ptr<Query>> holder(static_cast<std::shared_ptr<Query>*>(arg));
   Query& q = **holder;
-  if (!q.handler) return;  // ended by its bound or cancelled: the answer is dropped
-  RawReply reply{status, {}};
-  if (abuf && alen > 0) reply.answer.assign(abuf, abuf + alen);
-  q.core->complete(q, std::move(reply));
+  Core& core = *q.core;
+  --core.in_flight_;
+  if (q.handler) {  // else ended by its bound or cancelled: the answer is dropped
+    RawReply reply{status, {}};
+    if (abuf && alen > 0) reply.answer.assign(abuf, abuf + alen);
+    core.complete(q, std::move(reply));
+  }
+  core.send_queued();
 }
 
 void Resolver::Core::on_sock_state(void* data, ares_socket_t fd, int readable, int writable) {
@@ -394,7 +456,10 @@ Resolver::Made Resolver::make(asio::any_io_executor ex, const ResolverOptions& o
   if (options.timeout.count() < 1) return {nullptr, "dns timeout must be at least 1ms"};
   if (options.attempts < 1) return {nullptr, "dns attempts must be at least 1"};
 
-  auto core = std::make_shared<Core>(ex, options.timeout * options.attempts);
+  if (options.max_in_flight < 1) return {nullptr, "dns max_in_flight must be at least 1"};
+
+  auto core = std::make_shared<Core>(ex, options.timeout * options.attempts,
+                                     static_cast<std::size_t>(options.max_in_flight));
   std::string error = core->init(options);
   if (!error.empty()) return {nullptr, std::move(error)};
   return {std::unique_ptr<Resolver>(new Resolver(std::move(core))), {}};

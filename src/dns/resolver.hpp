@@ -13,6 +13,9 @@
 // first with `timeout` and doubling on each round of the server list; on
 // top of that every lookup ends within timeout x attempts (kTimeout), so
 // the configured figures are the longest a transaction waits for the DNS.
+// At most `max_in_flight` queries are out at once (counted until c-ares
+// lets go of them, which may be after their lookup has ended); as many
+// more queue for a place, and the time they queue counts in their bound.
 //
 // Lifetime.  Destroying the Resolver ends every lookup in flight with
 // kCancelled.  Their coroutines resume later from the io_context, never
@@ -41,6 +44,11 @@ struct ResolverOptions {
   std::vector<config::Endpoint> servers;  // IP literals; empty: /etc/resolv.conf
   std::chrono::milliseconds timeout{2000};
   int attempts = 2;
+  // Queries c-ares may have out at once (`dns.max_in_flight`); as many
+  // more wait, within their own bound, for one to end; past that a lookup
+  // ends with kBusy at once.  Clients choose the names (one recipient
+  // domain each), so without a bound they choose how hard we hit the DNS.
+  int max_in_flight = 1000;
 };
 
 class Resolver {
@@ -70,6 +78,8 @@ class Resolver {
     std::uint64_t queries = 0;    // sent to c-ares (an address lookup is two)
     std::uint64_t timeouts = 0;   // ended by the timeout x attempts bound
     std::uint64_t cancelled = 0;  // ended by a cancellation slot
+    std::uint64_t queued = 0;     // waited for a place under max_in_flight
+    std::uint64_t busy = 0;       // refused: max_in_flight out and as many queued
   };
   const Counters& counters() const;
 

@@ -25,6 +25,8 @@ const char* to_string(Status s) {
       return "bad_name";
     case Status::kCancelled:
       return "cancelled";
+    case Status::kBusy:
+      return "busy";
     case Status::kOther:
       return "other";
   }

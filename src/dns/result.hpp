@@ -28,6 +28,7 @@ enum class Status {
   kMalformed,  // an answer we cannot parse, or FORMERR
   kBadName,    // the name cannot be put in a query (too long, empty label)
   kCancelled,  // the wait was cancelled or the resolver destroyed
+  kBusy,       // not asked: dns.max_in_flight queries out and as many queued
   kOther,      // anything else (NOTIMP, out of memory)
 };
 

@@ -126,12 +126,7 @@ std::vector<std::string> restart_only_changes(const config::Config& running,
                           (!running.admin || (running.admin->listen == next.admin->listen &&
                                               running.admin->token_file == next.admin->token_file));
   if (!admin_same) out.push_back("admin: changed; a restart applies it");
-  const auto& a = running.dns;
-  const auto& b = next.dns;
-  if (a.servers != b.servers || a.timeout != b.timeout || a.attempts != b.attempts ||
-      a.cache_entries != b.cache_entries || a.max_stale != b.max_stale || a.min_ttl != b.min_ttl ||
-      a.max_ttl != b.max_ttl)
-    out.push_back("dns: changed; a restart applies it");
+  if (running.dns != next.dns) out.push_back("dns: changed; a restart applies it");
   return out;
 }
 

@@ -295,7 +295,7 @@ TEST(ConfigLoaderMx, MxPoolsAndDnsLoad) {
   - name: idn
     mx: "m\u00fcnchen.example"
 dns: {servers: [127.0.0.1, "127.0.0.1:5353", "[::1]:53"], timeout: 500ms, attempts: 3,
-      cache_entries: 100, max_stale: 10m}
+      cache_entries: 100, max_stale: 10m, max_in_flight: 50}
 )",
                             "t.yaml");
   ASSERT_TRUE(r.errors.empty()) << r.errors.front().str();
@@ -316,6 +316,7 @@ dns: {servers: [127.0.0.1, "127.0.0.1:5353", "[::1]:53"], timeout: 500ms, attemp
   EXPECT_EQ(c.dns.attempts, 3);
   EXPECT_EQ(c.dns.cache_entries, 100);
   EXPECT_EQ(c.dns.max_stale, std::chrono::minutes(10));
+  EXPECT_EQ(c.dns.max_in_flight, 50);
 }
 
 TEST(ConfigLoaderMx, BadMxPoolsAreNamed) {
@@ -352,6 +353,7 @@ TEST(ConfigLoaderMx, BadDnsSettingsAreNamed) {
       {"dns: {servers: [ns1.example.net]}\n", "10:17: dns.servers: `ns1.example.net` is not an IP"},
       {"dns: {timeout: soon}\n", "10:16: dns.timeout: bad duration `soon`"},
       {"dns: {attempts: 0}\n", "10:17: dns.attempts must be between 1 and 10"},
+      {"dns: {max_in_flight: 0}\n", "10:22: dns.max_in_flight must be between 1 and 100000"},
       {"dns: {resolver: x}\n", "10:7: unknown key `resolver` in dns"},
   };
   for (const auto& c : cases) {

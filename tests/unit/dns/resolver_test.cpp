@@ -48,11 +48,12 @@ awaitable<MxResult> resolve_and_record(Resolver& r, std::optional<MxResult>& out
 
 std::unique_ptr<Resolver> make_resolver(asio::io_context& io, std::uint16_t port,
                                         std::chrono::milliseconds timeout = 2000ms,
-                                        int attempts = 2) {
+                                        int attempts = 2, int max_in_flight = 1000) {
   ResolverOptions o;
   o.servers.push_back(config::Endpoint{"127.0.0.1", port});
   o.timeout = timeout;
   o.attempts = attempts;
+  o.max_in_flight = max_in_flight;
   Resolver::Made made = Resolver::make(io.get_executor(), o);
   EXPECT_EQ(made.error, "");
   return std::move(made.resolver);
@@ -311,6 +312,32 @@ TEST_F(DnsResolver, ManyLookupsAtOnceAllComplete) {
   EXPECT_EQ(resolver_->counters().queries, static_cast<std::uint64_t>(kLookups / 2 * 3));
 }
 
+// Over max_in_flight, lookups queue and are sent as answers come in: all
+// of them are answered.
+TEST_F(DnsResolver, LookupsOverMaxInFlightQueueAndAreAllAnswered) {
+  resolver_ = make_resolver(io_, dnsmasq_->port, 2000ms, 2, /*max_in_flight=*/2);
+  ASSERT_TRUE(resolver_);
+  constexpr int kLookups = 4;  // two sent, two queued
+  int done = 0, ok = 0;
+  for (int i = 0; i < kLookups; ++i) {
+    asio::co_spawn(
+        io_,
+        [&]() -> awaitable<void> {
+          auto r = co_await resolver_->resolve_mx("example.test");
+          ok += r.status == Status::kOk;
+          ++done;
+        },
+        asio::detached);
+  }
+  auto until = Clock::now() + 10s;
+  while (done < kLookups && !io_.stopped() && Clock::now() < until) io_.run_one_until(until);
+  EXPECT_EQ(done, kLookups);
+  EXPECT_EQ(ok, kLookups);
+  EXPECT_EQ(resolver_->counters().queries, 4u);
+  EXPECT_EQ(resolver_->counters().queued, 2u);
+  EXPECT_EQ(resolver_->counters().busy, 0u);
+}
+
 // The rest need no dnsmasq: a UDP socket that is bound (so no ICMP
 // "unreachable" comes back) and never reads.
 // dns::Lookup over the real resolver: the exchanges with their addresses,
@@ -441,6 +468,78 @@ TEST_F(DnsResolverSilentServer, ACancelledWaitEndsAtOnce) {
   EXPECT_EQ(resolver->counters().cancelled, 1u);
 }
 
+// A server that never answers holds max_in_flight queries: as many more
+// queue (and end at their own bound, never sent), the rest end at once
+// with kBusy.  Clients choose the names, so they must not choose how many
+// queries go out.
+TEST_F(DnsResolverSilentServer, QueriesOutAtOnceAreBoundedAndTheOverflowIsBusyAtOnce) {
+  // Two attempts: c-ares holds a query 200 + 400 ms, past the 400 ms bound,
+  // so the queued lookups end before a place frees up.
+  constexpr auto kTimeout = 200ms;
+  auto resolver = make_resolver(io_, port(), kTimeout, 2, /*max_in_flight=*/2);
+  ASSERT_TRUE(resolver);
+  constexpr int kLookups = 6;
+  std::vector<std::optional<Status>> got(kLookups);
+  std::vector<Clock::duration> took(kLookups);
+  const auto start = Clock::now();
+  for (int i = 0; i < kLookups; ++i) {
+    asio::co_spawn(
+        io_,
+        [&, i, &r = *resolver]() -> awaitable<void> {
+          auto a = co_await r.resolve_mx("name" + std::to_string(i) + ".example.test");
+          got[i] = a.status;
+          took[i] = Clock::now() - start;
+        },
+        asio::detached);
+  }
+  auto all = [&] {
+    return std::all_of(got.begin(), got.end(), [](const auto& g) { return g.has_value(); });
+  };
+  auto until = Clock::now() + 5s;
+  io_.restart();
+  while (!all() && !io_.stopped() && Clock::now() < until) io_.run_one_until(until);
+  ASSERT_TRUE(all());
+  for (int i = 0; i < 4; ++i) {  // two sent, two queued: the bound ends each
+    EXPECT_EQ(*got[i], Status::kTimeout) << i << " " << to_string(*got[i]);
+    EXPECT_GE(took[i], kTimeout) << i;
+  }
+  for (int i = 4; i < kLookups; ++i) {
+    EXPECT_EQ(*got[i], Status::kBusy) << i << " " << to_string(*got[i]);
+    EXPECT_LT(took[i], kTimeout) << i << ": busy should not wait";
+  }
+  EXPECT_EQ(resolver->counters().queries, 2u) << "queued lookups past their bound were sent";
+  EXPECT_EQ(resolver->counters().queued, 2u);
+  EXPECT_EQ(resolver->counters().busy, 2u);
+  EXPECT_EQ(resolver->counters().timeouts, 4u);
+}
+
+// A queued lookup ends with its resolver, like one that was sent.
+TEST_F(DnsResolverSilentServer, DestroyingTheResolverEndsQueuedLookupsToo) {
+  auto resolver = make_resolver(io_, port(), 2000ms, 2, /*max_in_flight=*/1);
+  ASSERT_TRUE(resolver);
+  std::optional<MxResult> sent, queued;
+  asio::co_spawn(
+      io_,
+      [&, &r = *resolver]() -> awaitable<void> { sent = co_await r.resolve_mx("a.example.test"); },
+      asio::detached);
+  asio::co_spawn(
+      io_,
+      [&, &r = *resolver]() -> awaitable<void> {
+        queued = co_await r.resolve_mx("b.example.test");
+      },
+      asio::detached);
+  run_until_query_sent();
+  EXPECT_EQ(resolver->counters().queued, 1u);
+  resolver.reset();
+  io_.restart();
+  io_.run_for(5s);
+  ASSERT_TRUE(sent);
+  ASSERT_TRUE(queued);
+  EXPECT_EQ(sent->status, Status::kCancelled) << to_string(sent->status);
+  EXPECT_EQ(queued->status, Status::kCancelled) << to_string(queued->status);
+  EXPECT_TRUE(io_.stopped());
+}
+
 TEST(DnsResolverOptions, RefusesServersThatAreNotAddressesAndNonsenseBounds) {
   asio::io_context io;
   ResolverOptions o;
@@ -452,6 +551,9 @@ TEST(DnsResolverOptions, RefusesServersThatAreNotAddressesAndNonsenseBounds) {
   EXPECT_NE(Resolver::make(io.get_executor(), o).error, "");
   o.attempts = 1;
   o.timeout = 0ms;
+  EXPECT_NE(Resolver::make(io.get_executor(), o).error, "");
+  o.timeout = 1000ms;
+  o.max_in_flight = 0;
   EXPECT_NE(Resolver::make(io.get_executor(), o).error, "");
 }
 

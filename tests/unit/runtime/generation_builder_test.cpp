@@ -111,17 +111,19 @@ TEST(GenerationBuilder, RestartOnlyChangesAreNamed) {
     Opts opts;
     std::vector<std::string> want;  // substrings, one per message
   };
-  Opts added, moved, workers, admin, role;
+  Opts added, moved, workers, admin, role, dns;
   added.listeners += "  - name: sub\n    listen: 127.0.0.1:2587\n    role: submission\n";
   moved.listeners = "  - name: mx\n    listen: 127.0.0.1:2526\n";
   workers.extra = "workers: 3\n";
   admin.extra = "admin: {listen: 127.0.0.1:8025}\n";
   role.listeners = "  - name: mx\n    listen: 127.0.0.1:2525\n    role: submission\n";
+  dns.extra = "dns: {max_in_flight: 10}\n";  // any dns key: the resolvers are made at start
   const Case cases[] = {
       {"listener added", added, {"sub on 127.0.0.1:2587 is new"}},
       {"listener moved", moved, {"127.0.0.1:2526 is new", "127.0.0.1:2525 is gone"}},
       {"workers", workers, {"workers: changed from 0 to 3"}},
       {"admin", admin, {"admin: changed"}},
+      {"dns", dns, {"dns: changed"}},
       // A listener's role is read per transaction: a reload may change it.
       {"role", role, {}},
   };

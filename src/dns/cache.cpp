@@ -75,22 +75,10 @@ const Cache::Value* Cache::find(std::string key, Clock::time_point now, Freshnes
 std::pair<const Cache::Value*, Freshness> Cache::put(std::string key, Value value,
                                                      Clock::time_point now) {
   Status s = status_of(value);
-  auto it = index_.find(key);
-  if (!is_final(s) && it != index_.end()) {
-    List::iterator e = it->second;
-    if (status_of(e->value) == Status::kOk && now < e->stale_until) {
-      // A failed refresh: keep the records, and do not ask again before
-      // failure_ttl (the failure would likely repeat).
-      e->retry_after = now + policy_.failure_ttl;
-      touch(e);
-      if (now < e->expires) {
-        ++counters_.hits;
-        return {&e->value, Freshness::kFresh};
-      }
-      ++counters_.stale_hits;
-      return {&e->value, Freshness::kStale};
-    }
+  if (!is_final(s)) {
+    if (auto kept = stand_in(key, now)) return *kept;
   }
+  auto it = index_.find(key);
   Clock::duration keep = keep_for(value);
   Entry fresh{key, std::move(value), now + keep, now + keep, std::nullopt};
   if (s == Status::kOk) fresh.stale_until += policy_.stale_for;
@@ -122,26 +110,46 @@ std::optional<Cached<AddrResult>> Cache::find_addresses(std::string_view host,
   return found<AddrResult>(v, f);
 }
 
-// A cancelled lookup, or one the resolver was too busy to send, learnt
-// nothing: handed back, never stored (a busy moment must not refuse a
-// domain for failure_ttl).
-namespace {
-bool learnt_nothing(Status s) {
-  return s == Status::kCancelled || s == Status::kBusy;
+std::optional<std::pair<const Cache::Value*, Freshness>> Cache::stand_in(const std::string& key,
+                                                                         Clock::time_point now) {
+  auto it = index_.find(key);
+  if (it == index_.end()) return std::nullopt;
+  List::iterator e = it->second;
+  if (status_of(e->value) != Status::kOk || now >= e->stale_until) return std::nullopt;
+  // The failure would likely repeat: keep the records, and do not ask
+  // again before failure_ttl.
+  e->retry_after = now + policy_.failure_ttl;
+  touch(e);
+  if (now < e->expires) {
+    ++counters_.hits;
+    return std::pair{&e->value, Freshness::kFresh};
+  }
+  ++counters_.stale_hits;
+  return std::pair{&e->value, Freshness::kStale};
 }
-}  // namespace
+
+template <class T>
+Cached<T> Cache::store(std::string key, T answer, Clock::time_point now) {
+  // A cancelled lookup learnt nothing: handed back, never stored.
+  if (answer.status == Status::kCancelled) return {std::move(answer), Freshness::kFresh};
+  if (answer.status == Status::kBusy) {
+    // Never asked (dns.max_in_flight): the last good answer stands in, as
+    // for a failed refresh; without one the caller defers.  Nothing is
+    // stored: a busy moment must not refuse a name for failure_ttl.
+    if (auto kept = stand_in(key, now)) return {std::get<T>(*kept->first), kept->second};
+    return {std::move(answer), Freshness::kFresh};
+  }
+  auto [v, f] = put(std::move(key), std::move(answer), now);
+  return {std::get<T>(*v), f};
+}
 
 Cached<MxResult> Cache::put_mx(std::string_view domain, MxResult answer, Clock::time_point now) {
-  if (learnt_nothing(answer.status)) return {std::move(answer), Freshness::kFresh};
-  auto [v, f] = put(key_of("mx:", domain), std::move(answer), now);
-  return Cached<MxResult>{std::get<MxResult>(*v), f};
+  return store(key_of("mx:", domain), std::move(answer), now);
 }
 
 Cached<AddrResult> Cache::put_addresses(std::string_view host, AddrResult answer,
                                         Clock::time_point now) {
-  if (learnt_nothing(answer.status)) return {std::move(answer), Freshness::kFresh};
-  auto [v, f] = put(key_of("addr:", host), std::move(answer), now);
-  return Cached<AddrResult>{std::get<AddrResult>(*v), f};
+  return store(key_of("addr:", host), std::move(answer), now);
 }
 
 void Cache::clear() {

@@ -104,9 +104,17 @@ class Cache {
   using List = std::list<Entry>;  // most recently used first
 
   const Value* find(std::string key, Clock::time_point now, Freshness& freshness);
-  // Stores a lookup's outcome (never kCancelled); returns the value to use
-  // and its freshness.
+  // Stores a lookup's outcome (never kCancelled nor kBusy); returns the
+  // value to use and its freshness.
   std::pair<const Value*, Freshness> put(std::string key, Value value, Clock::time_point now);
+  // The last good answer standing in for a refresh that failed or was not
+  // sent (not asked again before failure_ttl), while it is within its
+  // stale period.
+  std::optional<std::pair<const Value*, Freshness>> stand_in(const std::string& key,
+                                                             Clock::time_point now);
+  // put() for one record type, with the outcomes that learnt nothing.
+  template <class T>
+  Cached<T> store(std::string key, T answer, Clock::time_point now);
   Clock::duration keep_for(const Value& v) const;
   void touch(List::iterator it) { lru_.splice(lru_.begin(), lru_, it); }
 

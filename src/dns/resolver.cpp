@@ -194,6 +194,8 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   void send(const std::shared_ptr<Query>& q, const std::string& name, int type);
   // Sends queued lookups while there is room under max_in_flight.
   void send_queued();
+  // Ends a lookup whose bound is up.
+  void expire(Query& q);
   void complete(Query& q, RawReply reply);
 
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
@@ -223,6 +225,7 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   std::size_t max_in_flight_;
   std::list<std::shared_ptr<Query>> queued_;
   bool destroying_ = false;  // no query is sent from ares_destroy's callbacks
+  bool sending_queued_ = false;
 };
 
 std::string Resolver::Core::init(const ResolverOptions& o) {
@@ -305,17 +308,33 @@ void Resolver::Core::send(const std::shared_ptr<Query>& q, const std::string& na
 }
 
 void Resolver::Core::send_queued() {
+  // ares_query may call back at once (on_answer, which calls this again):
+  // the outer loop goes on instead, so the stack stays flat.
+  if (sending_queued_) return;
+  sending_queued_ = true;
   const Clock::time_point now = Clock::now();
   while (!destroying_ && in_flight_ < max_in_flight_ && !queued_.empty()) {
     std::shared_ptr<Query> q = queued_.front();
     if (q->deadline <= now) {  // its bound is up: sending it would only take a place
-      ++counters.timeouts;
-      complete(*q, RawReply{ARES_ETIMEOUT, {}});
+      expire(*q);
       continue;
     }
     queued_.pop_front();
     q->queued_pos.reset();
     send(q, std::exchange(q->name, {}), q->type);
+  }
+  sending_queued_ = false;
+}
+
+void Resolver::Core::expire(Query& q) {
+  // A lookup still queued was never sent: busy, not a DNS timeout (and so
+  // not cached as one).
+  if (q.queued_pos) {
+    ++counters.busy;
+    complete(q, RawReply{kNotSentBusy, {}});
+  } else {
+    ++counters.timeouts;
+    complete(q, RawReply{ARES_ETIMEOUT, {}});
   }
 }
 
@@ -412,8 +431,7 @@ void Resolver::Core::process(ares_socket_t read_fd, ares_socket_t write_fd) {
   Clock::time_point now = Clock::now();
   while (!waiting_.empty() && waiting_.front()->deadline <= now) {
     std::shared_ptr<Query> q = waiting_.front();
-    ++counters.timeouts;
-    complete(*q, RawReply{ARES_ETIMEOUT, {}});
+    expire(*q);
   }
   rearm_timer();
 }

@@ -16,6 +16,8 @@
 // At most `max_in_flight` queries are out at once (counted until c-ares
 // lets go of them, which may be after their lookup has ended); as many
 // more queue for a place, and the time they queue counts in their bound.
+// A lookup that was never sent (queue full, or its bound ran out in the
+// queue) ends with kBusy, which the cache never stores.
 //
 // Lifetime.  Destroying the Resolver ends every lookup in flight with
 // kCancelled.  Their coroutines resume later from the io_context, never
@@ -76,10 +78,10 @@ class Resolver {
 
   struct Counters {
     std::uint64_t queries = 0;    // sent to c-ares (an address lookup is two)
-    std::uint64_t timeouts = 0;   // ended by the timeout x attempts bound
+    std::uint64_t timeouts = 0;   // sent, and ended by the timeout x attempts bound
     std::uint64_t cancelled = 0;  // ended by a cancellation slot
     std::uint64_t queued = 0;     // waited for a place under max_in_flight
-    std::uint64_t busy = 0;       // refused: max_in_flight out and as many queued
+    std::uint64_t busy = 0;       // never sent: the queue was full, or its bound ran out there
   };
   const Counters& counters() const;
 

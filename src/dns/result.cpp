@@ -44,6 +44,12 @@ Ttl lowest(const Ttl& a, const Ttl& b) {
 
 AddrResult combine_families(AddrResult v6, AddrResult v4) {
   AddrResult out;
+  // One family not asked (dns.max_in_flight): the other alone would be
+  // taken, and cached, for the whole answer.
+  if (v6.status == Status::kBusy || v4.status == Status::kBusy) {
+    out.status = Status::kBusy;
+    return out;
+  }
   if (v6.status == Status::kOk || v4.status == Status::kOk) {
     out.status = Status::kOk;
     for (AddrResult* r : {&v6, &v4}) {

@@ -95,6 +95,27 @@ TEST(DnsCache, CancelledLookupsAreNeverStored) {
   EXPECT_EQ(cache.size(), 0u);
 }
 
+// A lookup the resolver never sent (dns.max_in_flight) is no failure of
+// the name: nothing is stored, and the last good records stand in.
+TEST(DnsCache, BusyLookupsAreNeverStoredAndTheLastGoodRecordsStandIn) {
+  Cache cache;
+  Cached<MxResult> got = cache.put_mx("example.net", fail(Status::kBusy), t0);
+  EXPECT_EQ(got.value.status, Status::kBusy);
+  EXPECT_EQ(look(cache, "example.net", t0), "miss") << "a busy moment refused the name";
+  EXPECT_EQ(cache.size(), 0u);
+
+  cache.put_mx("example.net", mx("old.example.net", seconds(60)), t0);
+  Time t = t0 + seconds(61);
+  got = cache.put_mx("example.net", fail(Status::kBusy), t);
+  EXPECT_EQ(got.freshness, Freshness::kStale);
+  EXPECT_EQ(got.value.records.at(0).exchange, "old.example.net");
+  EXPECT_EQ(look(cache, "example.net", t + seconds(4)), "stale old.example.net");
+
+  AddrResult busy{Status::kBusy, {}, std::nullopt};
+  EXPECT_EQ(cache.put_addresses("mx.example.net", busy, t).value.status, Status::kBusy);
+  EXPECT_FALSE(cache.find_addresses("mx.example.net", t));
+}
+
 TEST(DnsCache, ExpiredRecordsStandInForAFailedRefreshWithinTheStalePeriod) {
   Cache cache;  // stale for 1 h, failure_ttl 5 s
   cache.put_mx("example.net", mx("old.example.net", seconds(60)), t0);

@@ -67,7 +67,13 @@ class LineResult(unittest.TestResult):
         self._line(status, test, first[:300])
         if self.verbose or status == "ERROR":
             self.out.write(self._exc_info_to_string(err, test))
-            self.out.flush()
+        else:
+            # The rest of the assertion's message: what a test printed to
+            # explain itself (a row, a log tail) is what a CI log must keep.
+            rest = str(exc).strip()[len(first):].strip()
+            if rest:
+                self.out.write("    " + rest[:4000].replace("\n", "\n    ") + "\n")
+        self.out.flush()
 
     def addFailure(self, test, err):
         super().addFailure(test, err)

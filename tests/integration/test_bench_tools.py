@@ -69,6 +69,13 @@ class BenchToolsTest(unittest.TestCase):
         # and the systems' order rotated between the repetitions.
         self.assertEqual(len(runs), 16)
         self.assertFalse([r for r in doc["runs"] if "error" in r])
+        # A run that lost or doubled a message, with everything it measured
+        # (sink counters, what smtplb logged), so that a failure explains itself.
+        bad = [{k: r.get(k) for k in ("workload", "system", "rep", "accepted", "sink_counts",
+                                      "lost", "duplicated", "unconfirmed", "smtplb_log",
+                                      "failed", "errors", "messages")}
+               for r in runs if r.get("lost") or r.get("duplicated")]
+        self.assertEqual(bad, [], json.dumps(bad, indent=1)[:3000])
         orders = [[r["system"] for r in runs if r["rep"] == rep][:4] for rep in (0, 1)]
         self.assertNotEqual(orders[0], orders[1])
         self.assertEqual(sorted(orders[0]), ["a", "b", "direct", "haproxy"])

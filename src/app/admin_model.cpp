@@ -159,6 +159,18 @@ std::string AdminModel::metrics_text() {
   family(out, "smtplb_reloads_total", "counter", "Configuration reloads by result.",
          {{"result=\"ok\"", load(shared_.counters.reloads_ok)},
           {"result=\"refused\"", load(shared_.counters.reloads_refused)}});
+  {
+    const auto& d = shared_.counters.dns;
+    family(out, "smtplb_dns_queries_total", "counter",
+           "DNS queries of mx: pools by outcome (sent: to c-ares; timeout: sent, unanswered "
+           "within timeout x attempts; queued: waited for a place under dns.max_in_flight; busy: "
+           "never sent, the RCPT deferred; cancelled: no longer wanted). An address lookup is two.",
+           {{"outcome=\"sent\"", load(d.queries)},
+            {"outcome=\"timeout\"", load(d.timeouts)},
+            {"outcome=\"queued\"", load(d.queued)},
+            {"outcome=\"busy\"", load(d.busy)},
+            {"outcome=\"cancelled\"", load(d.cancelled)}});
+  }
   family(out, "smtplb_accept_errors_total", "counter",
          "Client connections accept() failed on (mostly out of descriptors: see the "
          "accept_error log line).",

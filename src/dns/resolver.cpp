@@ -122,8 +122,9 @@ AddrResult addr_result(const RawReply& r, int type) {
 
 class Resolver::Core : public std::enable_shared_from_this<Core> {
  public:
-  Core(asio::any_io_executor ex, Clock::duration bound, std::size_t max_in_flight)
-      : ex_(ex), timer_(ex), bound_(bound), max_in_flight_(max_in_flight) {}
+  Core(asio::any_io_executor ex, Clock::duration bound, std::size_t max_in_flight,
+       ResolverTotals* totals)
+      : ex_(ex), timer_(ex), bound_(bound), max_in_flight_(max_in_flight), totals_(totals) {}
 
   // c-ares ends every query here (ARES_EDESTRUCTION, so each waiting
   // coroutine gets kCancelled, posted) and announces the closing of each
@@ -155,6 +156,12 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   }
 
   Counters counters;
+
+  // One more in this core's counters and, when set, in the process totals.
+  void count(std::uint64_t Counters::*mine, std::atomic<std::uint64_t> ResolverTotals::*all) {
+    ++(counters.*mine);
+    if (totals_) (totals_->*all).fetch_add(1, std::memory_order_relaxed);
+  }
 
  private:
   // One socket c-ares asked us to watch.  Shared with the waits in flight,
@@ -226,6 +233,7 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   std::list<std::shared_ptr<Query>> queued_;
   bool destroying_ = false;  // no query is sent from ares_destroy's callbacks
   bool sending_queued_ = false;
+  ResolverTotals* totals_;
 };
 
 std::string Resolver::Core::init(const ResolverOptions& o) {
@@ -280,26 +288,26 @@ void Resolver::Core::start(Handler handler, const std::string& name, int type) {
     slot.assign([weak = std::weak_ptr<Query>(q)](asio::cancellation_type) {
       auto q = weak.lock();
       if (!q || !q->handler) return;
-      ++q->core->counters.cancelled;
+      q->core->count(&Counters::cancelled, &ResolverTotals::cancelled);
       q->core->complete(*q, RawReply{ARES_ECANCELLED, {}});
     });
   }
   if (in_flight_ < max_in_flight_) {
     send(q, name, type);
   } else if (queued_.size() < max_in_flight_) {
-    ++counters.queued;
+    count(&Counters::queued, &ResolverTotals::queued);
     q->name = name;
     q->type = type;
     q->queued_pos = queued_.insert(queued_.end(), q);
   } else {
-    ++counters.busy;
+    count(&Counters::busy, &ResolverTotals::busy);
     complete(*q, RawReply{kNotSentBusy, {}});
   }
   rearm_timer();
 }
 
 void Resolver::Core::send(const std::shared_ptr<Query>& q, const std::string& name, int type) {
-  ++counters.queries;
+  count(&Counters::queries, &ResolverTotals::queries);
   ++in_flight_;
   // May call on_answer before returning (a name c-ares cannot encode):
   // complete() posts, so nothing resumes in here.
@@ -330,10 +338,10 @@ void Resolver::Core::expire(Query& q) {
   // A lookup still queued was never sent: busy, not a DNS timeout (and so
   // not cached as one).
   if (q.queued_pos) {
-    ++counters.busy;
+    count(&Counters::busy, &ResolverTotals::busy);
     complete(q, RawReply{kNotSentBusy, {}});
   } else {
-    ++counters.timeouts;
+    count(&Counters::timeouts, &ResolverTotals::timeouts);
     complete(q, RawReply{ARES_ETIMEOUT, {}});
   }
 }
@@ -476,8 +484,9 @@ Resolver::Made Resolver::make(asio::any_io_executor ex, const ResolverOptions& o
 
   if (options.max_in_flight < 1) return {nullptr, "dns max_in_flight must be at least 1"};
 
-  auto core = std::make_shared<Core>(ex, options.timeout * options.attempts,
-                                     static_cast<std::size_t>(options.max_in_flight));
+  auto core =
+      std::make_shared<Core>(ex, options.timeout * options.attempts,
+                             static_cast<std::size_t>(options.max_in_flight), options.totals);
   std::string error = core->init(options);
   if (!error.empty()) return {nullptr, std::move(error)};
   return {std::unique_ptr<Resolver>(new Resolver(std::move(core))), {}};

@@ -28,6 +28,7 @@
 // Like any Asio I/O object, the Resolver goes before its io_context.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -40,6 +41,12 @@
 
 namespace smtplb::dns {
 
+// The same counts as Resolver::Counters, summed over every core's resolver
+// for /metrics (relaxed atomics: read from the admin API's thread).
+struct ResolverTotals {
+  std::atomic<std::uint64_t> queries{0}, timeouts{0}, cancelled{0}, queued{0}, busy{0};
+};
+
 // The `dns:` key of DESIGN.md (`{ servers: [127.0.0.1:53], timeout: 2s,
 // attempts: 2 }`), with its defaults.
 struct ResolverOptions {
@@ -51,6 +58,7 @@ struct ResolverOptions {
   // ends with kBusy at once.  Clients choose the names (one recipient
   // domain each), so without a bound they choose how hard we hit the DNS.
   int max_in_flight = 1000;
+  ResolverTotals* totals = nullptr;  // also counted there when set; outlives the resolver
 };
 
 class Resolver {

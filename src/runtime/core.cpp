@@ -51,6 +51,7 @@ void Core::make_lookup(const config::Config& cfg) {
   o.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(cfg.dns.timeout);
   o.attempts = cfg.dns.attempts;
   o.max_in_flight = cfg.dns.max_in_flight;
+  o.totals = &shared_.counters.dns;
   auto made = dns::Resolver::make(io_.get_executor(), o);
   if (!made.resolver) throw std::runtime_error("dns: " + made.error);
   dns::CachePolicy policy;

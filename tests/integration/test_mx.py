@@ -758,6 +758,13 @@ class MxRecipient(MxCase):
         self.lb.wait_log(r"event=mx_lookup .*domain=a\.slow\.invalid .*detail=\"?MX timeout")
         self.assertEqual(silent.names & {"b.slow.invalid", "c.slow.invalid"}, set(),
                          "a lookup that was refused or timed out in the queue was sent")
+        # /metrics tells the operator: one query sent and timed out, one
+        # queued, two never sent.
+        m = self.admin.metrics()
+        self.assertEqual(m.type.get("smtplb_dns_queries_total"), "counter")
+        got = {o: m.value("smtplb_dns_queries_total", outcome=o)
+               for o in ("sent", "timeout", "queued", "busy", "cancelled")}
+        self.assertEqual(got, {"sent": 1, "timeout": 1, "queued": 1, "busy": 2, "cancelled": 0})
         # Once c-ares lets go of the first query, lookups go out again.
         content = message("ok", rcpt="user@ok.test")
         wait_for(lambda: self.rcpt_reply("user@ok.test")[0].code == 250, 10,

@@ -473,7 +473,14 @@ TEST_F(DnsResolverSilentServer, QueriesOutAtOnceAreBoundedAndTheOverflowIsBusyAt
   // so the queued lookups' bound runs out before a place frees up.
   constexpr auto kTimeout = 500ms;
   constexpr int kAttempts = 2;
-  auto resolver = make_resolver(io_, port(), kTimeout, kAttempts, /*max_in_flight=*/2);
+  ResolverTotals totals;  // what /metrics shows
+  ResolverOptions o;
+  o.servers.push_back(config::Endpoint{"127.0.0.1", port()});
+  o.timeout = kTimeout;
+  o.attempts = kAttempts;
+  o.max_in_flight = 2;
+  o.totals = &totals;
+  auto resolver = std::move(Resolver::make(io_.get_executor(), o).resolver);
   ASSERT_TRUE(resolver);
   constexpr int kLookups = 6;
   std::vector<std::optional<Status>> got(kLookups);
@@ -512,6 +519,10 @@ TEST_F(DnsResolverSilentServer, QueriesOutAtOnceAreBoundedAndTheOverflowIsBusyAt
   EXPECT_EQ(resolver->counters().queued, 2u);
   EXPECT_EQ(resolver->counters().busy, 4u);
   EXPECT_EQ(resolver->counters().timeouts, 2u);
+  EXPECT_EQ(totals.queries.load(), 2u);
+  EXPECT_EQ(totals.queued.load(), 2u);
+  EXPECT_EQ(totals.busy.load(), 4u);
+  EXPECT_EQ(totals.timeouts.load(), 2u);
 }
 
 // A queued lookup ends with its resolver, like one that was sent.

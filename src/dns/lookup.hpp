@@ -58,7 +58,7 @@ class Lookup {
   awaitable<MxTarget> mx_target(std::string domain);
 
   const Cache& cache() const { return cache_; }
-  const Resolver::Counters& resolver_counters() const { return resolver_->counters(); }
+  Resolver::Counters resolver_counters() const { return resolver_->counters(); }
 
  private:
   awaitable<Cached<MxResult>> mx(const std::string& domain);

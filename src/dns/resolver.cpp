@@ -124,7 +124,11 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
  public:
   Core(asio::any_io_executor ex, Clock::duration bound, std::size_t max_in_flight,
        ResolverTotals* totals)
-      : ex_(ex), timer_(ex), bound_(bound), max_in_flight_(max_in_flight), totals_(totals) {}
+      : ex_(ex),
+        timer_(ex),
+        bound_(bound),
+        max_in_flight_(max_in_flight),
+        totals_(totals ? totals : &own_totals_) {}
 
   // c-ares ends every query here (ARES_EDESTRUCTION, so each waiting
   // coroutine gets kCancelled, posted) and announces the closing of each
@@ -155,13 +159,7 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
         token, std::move(core), std::move(name), type);
   }
 
-  Counters counters;
-
-  // One more in this core's counters and, when set, in the process totals.
-  void count(std::uint64_t Counters::*mine, std::atomic<std::uint64_t> ResolverTotals::*all) {
-    ++(counters.*mine);
-    if (totals_) (totals_->*all).fetch_add(1, std::memory_order_relaxed);
-  }
+  const ResolverTotals& totals() const { return *totals_; }
 
  private:
   // One socket c-ares asked us to watch.  Shared with the waits in flight,
@@ -233,8 +231,15 @@ class Resolver::Core : public std::enable_shared_from_this<Core> {
   std::list<std::shared_ptr<Query>> queued_;
   bool destroying_ = false;  // no query is sent from ares_destroy's callbacks
   bool sending_queued_ = false;
+  ResolverTotals own_totals_;  // counted here unless ResolverOptions::totals is set
   ResolverTotals* totals_;
 };
+
+namespace {
+void count(std::atomic<std::uint64_t>& n) {
+  n.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
 
 std::string Resolver::Core::init(const ResolverOptions& o) {
   ares_options opts{};
@@ -288,26 +293,26 @@ void Resolver::Core::start(Handler handler, const std::string& name, int type) {
     slot.assign([weak = std::weak_ptr<Query>(q)](asio::cancellation_type) {
       auto q = weak.lock();
       if (!q || !q->handler) return;
-      q->core->count(&Counters::cancelled, &ResolverTotals::cancelled);
+      count(q->core->totals_->cancelled);
       q->core->complete(*q, RawReply{ARES_ECANCELLED, {}});
     });
   }
   if (in_flight_ < max_in_flight_) {
     send(q, name, type);
   } else if (queued_.size() < max_in_flight_) {
-    count(&Counters::queued, &ResolverTotals::queued);
+    count(totals_->queued);
     q->name = name;
     q->type = type;
     q->queued_pos = queued_.insert(queued_.end(), q);
   } else {
-    count(&Counters::busy, &ResolverTotals::busy);
+    count(totals_->busy);
     complete(*q, RawReply{kNotSentBusy, {}});
   }
   rearm_timer();
 }
 
 void Resolver::Core::send(const std::shared_ptr<Query>& q, const std::string& name, int type) {
-  count(&Counters::queries, &ResolverTotals::queries);
+  count(totals_->queries);
   ++in_flight_;
   // May call on_answer before returning (a name c-ares cannot encode):
   // complete() posts, so nothing resumes in here.
@@ -338,10 +343,10 @@ void Resolver::Core::expire(Query& q) {
   // A lookup still queued was never sent: busy, not a DNS timeout (and so
   // not cached as one).
   if (q.queued_pos) {
-    count(&Counters::busy, &ResolverTotals::busy);
+    count(totals_->busy);
     complete(q, RawReply{kNotSentBusy, {}});
   } else {
-    count(&Counters::timeouts, &ResolverTotals::timeouts);
+    count(totals_->timeouts);
     complete(q, RawReply{ARES_ETIMEOUT, {}});
   }
 }
@@ -494,8 +499,10 @@ Resolver::Made Resolver::make(asio::any_io_executor ex, const ResolverOptions& o
 
 Resolver::~Resolver() = default;
 
-const Resolver::Counters& Resolver::counters() const {
-  return core_->counters;
+Resolver::Counters Resolver::counters() const {
+  const ResolverTotals& t = core_->totals();
+  auto n = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  return {n(t.queries), n(t.timeouts), n(t.cancelled), n(t.queued), n(t.busy)};
 }
 
 // After the first co_await these coroutines use nothing of `this`: the

@@ -41,10 +41,14 @@
 
 namespace smtplb::dns {
 
-// The same counts as Resolver::Counters, summed over every core's resolver
-// for /metrics (relaxed atomics: read from the admin API's thread).
+// What resolvers count: one resolver's own, or every core's together when
+// they share one (/metrics; relaxed atomics, read from the admin thread).
 struct ResolverTotals {
-  std::atomic<std::uint64_t> queries{0}, timeouts{0}, cancelled{0}, queued{0}, busy{0};
+  std::atomic<std::uint64_t> queries{0};    // sent to c-ares (an address lookup is two)
+  std::atomic<std::uint64_t> timeouts{0};   // sent, and ended by the timeout x attempts bound
+  std::atomic<std::uint64_t> cancelled{0};  // ended by a cancellation slot
+  std::atomic<std::uint64_t> queued{0};     // waited for a place under max_in_flight
+  std::atomic<std::uint64_t> busy{0};  // never sent: the queue was full, or its bound ran out there
 };
 
 // The `dns:` key of DESIGN.md (`{ servers: [127.0.0.1:53], timeout: 2s,
@@ -58,7 +62,9 @@ struct ResolverOptions {
   // ends with kBusy at once.  Clients choose the names (one recipient
   // domain each), so without a bound they choose how hard we hit the DNS.
   int max_in_flight = 1000;
-  ResolverTotals* totals = nullptr;  // also counted there when set; outlives the resolver
+  // Where to count (shared by the cores, outliving the resolvers); unset:
+  // each resolver counts on its own.
+  ResolverTotals* totals = nullptr;
 };
 
 class Resolver {
@@ -84,14 +90,11 @@ class Resolver {
   // combine_families().
   awaitable<AddrResult> resolve_addresses(std::string host);
 
+  // The counts now (ResolverTotals'), of ResolverOptions::totals when set.
   struct Counters {
-    std::uint64_t queries = 0;    // sent to c-ares (an address lookup is two)
-    std::uint64_t timeouts = 0;   // sent, and ended by the timeout x attempts bound
-    std::uint64_t cancelled = 0;  // ended by a cancellation slot
-    std::uint64_t queued = 0;     // waited for a place under max_in_flight
-    std::uint64_t busy = 0;       // never sent: the queue was full, or its bound ran out there
+    std::uint64_t queries = 0, timeouts = 0, cancelled = 0, queued = 0, busy = 0;
   };
-  const Counters& counters() const;
+  Counters counters() const;
 
   class Core;  // the c-ares channel and its watches (resolver.cpp)
 
